@@ -1,0 +1,227 @@
+// app.js — the page: wires a Connection (connection.js) to the <video>, the top bar, the
+// centred notice and the stats overlay, and installs the shortcuts.
+//
+// Open as  /?session=NAME#token=JOIN_TOKEN   (session defaults to "default"; ?token= also works).
+//
+// Shortcuts (Ctrl+Alt+Shift, a chord desktop applications practically never use; the input
+// module must not forward them — see shortcuts.js):
+//   Ctrl+Alt+Shift+S  stats overlay        Ctrl+Alt+Shift+F  fullscreen
+//   Ctrl+Alt+Shift+C  local cursor         Ctrl+Alt+Shift+M  sound on/off
+//
+// Test handle (read-only, for end-to-end tests and the console):
+//   window.edgedesk = {
+//     session          session name
+//     connection       the Connection (EventTarget: 'state', 'stream', 'channel')
+//     pc               current RTCPeerConnection or null
+//     video            the <video> element
+//     inputChannel     the open "input" RTCDataChannel or null
+//     state            'connecting' | 'connected' | 'reconnecting' | 'failed'
+//     reason           headline of the last failure ('' when connected), e.g. 'Token refused'
+//     reconnectCount   attempts scheduled after a failure since the page loaded
+//     stats()          Promise<StatsSummary|null> (stats.js): fresh getStats(), deltas since the
+//                      previous stats() call
+//   }
+
+import { Connection } from './connection.js';
+import { StatsSampler, formatRows } from './stats.js';
+import { readLaunchParams } from './params.js';
+import { clientShortcut } from './shortcuts.js';
+
+const HUD_REVEAL_PX = 56; // pointer this close to the top edge shows the bar while connected
+const HUD_LINGER_MS = 2500;
+
+const $ = (id) => document.getElementById(id);
+const video = $('screen');
+const ui = {
+  stateText: $('state-text'),
+  sessionName: $('session-name'),
+  notice: $('notice'),
+  noticeTitle: $('notice-title'),
+  noticeDetail: $('notice-detail'),
+  noticeAction: $('notice-action'),
+  stats: $('stats'),
+  statsRows: $('stats-rows'),
+  btnStats: $('btn-stats'),
+  btnSound: $('btn-sound'),
+  btnCursor: $('btn-cursor'),
+  btnFullscreen: $('btn-fullscreen'),
+};
+
+const { session, token, endpoint } = readLaunchParams(location.href);
+const conn = new Connection({ endpoint, token });
+let hasPicture = false; // a frame of the current stream has been shown
+
+document.title = `${session} — edgedesk`;
+ui.sessionName.textContent = session;
+
+// ---- connection → page ---------------------------------------------------------------------
+
+conn.addEventListener('stream', (ev) => {
+  hasPicture = false;
+  video.srcObject = ev.detail;
+  video.play().catch(() => {}); // muted autoplay is allowed; a rejection here is harmless
+  render();
+});
+video.addEventListener('loadeddata', () => {
+  hasPicture = true;
+  render();
+});
+conn.addEventListener('state', render);
+
+/** Draws the state indicator and the notice from the connection's current state. */
+function render() {
+  const { state, reason, detail } = conn;
+  document.body.dataset.state = state;
+  const labels = { idle: 'Starting', connecting: 'Connecting', connected: 'Connected', reconnecting: 'Reconnecting', failed: reason || 'Failed' };
+  ui.stateText.textContent = labels[state] ?? state;
+  ui.stateText.parentElement.title = reason && state !== 'connected' ? `${reason}. ${detail}` : 'Connection state';
+
+  let title = '';
+  let text = '';
+  let action = '';
+  if (state === 'connecting' || state === 'idle') {
+    title = `Connecting to ${session}…`;
+  } else if (state === 'connected') {
+    if (!hasPicture) title = 'Waiting for the first picture…';
+  } else if (state === 'reconnecting') {
+    title = reason || 'Reconnecting…';
+    text = conn.retryAt ? `${detail} ${countdown()}` : detail;
+    action = conn.retryAt ? 'Retry now' : '';
+  } else if (state === 'failed') {
+    title = reason || 'Connection failed';
+    text = detail;
+    action = 'Try again';
+  }
+  ui.notice.hidden = !title;
+  ui.noticeTitle.textContent = title;
+  ui.noticeDetail.textContent = text;
+  ui.noticeAction.hidden = !action;
+  ui.noticeAction.textContent = action;
+  updateHud();
+}
+
+function countdown() {
+  const s = Math.max(0, Math.ceil((conn.retryAt - Date.now()) / 1000));
+  return s > 0 ? `Retrying in ${s} s.` : 'Retrying…';
+}
+setInterval(() => conn.state === 'reconnecting' && conn.retryAt && render(), 250);
+
+ui.noticeAction.addEventListener('click', () => conn.retryNow());
+
+// ---- top bar: always shown unless connected; then only near the top edge ----------------------
+
+let pointerNearTop = false;
+let lingerUntil = 0;
+function updateHud() {
+  const show = conn.state !== 'connected' || pointerNearTop || Date.now() < lingerUntil;
+  document.body.classList.toggle('hud-hidden', !show);
+}
+conn.addEventListener('state', () => {
+  if (conn.state === 'connected') {
+    lingerUntil = Date.now() + HUD_LINGER_MS; // let the user see "Connected" for a moment
+    updateHud();
+    setTimeout(updateHud, HUD_LINGER_MS + 50);
+  }
+});
+window.addEventListener('pointermove', (ev) => {
+  const near = ev.clientY <= HUD_REVEAL_PX || $('hud').contains(ev.target);
+  if (near !== pointerNearTop) {
+    pointerNearTop = near;
+    updateHud();
+  }
+});
+document.documentElement.addEventListener('pointerleave', () => {
+  pointerNearTop = false;
+  updateHud();
+});
+
+// ---- stats overlay -------------------------------------------------------------------------
+
+const overlaySampler = new StatsSampler();
+let statsTimer = null;
+
+async function refreshStats() {
+  const summary = await overlaySampler.sample(conn.pc).catch(() => null);
+  const rows = summary ? formatRows(summary) : [['State', conn.state]];
+  ui.statsRows.replaceChildren(...rows.map(([label, value]) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    const td = document.createElement('td');
+    th.textContent = label;
+    td.textContent = value;
+    tr.append(th, td);
+    return tr;
+  }));
+}
+
+function toggleStats(force) {
+  const show = typeof force === 'boolean' ? force : ui.stats.hidden;
+  ui.stats.hidden = !show;
+  ui.btnStats.setAttribute('aria-pressed', String(show));
+  clearInterval(statsTimer);
+  statsTimer = null;
+  if (show) {
+    refreshStats();
+    statsTimer = setInterval(refreshStats, 1000);
+  }
+}
+
+// ---- sound, cursor, fullscreen -------------------------------------------------------------
+
+function toggleSound() {
+  video.muted = !video.muted;
+  if (!video.muted) video.play().catch(() => {});
+  ui.btnSound.textContent = video.muted ? 'Unmute' : 'Mute';
+  ui.btnSound.setAttribute('aria-pressed', String(!video.muted));
+}
+
+function toggleCursor() {
+  const hidden = document.body.classList.toggle('hide-cursor');
+  ui.btnCursor.setAttribute('aria-pressed', String(!hidden));
+}
+
+function toggleFullscreen() {
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  else document.documentElement.requestFullscreen({ navigationUI: 'hide' }).catch(() => {});
+}
+document.addEventListener('fullscreenchange', () => {
+  ui.btnFullscreen.textContent = document.fullscreenElement ? 'Exit fullscreen' : 'Fullscreen';
+});
+if (!document.fullscreenEnabled) ui.btnFullscreen.hidden = true;
+
+ui.btnStats.addEventListener('click', () => toggleStats());
+ui.btnSound.addEventListener('click', toggleSound);
+ui.btnCursor.addEventListener('click', toggleCursor);
+ui.btnFullscreen.addEventListener('click', toggleFullscreen);
+
+// ---- shortcuts (shortcuts.js) -----------------------------------------------------------------
+
+const ACTIONS = { stats: () => toggleStats(), fullscreen: toggleFullscreen, cursor: toggleCursor, sound: toggleSound };
+window.addEventListener('keydown', (ev) => {
+  const action = clientShortcut(ev);
+  if (!action) return;
+  ev.preventDefault();
+  ev.stopImmediatePropagation();
+  if (!ev.repeat) ACTIONS[action]();
+}, { capture: true });
+
+// ---- lifecycle -----------------------------------------------------------------------------
+
+window.addEventListener('pagehide', () => conn.stop()); // DELETE the WHEP resource on leave
+window.addEventListener('pageshow', (ev) => ev.persisted && conn.start()); // back from bfcache
+
+const testSampler = new StatsSampler();
+window.edgedesk = Object.freeze({
+  session,
+  connection: conn,
+  video,
+  get pc() { return conn.pc; },
+  get inputChannel() { return conn.inputChannel; },
+  get state() { return conn.state; },
+  get reason() { return conn.reason; },
+  get reconnectCount() { return conn.reconnectCount; },
+  stats: () => testSampler.sample(conn.pc),
+});
+
+render();
+conn.start();

@@ -1,0 +1,435 @@
+//! A headless WebRTC viewer: the Rust counterpart of the browser client, used by end-to-end
+//! tests and the bench tool. It offers to receive H.264 (plus the `input` data channel, as the
+//! browser does), reassembles access units from RTP as soon as a frame's marker packet is in
+//! (no waiting for the next frame, unlike sample builders that hold a frame), and hands them
+//! out with their arrival time for the caller to decode.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp::codec::h264::H264Packet;
+use rtc::rtp::packetizer::Depacketizer;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use tokio::sync::mpsc;
+use webrtc::data_channel::DataChannel;
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+/// One reassembled access unit.
+#[derive(Debug, Clone)]
+pub struct ReceivedFrame {
+    /// Annex B H.264.
+    pub data: Vec<u8>,
+    pub rtp_timestamp: u32,
+    /// When the marker packet arrived.
+    pub received_at: Instant,
+    pub packets: usize,
+    pub bytes: usize,
+}
+
+/// Errors of the headless client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+enum Event {
+    State(RTCPeerConnectionState),
+    Gathered,
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct Handler(mpsc::UnboundedSender<Event>);
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, s: RTCIceGatheringState) {
+        if s == RTCIceGatheringState::Complete {
+            let _ = self.0.send(Event::Gathered);
+        }
+    }
+    async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
+        let _ = self.0.send(Event::State(s));
+    }
+    async fn on_track(&self, t: Arc<dyn TrackRemote>) {
+        let _ = self.0.send(Event::Track(t));
+    }
+}
+
+/// Receive-side counters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientCounters {
+    pub packets: u64,
+    pub bytes: u64,
+    pub frames: u64,
+    /// Sequence-number gaps seen (each may be several packets).
+    pub gaps: u64,
+    pub lost_packets: u64,
+    pub frames_dropped: u64,
+}
+
+/// A headless viewer.
+pub struct ViewerClient {
+    pc: Arc<dyn PeerConnection>,
+    events: mpsc::UnboundedReceiver<Event>,
+    frames: Option<mpsc::Receiver<ReceivedFrame>>,
+    counters: Arc<std::sync::Mutex<ClientCounters>>,
+    pub input: Arc<dyn DataChannel>,
+    state: RTCPeerConnectionState,
+}
+
+impl ViewerClient {
+    /// Builds the peer connection and returns the client with its complete (non-trickle)
+    /// offer.
+    pub async fn new(udp_addrs: Vec<String>) -> Result<(ViewerClient, String), ClientError> {
+        let mut media = MediaEngine::default();
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                    mime_type: "video/H264".into(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: crate::rtp::H264_FMTP.into(),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: 102,
+            },
+            RtpCodecKind::Video,
+        )?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let loopback = udp_addrs.iter().any(|a| a.starts_with("127."));
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let pc = PeerConnectionBuilder::new()
+            .with_media_engine(media)
+            .with_interceptor_registry(registry)
+            .with_setting_engine(
+                SettingEngineBuilder::new()
+                    .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+                    .with_include_loopback_candidate(loopback)
+                    .build(),
+            )
+            .with_handler(Arc::new(Handler(tx)))
+            .with_udp_addrs(udp_addrs)
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+        pc.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                streams: vec![],
+                send_encodings: vec![],
+            }),
+        )
+        .await?;
+        let input = pc.create_data_channel("input", None).await?;
+        let offer = pc.create_offer(None).await?;
+        pc.set_local_description(offer).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(deadline, events.recv()).await {
+            if matches!(ev, Event::Gathered) {
+                break;
+            }
+        }
+        let sdp = pc
+            .local_description()
+            .await
+            .ok_or_else(|| ClientError::Protocol("no local description".into()))?
+            .sdp;
+        Ok((
+            ViewerClient {
+                pc,
+                events,
+                frames: None,
+                counters: Arc::default(),
+                input,
+                state: RTCPeerConnectionState::New,
+            },
+            sdp,
+        ))
+    }
+
+    /// Applies the server's answer.
+    pub async fn accept_answer(&self, sdp: String) -> Result<(), ClientError> {
+        let answer = RTCSessionDescription::answer(sdp)?;
+        self.pc.set_remote_description(answer).await?;
+        Ok(())
+    }
+
+    pub fn counters(&self) -> ClientCounters {
+        *self.counters.lock().unwrap()
+    }
+
+    pub fn state(&self) -> RTCPeerConnectionState {
+        self.state
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::State(s) => self.state = s,
+            Event::Gathered => {}
+            Event::Track(track) => {
+                let (tx, rx) = mpsc::channel(64);
+                self.frames = Some(rx);
+                let counters = self.counters.clone();
+                tokio::spawn(receive_track(track, tx, counters));
+            }
+        }
+    }
+
+    /// The next complete access unit, or `None` after `timeout` or when the connection ends.
+    pub async fn next_frame(&mut self, timeout: Duration) -> Option<ReceivedFrame> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(rx) = self.frames.as_mut() {
+                tokio::select! {
+                    f = rx.recv() => return f,
+                    ev = self.events.recv() => match ev { Some(ev) => self.handle(ev), None => return None },
+                    _ = tokio::time::sleep_until(deadline) => return None,
+                }
+            } else {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(ev)) => self.handle(ev),
+                    _ => return None,
+                }
+            }
+            if matches!(
+                self.state,
+                RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed
+            ) && self.frames.is_none()
+            {
+                return None;
+            }
+        }
+    }
+
+    pub async fn close(&self) {
+        let _ = self.pc.close().await;
+    }
+}
+
+async fn receive_track(
+    track: Arc<dyn TrackRemote>,
+    tx: mpsc::Sender<ReceivedFrame>,
+    counters: Arc<std::sync::Mutex<ClientCounters>>,
+) {
+    let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
+    let mut depack = H264Packet::default();
+    let mut au: Vec<u8> = Vec::new();
+    let mut au_ts: Option<u32> = None;
+    let mut au_packets = 0usize;
+    let mut au_bytes = 0usize;
+    let mut expected_seq: Option<u16> = None;
+    // After a gap the frame in progress is broken: drop until the next keyframe.
+    let mut broken = false;
+    // A gap was seen on a packet of the access unit being assembled.
+    let mut au_gap = false;
+    let mut last_pli = Instant::now() - Duration::from_secs(1);
+    while let Some(ev) = track.poll().await {
+        let pkt = match ev {
+            TrackRemoteEvent::OnRtpPacket(p) => p,
+            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
+            _ => continue,
+        };
+        let seq = pkt.header.sequence_number;
+        let mut gap_here = false;
+        {
+            let mut c = counters.lock().unwrap();
+            c.packets += 1;
+            c.bytes += pkt.payload.len() as u64;
+            if let Some(exp) = expected_seq {
+                let gap = seq.wrapping_sub(exp);
+                if gap != 0 && gap < 0x8000 {
+                    c.gaps += 1;
+                    c.lost_packets += gap as u64;
+                    gap_here = true;
+                }
+            }
+        }
+        expected_seq = Some(seq.wrapping_add(1));
+        if au_ts != Some(pkt.header.timestamp) {
+            au.clear();
+            au_packets = 0;
+            au_bytes = 0;
+            au_ts = Some(pkt.header.timestamp);
+            au_gap = false;
+        }
+        au_gap |= gap_here;
+        au_packets += 1;
+        au_bytes += pkt.payload.len();
+        match depack.depacketize(&Bytes::clone(&pkt.payload)) {
+            Ok(b) => au.extend_from_slice(&b),
+            Err(_) => au_gap = true,
+        }
+        if !pkt.header.marker {
+            continue;
+        }
+        let frame = ReceivedFrame {
+            data: std::mem::take(&mut au),
+            rtp_timestamp: pkt.header.timestamp,
+            received_at: Instant::now(),
+            packets: au_packets,
+            bytes: au_bytes,
+        };
+        au_ts = None;
+        if au_gap {
+            broken = true;
+        }
+        if broken {
+            // Only a keyframe received whole repairs the picture.
+            if contains_idr(&frame.data) && !au_gap {
+                broken = false;
+            } else {
+                counters.lock().unwrap().frames_dropped += 1;
+                if last_pli.elapsed() > Duration::from_millis(200) {
+                    last_pli = Instant::now();
+                    let pli = PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc,
+                    };
+                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+                }
+                continue;
+            }
+        }
+        counters.lock().unwrap().frames += 1;
+        if tx.send(frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// True if an Annex B access unit holds an IDR slice (NAL type 5).
+pub fn contains_idr(annexb: &[u8]) -> bool {
+    annexb
+        .windows(4)
+        .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == 5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_idr;
+
+    #[test]
+    fn finds_idr_nal() {
+        assert!(contains_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 9]));
+        assert!(!contains_idr(&[0, 0, 0, 1, 0x41, 1, 2, 3]));
+        assert!(!contains_idr(&[]));
+    }
+}
+
+/// What a WHEP server answered.
+#[derive(Debug, Clone)]
+pub struct WhepAnswer {
+    /// Absolute URL of the WHEP resource (for PATCH/DELETE).
+    pub resource_url: String,
+    pub etag: Option<String>,
+    pub answer_sdp: String,
+}
+
+/// POSTs `offer` to a WHEP endpoint (blocking; call from `spawn_blocking`). `http://` only.
+pub fn whep_post(
+    endpoint: &str,
+    token: Option<&str>,
+    offer: &str,
+) -> Result<WhepAnswer, ClientError> {
+    let mut req = ureq::post(endpoint)
+        .timeout(Duration::from_secs(10))
+        .set("Content-Type", "application/sdp");
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let resp = match req.send_string(offer) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, r)) => {
+            let body = r.into_string().unwrap_or_default();
+            return Err(ClientError::Protocol(format!(
+                "WHEP server answered {code}: {}",
+                body.trim()
+            )));
+        }
+        Err(e) => {
+            return Err(ClientError::Protocol(format!(
+                "cannot reach {endpoint}: {e}"
+            )))
+        }
+    };
+    if resp.status() != 201 {
+        return Err(ClientError::Protocol(format!(
+            "WHEP server answered {} instead of 201",
+            resp.status()
+        )));
+    }
+    let location = resp
+        .header("Location")
+        .ok_or_else(|| ClientError::Protocol("WHEP answer has no Location".into()))?;
+    let resource_url = resolve_url(endpoint, location);
+    let etag = resp.header("ETag").map(str::to_owned);
+    let answer_sdp = resp
+        .into_string()
+        .map_err(|e| ClientError::Protocol(format!("reading the answer: {e}")))?;
+    Ok(WhepAnswer {
+        resource_url,
+        etag,
+        answer_sdp,
+    })
+}
+
+/// DELETEs a WHEP resource (blocking).
+pub fn whep_delete(resource_url: &str, token: Option<&str>) -> Result<(), ClientError> {
+    let mut req = ureq::delete(resource_url).timeout(Duration::from_secs(5));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    req.call()
+        .map(|_| ())
+        .map_err(|e| ClientError::Protocol(format!("DELETE {resource_url}: {e}")))
+}
+
+/// Resolves a `Location` header against the endpoint it came from.
+pub fn resolve_url(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.to_owned();
+    }
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    if location.starts_with('/') {
+        format!("{}{}", &base[..host_end], location)
+    } else {
+        let dir_end = base
+            .rfind('/')
+            .filter(|&i| i >= host_end)
+            .unwrap_or(host_end);
+        format!("{}/{}", &base[..dir_end], location)
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::resolve_url;
+
+    #[test]
+    fn resolves_locations() {
+        let b = "http://127.0.0.1:8080/whep/default";
+        assert_eq!(
+            resolve_url(b, "/whep/default/abc"),
+            "http://127.0.0.1:8080/whep/default/abc"
+        );
+        assert_eq!(resolve_url(b, "abc"), "http://127.0.0.1:8080/whep/abc");
+        assert_eq!(resolve_url(b, "https://x/y"), "https://x/y");
+    }
+}

@@ -1,0 +1,14 @@
+//! edgedesk host: owns a session's display, captures it, encodes it once and fans the encoded
+//! frames out to every WebRTC viewer of the session.
+//!
+//! Frame path (no async, no queues): capture thread (X11 MIT-SHM, damage-driven) → newest-wins
+//! slot → encode thread → broadcast → one tokio task per viewer (RTP packetizing, PLI → keyframe).
+//! See `../shared/ARCHITECTURE.md`.
+
+pub mod capture;
+pub mod client;
+pub mod display;
+pub mod pipeline;
+pub mod rtp;
+pub mod session;
+pub mod viewer;

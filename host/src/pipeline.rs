@@ -1,0 +1,420 @@
+//! The frame path of one session: a capture thread and an encode thread, joined by a
+//! newest-wins slot, publishing encoded frames to every viewer.
+//!
+//! ```text
+//! capture thread ──(slot: newest frame wins)──► encode thread ──broadcast──► viewers (tokio)
+//!   X11 MIT-SHM,                                 BGRA→I420, Encoder,           one RTP stream each
+//!   damage-driven, ≤ fps                         commands between frames
+//! ```
+//!
+//! * No queues: if the encoder is still busy when a new picture arrives, the older unencoded
+//!   picture is dropped (latency beats completeness). Three frame buffers circulate.
+//! * Capture runs only while at least one viewer is connected, and only when the screen (or
+//!   the cursor) changed; a static screen costs a damage wait, nothing else.
+//! * Control is typed: [`EncoderCommand`] values travel on a channel to the encode thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use codec::registry::{EncoderPreference, EncoderRegistry};
+use codec::{EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat, VideoFrame};
+use tokio::sync::broadcast;
+
+use crate::capture::{CaptureStatus, X11Capturer};
+
+/// How the pipeline is built.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// X display to capture, e.g. `:99`.
+    pub display: String,
+    /// Encoder settings; width and height follow the captured screen.
+    pub encoder: EncoderSettings,
+    pub preference: EncoderPreference,
+}
+
+/// Counters a session exposes (read with [`Pipeline::stats`]).
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    pub frames_captured: AtomicU64,
+    pub frames_encoded: AtomicU64,
+    /// Captured frames replaced in the slot before the encoder took them.
+    pub frames_dropped: AtomicU64,
+    pub bytes_encoded: AtomicU64,
+    pub keyframes: AtomicU64,
+    /// Last frame's timings, in microseconds.
+    pub last_capture_us: AtomicU64,
+    pub last_convert_us: AtomicU64,
+    pub last_encode_us: AtomicU64,
+}
+
+/// A snapshot of [`PipelineCounters`] plus the encoder in use.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PipelineStats {
+    pub frames_captured: u64,
+    pub frames_encoded: u64,
+    pub frames_dropped: u64,
+    pub bytes_encoded: u64,
+    pub keyframes: u64,
+    pub last_capture_us: u64,
+    pub last_convert_us: u64,
+    pub last_encode_us: u64,
+    pub encoder: String,
+}
+
+struct Shared {
+    stop: AtomicBool,
+    /// Number of viewers that want frames; capture idles at zero.
+    active: Mutex<usize>,
+    active_cv: Condvar,
+    /// Capture a frame now even without damage (new viewer, keyframe request, resize).
+    force_capture: AtomicBool,
+    slot: Mutex<Slot>,
+    slot_cv: Condvar,
+    counters: PipelineCounters,
+    encoder_name: Mutex<String>,
+}
+
+#[derive(Default)]
+struct Slot {
+    newest: Option<VideoFrame>,
+    free: Vec<VideoFrame>,
+}
+
+/// A running capture + encode pipeline. Dropping it stops both threads.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    commands: Mutex<mpsc::Sender<EncoderCommand>>,
+    frames: broadcast::Sender<Arc<EncodedFrame>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Errors starting a pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error("capture: {0}")]
+    Capture(#[from] crate::capture::CaptureError),
+    #[error("cannot start thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+impl Pipeline {
+    /// Connects to the display (so a bad display fails here, clearly) and starts both threads.
+    /// Nothing is captured until [`Pipeline::viewer_joined`].
+    pub fn start(
+        config: PipelineConfig,
+        registry: Arc<EncoderRegistry>,
+    ) -> Result<Pipeline, PipelineError> {
+        let capturer = X11Capturer::connect(&config.display)?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            active: Mutex::new(0),
+            active_cv: Condvar::new(),
+            force_capture: AtomicBool::new(true),
+            slot: Mutex::new(Slot::default()),
+            slot_cv: Condvar::new(),
+            counters: PipelineCounters::default(),
+            encoder_name: Mutex::new(String::new()),
+        });
+        let (frames, _) = broadcast::channel(8);
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let fps = config.encoder.fps.max(1);
+        let capture = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("capture{}", config.display))
+                .spawn(move || capture_loop(capturer, fps, &shared))?
+        };
+        let encode = {
+            let shared = shared.clone();
+            let frames = frames.clone();
+            std::thread::Builder::new()
+                .name(format!("encode{}", config.display))
+                .spawn(move || encode_loop(config, registry, cmd_rx, frames, &shared))?
+        };
+        Ok(Pipeline {
+            shared,
+            commands: Mutex::new(cmd_tx),
+            frames,
+            threads: vec![capture, encode],
+        })
+    }
+
+    /// Subscribe to encoded frames. A receiver that lags loses frames and must ask for a
+    /// keyframe.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<EncodedFrame>> {
+        self.frames.subscribe()
+    }
+
+    /// A viewer starts watching: capture runs, and the next frame is a keyframe.
+    pub fn viewer_joined(&self) {
+        *self.shared.active.lock().unwrap() += 1;
+        self.shared.active_cv.notify_all();
+        self.request_keyframe();
+    }
+
+    /// A viewer stopped watching.
+    pub fn viewer_left(&self) {
+        let mut n = self.shared.active.lock().unwrap();
+        *n = n.saturating_sub(1);
+    }
+
+    /// Ask for an IDR on the next frame, captured now even if nothing changed.
+    pub fn request_keyframe(&self) {
+        self.send(EncoderCommand::ForceKeyframe);
+        self.shared.force_capture.store(true, Ordering::Release);
+        self.shared.active_cv.notify_all();
+    }
+
+    /// Send a typed command to the encode thread.
+    pub fn send(&self, command: EncoderCommand) {
+        // The encode thread only goes away on drop, so a failed send means shutdown.
+        let _ = self.commands.lock().unwrap().send(command);
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PipelineStats {
+            frames_captured: l(&c.frames_captured),
+            frames_encoded: l(&c.frames_encoded),
+            frames_dropped: l(&c.frames_dropped),
+            bytes_encoded: l(&c.bytes_encoded),
+            keyframes: l(&c.keyframes),
+            last_capture_us: l(&c.last_capture_us),
+            last_convert_us: l(&c.last_convert_us),
+            last_encode_us: l(&c.last_encode_us),
+            encoder: self.shared.encoder_name.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.active_cv.notify_all();
+        self.shared.slot_cv.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
+    let interval = Duration::from_secs_f64(1.0 / fps as f64);
+    let (w, h) = capturer.size();
+    let mut buf = VideoFrame::new(PixelFormat::Bgra, w, h);
+    let mut next_due = Instant::now();
+    let mut sequence = 0u64;
+    let mut errors = 0u32;
+    while !shared.stop.load(Ordering::Acquire) {
+        // Idle while nobody watches.
+        {
+            let mut active = shared.active.lock().unwrap();
+            while *active == 0 && !shared.stop.load(Ordering::Acquire) {
+                active = shared
+                    .active_cv
+                    .wait_timeout(active, Duration::from_millis(200))
+                    .unwrap()
+                    .0;
+            }
+        }
+        // Never faster than the frame rate: a burst of damage is coalesced into one frame.
+        let now = Instant::now();
+        if next_due > now {
+            std::thread::sleep(next_due - now);
+        }
+        let force = shared.force_capture.swap(false, Ordering::AcqRel);
+        let started = Instant::now();
+        match capturer.capture(&mut buf, Duration::from_millis(100), force) {
+            Ok(CaptureStatus::Frame) => {
+                errors = 0;
+                let c = &shared.counters;
+                c.last_capture_us.store(
+                    buf.captured_at
+                        .saturating_duration_since(started)
+                        .as_micros() as u64,
+                    Ordering::Relaxed,
+                );
+                c.frames_captured.fetch_add(1, Ordering::Relaxed);
+                sequence += 1;
+                buf.sequence = sequence;
+                next_due = buf.captured_at + interval;
+                let mut slot = shared.slot.lock().unwrap();
+                let spare = slot.free.pop();
+                if let Some(old) = slot.newest.replace(buf) {
+                    c.frames_dropped.fetch_add(1, Ordering::Relaxed);
+                    buf = old;
+                    if let Some(s) = spare {
+                        slot.free.push(s);
+                    }
+                } else {
+                    buf = spare.unwrap_or_else(|| VideoFrame::new(PixelFormat::Bgra, w, h));
+                }
+                drop(slot);
+                shared.slot_cv.notify_one();
+            }
+            Ok(CaptureStatus::Unchanged) => {}
+            Ok(CaptureStatus::Resized { width, height }) => {
+                tracing::info!(width, height, "display resized");
+                shared.force_capture.store(true, Ordering::Release);
+            }
+            Err(e) => {
+                errors += 1;
+                tracing::error!(error = %e, "capture failed");
+                if errors > 50 {
+                    tracing::error!("capture keeps failing; stopping this session's capture");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn encode_loop(
+    config: PipelineConfig,
+    registry: Arc<EncoderRegistry>,
+    commands: mpsc::Receiver<EncoderCommand>,
+    frames: broadcast::Sender<Arc<EncodedFrame>>,
+    shared: &Shared,
+) {
+    let mut settings = config.encoder.clone();
+    let mut encoder: Option<Box<dyn Encoder>> = None;
+    let mut converted = VideoFrame::new(PixelFormat::I420, 2, 2);
+    let mut force_keyframe = true;
+    loop {
+        let mut frame = {
+            let mut slot = shared.slot.lock().unwrap();
+            loop {
+                if shared.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Some(f) = slot.newest.take() {
+                    break f;
+                }
+                slot = shared
+                    .slot_cv
+                    .wait_timeout(slot, Duration::from_millis(200))
+                    .unwrap()
+                    .0;
+            }
+        };
+        for command in commands.try_iter() {
+            match command {
+                EncoderCommand::ForceKeyframe => force_keyframe = true,
+                EncoderCommand::SetBitrate(bps) => {
+                    settings.bitrate_bps = bps;
+                    if let Some(e) = encoder.as_mut() {
+                        log_err(e.set_bitrate(bps), "set bitrate");
+                    }
+                }
+                EncoderCommand::SetFps(fps) => {
+                    settings.fps = fps;
+                    if let Some(e) = encoder.as_mut() {
+                        log_err(e.set_fps(fps), "set fps");
+                    }
+                }
+                // The encoder follows the captured size below.
+                _ => {}
+            }
+        }
+        let result = encode_one(
+            &mut frame,
+            &mut encoder,
+            &mut settings,
+            &config,
+            &registry,
+            &mut converted,
+            std::mem::take(&mut force_keyframe),
+            shared,
+        );
+        match result {
+            Ok(Some(out)) => {
+                let c = &shared.counters;
+                c.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                c.bytes_encoded
+                    .fetch_add(out.data.len() as u64, Ordering::Relaxed);
+                if out.keyframe {
+                    c.keyframes.fetch_add(1, Ordering::Relaxed);
+                }
+                c.last_encode_us
+                    .store(out.encode_time.as_micros() as u64, Ordering::Relaxed);
+                // No receivers is fine: viewers come and go.
+                let _ = frames.send(Arc::new(out));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "encode failed; rebuilding the encoder");
+                encoder = None;
+                force_keyframe = true;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        shared.slot.lock().unwrap().free.push(frame);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode_one(
+    frame: &mut VideoFrame,
+    encoder: &mut Option<Box<dyn Encoder>>,
+    settings: &mut EncoderSettings,
+    config: &PipelineConfig,
+    registry: &EncoderRegistry,
+    converted: &mut VideoFrame,
+    force_keyframe: bool,
+    shared: &Shared,
+) -> Result<Option<EncodedFrame>, codec::EncoderError> {
+    // 4:2:0 encoders need even sizes: encode the even part of an odd-sized screen (the rows
+    // keep their stride, so narrowing the frame is enough).
+    frame.width &= !1;
+    frame.height &= !1;
+    let (w, h) = (frame.width, frame.height);
+    let mut force_keyframe = force_keyframe;
+    if encoder
+        .as_ref()
+        .is_none_or(|e| e.settings().width != w || e.settings().height != h)
+    {
+        settings.width = w;
+        settings.height = h;
+        let e = registry.open(settings, &config.preference)?;
+        tracing::info!(
+            encoder = e.name(),
+            width = w,
+            height = h,
+            fps = settings.fps,
+            bitrate = settings.bitrate_bps,
+            "encoder ready"
+        );
+        *shared.encoder_name.lock().unwrap() = e.name().to_string();
+        *encoder = Some(e);
+        force_keyframe = true;
+    }
+    let enc = encoder.as_mut().expect("encoder was just opened");
+    let input = if enc.input_format() == frame.format {
+        &*frame
+    } else {
+        let t = Instant::now();
+        match enc.input_format() {
+            PixelFormat::Nv12 => codec::convert::bgra_to_nv12(frame, converted),
+            _ => codec::convert::bgra_to_i420(frame, converted),
+        }
+        .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;
+        shared
+            .counters
+            .last_convert_us
+            .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        &*converted
+    };
+    enc.encode(input, force_keyframe)
+}
+
+fn log_err(r: Result<(), codec::EncoderError>, what: &str) {
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "{what} failed");
+    }
+}

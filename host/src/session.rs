@@ -1,0 +1,198 @@
+//! Sessions and the host that owns them.
+//!
+//! A [`Session`] is one desktop: a display, one [`Pipeline`] (one encoder, whatever the
+//! number of viewers) and its viewers. The [`Host`] maps session names to sessions and is
+//! what the HTTP front door calls.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use codec::registry::EncoderRegistry;
+
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
+use crate::viewer::{PeerSettings, Viewer, ViewerError};
+
+/// Errors the host reports to the front door.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error("unknown session")]
+    UnknownSession,
+    #[error("unknown viewer")]
+    UnknownViewer,
+    #[error("session already exists")]
+    SessionExists,
+    #[error("session is full ({0} viewers)")]
+    Full(usize),
+    #[error("malformed offer: {0}")]
+    BadOffer(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+}
+
+impl From<ViewerError> for HostError {
+    fn from(e: ViewerError) -> Self {
+        match e {
+            ViewerError::BadOffer(m) => HostError::BadOffer(m),
+            other => HostError::WebRtc(other.to_string()),
+        }
+    }
+}
+
+/// How a session is set up.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub name: String,
+    pub pipeline: PipelineConfig,
+    pub peer: PeerSettings,
+    pub max_viewers: usize,
+}
+
+/// One desktop and its viewers.
+pub struct Session {
+    pub config: SessionConfig,
+    pipeline: Arc<Pipeline>,
+    viewers: Arc<Mutex<HashMap<String, Arc<Viewer>>>>,
+}
+
+/// A snapshot of a session for stats and listings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SessionStats {
+    pub name: String,
+    pub viewers: usize,
+    pub pipeline: PipelineStats,
+}
+
+impl Session {
+    pub fn start(config: SessionConfig, registry: Arc<EncoderRegistry>) -> Result<Self, HostError> {
+        let pipeline = Arc::new(Pipeline::start(config.pipeline.clone(), registry)?);
+        Ok(Session {
+            config,
+            pipeline,
+            viewers: Arc::default(),
+        })
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            name: self.config.name.clone(),
+            viewers: self.viewers.lock().unwrap().len(),
+            pipeline: self.pipeline.stats(),
+        }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Answers a viewer's offer.
+    pub async fn add_viewer(
+        &self,
+        offer_sdp: String,
+        control: bool,
+    ) -> Result<(String, String), HostError> {
+        let n = self.viewers.lock().unwrap().len();
+        if n >= self.config.max_viewers {
+            return Err(HostError::Full(n));
+        }
+        let id = random_id();
+        let viewers = Arc::downgrade(&self.viewers);
+        let on_end = Box::new(move |id: &str| {
+            if let Some(v) = viewers.upgrade() {
+                v.lock().unwrap().remove(id);
+            }
+        });
+        let (viewer, answer) = Viewer::create(
+            id.clone(),
+            control,
+            offer_sdp,
+            &self.config.peer,
+            Arc::downgrade(&self.pipeline),
+            on_end,
+        )
+        .await?;
+        self.viewers
+            .lock()
+            .unwrap()
+            .insert(id.clone(), Arc::new(viewer));
+        Ok((id, answer))
+    }
+
+    pub fn viewer(&self, id: &str) -> Option<Arc<Viewer>> {
+        self.viewers.lock().unwrap().get(id).cloned()
+    }
+
+    pub async fn remove_viewer(&self, id: &str) -> Result<(), HostError> {
+        let v = self
+            .viewers
+            .lock()
+            .unwrap()
+            .remove(id)
+            .ok_or(HostError::UnknownViewer)?;
+        v.close().await;
+        Ok(())
+    }
+
+    /// Closes every viewer.
+    pub async fn close(&self) {
+        let all: Vec<_> = self
+            .viewers
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, v)| v)
+            .collect();
+        for v in all {
+            v.close().await;
+        }
+    }
+}
+
+/// All sessions of this process.
+#[derive(Default)]
+pub struct Host {
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
+}
+
+impl Host {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&self, session: Session) -> Result<Arc<Session>, HostError> {
+        let mut map = self.sessions.write().unwrap();
+        if map.contains_key(&session.config.name) {
+            return Err(HostError::SessionExists);
+        }
+        let s = Arc::new(session);
+        map.insert(s.config.name.clone(), s.clone());
+        Ok(s)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Session>> {
+        self.sessions.read().unwrap().get(name).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Session>> {
+        self.sessions.read().unwrap().values().cloned().collect()
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), HostError> {
+        let s = self
+            .sessions
+            .write()
+            .unwrap()
+            .remove(name)
+            .ok_or(HostError::UnknownSession)?;
+        s.close().await;
+        Ok(())
+    }
+}
+
+/// 128 random bits, hex.
+pub fn random_id() -> String {
+    let v: u128 = rand::random();
+    format!("{v:032x}")
+}

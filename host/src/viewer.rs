@@ -1,0 +1,487 @@
+//! One WebRTC viewer of a session: a peer connection that answers the viewer's offer, sends
+//! the session's shared encoded stream on its own RTP stream, turns PLI/FIR into keyframe
+//! requests, and accepts the client's `input` data channel.
+//!
+//! Keyframe lobby: a new viewer sends nothing until a keyframe arrives, and asks for one as
+//! soon as its connection is up.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtc::interceptor::{Attribute, Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+use rtc::sansio::Protocol;
+use std::collections::VecDeque;
+use tokio::sync::{broadcast, mpsc};
+use webrtc::data_channel::{DataChannel, DataChannelEvent};
+use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::peer_connection::{
+    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+};
+
+pub use webrtc::peer_connection::RTCIceServer;
+
+use crate::pipeline::Pipeline;
+use crate::rtp::{H264Packetizer, H264_FMTP};
+
+const H264_PAYLOAD_TYPE: u8 = 102;
+
+/// Network settings every viewer's peer connection uses.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Local UDP addresses to bind (port 0 = ephemeral). A wildcard means every interface.
+    pub udp_addrs: Vec<String>,
+    /// STUN/TURN servers, passed to ICE.
+    pub ice_servers: Vec<RTCIceServer>,
+    /// Answer only after gathering completes or this long.
+    pub gather_timeout: Duration,
+}
+
+impl Default for PeerSettings {
+    fn default() -> Self {
+        PeerSettings {
+            udp_addrs: vec!["127.0.0.1:0".into()],
+            ice_servers: vec![],
+            gather_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Errors creating a viewer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewerError {
+    #[error("malformed offer: {0}")]
+    BadOffer(String),
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+}
+
+/// Per-viewer counters.
+#[derive(Debug, Default)]
+pub struct ViewerCounters {
+    pub frames_sent: AtomicU64,
+    pub frames_skipped: AtomicU64,
+    pub keyframe_requests: AtomicU64,
+    pub input_messages: AtomicU64,
+}
+
+/// A live viewer. Closing it (or the remote going away) ends its task.
+pub struct Viewer {
+    pub id: String,
+    pub control: bool,
+    pc: Arc<dyn PeerConnection>,
+    pub counters: Arc<ViewerCounters>,
+    closed: Arc<AtomicBool>,
+    pub created: Instant,
+}
+
+enum PeerEvent {
+    State(RTCPeerConnectionState),
+    Gathered,
+    DataChannel(Arc<dyn DataChannel>),
+}
+
+struct Handler {
+    tx: mpsc::UnboundedSender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.tx.send(PeerEvent::Gathered);
+        }
+    }
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        let _ = self.tx.send(PeerEvent::State(state));
+    }
+    async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
+        let _ = self.tx.send(PeerEvent::DataChannel(dc));
+    }
+}
+
+/// Interceptor that hands PLI and FIR to the application (they are consumed inside the
+/// stack otherwise); everything else passes through untouched.
+#[derive(Default)]
+struct KeyframeRequests {
+    read: VecDeque<TaggedPacket>,
+    write: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+    fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let IPacket::Rtcp(packets) = &msg.message.packet {
+            if packets.iter().any(|p| {
+                let any = p.as_any();
+                any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
+            }) {
+                msg.message.add(Attribute::DeliverToApplication);
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl Interceptor for KeyframeRequests {
+    fn bind_local_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
+}
+
+fn h264_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "video/H264".to_owned(),
+        clock_rate: 90_000,
+        channels: 0,
+        sdp_fmtp_line: H264_FMTP.to_owned(),
+        rtcp_feedback: vec![
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "".into(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "pli".into(),
+            },
+            RTCPFeedback {
+                typ: "ccm".into(),
+                parameter: "fir".into(),
+            },
+        ],
+    }
+}
+
+/// Cheap checks before the offer reaches the WebRTC stack.
+pub fn check_offer(sdp: &str) -> Result<(), ViewerError> {
+    if !sdp.lines().any(|l| l.starts_with("m=video")) {
+        return Err(ViewerError::BadOffer(
+            "the offer has no video section".into(),
+        ));
+    }
+    let h264 = sdp
+        .lines()
+        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains("H264/90000"));
+    if !h264 {
+        return Err(ViewerError::BadOffer(
+            "the offer does not accept H.264 video".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Viewer {
+    /// Answers `offer_sdp`; returns the viewer and the answer with every local candidate.
+    /// The viewer's task then runs until the connection ends, calling `on_end` once.
+    pub async fn create(
+        id: String,
+        control: bool,
+        offer_sdp: String,
+        settings: &PeerSettings,
+        pipeline: Weak<Pipeline>,
+        on_end: Box<dyn FnOnce(&str) + Send>,
+    ) -> Result<(Viewer, String), ViewerError> {
+        check_offer(&offer_sdp)?;
+        let offer = RTCSessionDescription::offer(offer_sdp)
+            .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+
+        let mut media = MediaEngine::default();
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: h264_codec(),
+                payload_type: H264_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        )?;
+        let registry = register_default_interceptors(Registry::new(), &mut media)?
+            .with(Slot::from(14_000), KeyframeRequests::default());
+        let loopback = settings.udp_addrs.iter().any(|a| a.starts_with("127."));
+        // mDNS off: no multicast socket per connection; Chromium's .local candidates are
+        // reached through the peer-reflexive candidate its first STUN check creates.
+        let setting_engine = SettingEngineBuilder::new()
+            .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
+            .with_include_loopback_candidate(loopback)
+            .build();
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(settings.ice_servers.clone())
+            .build();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
+            .with_media_engine(media)
+            .with_setting_engine(setting_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(Handler { tx }))
+            .with_udp_addrs(settings.udp_addrs.clone())
+            .build()
+            .await?;
+        let pc: Arc<dyn PeerConnection> = Arc::new(pc);
+
+        let ssrc: u32 = rand::random();
+        let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+            "edgedesk".to_owned(),
+            "screen".to_owned(),
+            "screen".to_owned(),
+            RtpCodecKind::Video,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: h264_codec(),
+                ..Default::default()
+            }],
+        )));
+        let result = async {
+            let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            pc.set_remote_description(offer)
+                .await
+                .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+            let answer = pc.create_answer(None).await?;
+            pc.set_local_description(answer).await?;
+            Ok::<_, ViewerError>(sender)
+        }
+        .await;
+        let sender = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = pc.close().await;
+                return Err(e);
+            }
+        };
+
+        // Non-trickle answer: wait for every local candidate (bounded).
+        let deadline = tokio::time::Instant::now() + settings.gather_timeout;
+        let mut early = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(PeerEvent::Gathered)) | Ok(None) | Err(_) => break,
+                Ok(Some(other)) => early.push(other),
+            }
+        }
+        let answer = match pc.local_description().await {
+            Some(d) => d.sdp,
+            None => {
+                let _ = pc.close().await;
+                return Err(ViewerError::BadOffer("no local description".into()));
+            }
+        };
+
+        let counters = Arc::new(ViewerCounters::default());
+        let closed = Arc::new(AtomicBool::new(false));
+        let viewer = Viewer {
+            id: id.clone(),
+            control,
+            pc: pc.clone(),
+            counters: counters.clone(),
+            closed: closed.clone(),
+            created: Instant::now(),
+        };
+        tokio::spawn(async move {
+            let payload_type = match sender.get_parameters().await {
+                Ok(p) => p
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type)
+                    .unwrap_or(H264_PAYLOAD_TYPE),
+                Err(_) => H264_PAYLOAD_TYPE,
+            };
+            run_viewer(
+                &id,
+                pc,
+                track,
+                ssrc,
+                payload_type,
+                events,
+                early,
+                pipeline,
+                counters,
+                closed,
+            )
+            .await;
+            on_end(&id);
+        });
+        Ok((viewer, answer))
+    }
+
+    /// Adds remote candidates trickled by the client.
+    pub async fn add_candidate(
+        &self,
+        candidate: String,
+        mid: Option<String>,
+        ufrag: Option<String>,
+    ) -> Result<(), ViewerError> {
+        self.pc
+            .add_ice_candidate(RTCIceCandidateInit {
+                candidate,
+                sdp_mid: mid,
+                sdp_mline_index: None,
+                username_fragment: ufrag,
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the viewer; its task notices and cleans up.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.pc.close().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_viewer(
+    id: &str,
+    pc: Arc<dyn PeerConnection>,
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    mut events: mpsc::UnboundedReceiver<PeerEvent>,
+    early: Vec<PeerEvent>,
+    pipeline: Weak<Pipeline>,
+    counters: Arc<ViewerCounters>,
+    closed: Arc<AtomicBool>,
+) {
+    let (early_tx, mut early_rx) = mpsc::unbounded_channel();
+    for e in early {
+        let _ = early_tx.send(e);
+    }
+    drop(early_tx);
+    let mut frames: Option<broadcast::Receiver<Arc<codec::EncodedFrame>>> = None;
+    let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
+    let mut waiting_for_keyframe = true;
+    let mut last_keyframe_request = Instant::now() - Duration::from_secs(1);
+    let mut joined = false;
+    let started = Instant::now();
+    loop {
+        if closed.load(Ordering::Acquire) {
+            break;
+        }
+        tokio::select! {
+            ev = async {
+                match early_rx.recv().await {
+                    Some(e) => Some(e),
+                    None => events.recv().await,
+                }
+            } => {
+                match ev {
+                    Some(PeerEvent::State(state)) => {
+                        tracing::debug!(viewer = id, %state, "connection state");
+                        match state {
+                            RTCPeerConnectionState::Connected if !joined => {
+                                let Some(p) = pipeline.upgrade() else { break };
+                                frames = Some(p.subscribe());
+                                p.viewer_joined();
+                                joined = true;
+                                tracing::info!(viewer = id, after_ms = started.elapsed().as_millis() as u64, "viewer connected");
+                            }
+                            RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
+                            _ => {}
+                        }
+                    }
+                    Some(PeerEvent::DataChannel(dc)) => {
+                        let counters = counters.clone();
+                        tokio::spawn(async move { drain_data_channel(dc, counters).await });
+                    }
+                    Some(PeerEvent::Gathered) => {}
+                    None => break,
+                }
+            }
+            rtcp = track.poll(), if joined => {
+                match rtcp {
+                    Some(TrackLocalEvent::OnRtcpPacket(_)) => {
+                        counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                        // Rate-limited: a burst of PLIs yields one keyframe.
+                        if last_keyframe_request.elapsed() > Duration::from_millis(250) {
+                            last_keyframe_request = Instant::now();
+                            if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            frame = async { frames.as_mut().expect("guarded").recv().await }, if frames.is_some() => {
+                match frame {
+                    Ok(frame) => {
+                        if waiting_for_keyframe && !frame.keyframe {
+                            counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        waiting_for_keyframe = false;
+                        let au = Bytes::from(frame.data.clone());
+                        match packetizer.packetize(&au, frame.captured_at) {
+                            Ok(packets) => {
+                                for p in packets {
+                                    if let Err(e) = track.write_rtp(p).await {
+                                        tracing::debug!(viewer = id, error = %e, "rtp write failed");
+                                        break;
+                                    }
+                                }
+                                counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => tracing::warn!(viewer = id, error = %e, "packetize failed"),
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        counters.frames_skipped.fetch_add(n, Ordering::Relaxed);
+                        waiting_for_keyframe = true;
+                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+    if joined {
+        if let Some(p) = pipeline.upgrade() {
+            p.viewer_left();
+        }
+    }
+    let _ = pc.close().await;
+    tracing::info!(viewer = id, "viewer gone");
+}
+
+/// Reads the client's data channel. Input handling arrives with the input protocol; until
+/// then messages are counted and dropped.
+async fn drain_data_channel(dc: Arc<dyn DataChannel>, counters: Arc<ViewerCounters>) {
+    while let Some(ev) = dc.poll().await {
+        match ev {
+            DataChannelEvent::OnMessage(_) => {
+                counters.input_messages.fetch_add(1, Ordering::Relaxed);
+            }
+            DataChannelEvent::OnClose => break,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The boundary between the HTTP front door and whatever runs the sessions' peers.
+//!
+//! The HTTP layer ([`crate::http`]) parses and checks requests, then calls a [`WhepBackend`].
+//! In `edgedesk up` the backend is the in-process host; tests use a small fake.
+
+use async_trait::async_trait;
+
+/// What a verified join token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watch and send input.
+    Control,
+    /// Watch only; the host ignores this peer's input.
+    View,
+}
+
+/// The answer to a WHEP offer.
+#[derive(Debug, Clone)]
+pub struct ViewerAnswer {
+    /// Opaque id of the new WHEP resource (the last segment of its `Location`).
+    pub viewer_id: String,
+    /// The SDP answer, with all server candidates gathered.
+    pub answer_sdp: String,
+}
+
+/// A parsed `application/trickle-ice-sdpfrag` body (RFC 8840).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrickleFragment {
+    pub ice_ufrag: Option<String>,
+    pub ice_pwd: Option<String>,
+    pub mid: Option<String>,
+    /// Candidate attribute values without the `a=` prefix (`candidate:...`).
+    pub candidates: Vec<String>,
+    pub end_of_candidates: bool,
+}
+
+/// Failures a backend reports; the HTTP layer maps each to a status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    #[error("unknown session")]
+    UnknownSession,
+    #[error("unknown viewer")]
+    UnknownViewer,
+    #[error("session is full")]
+    Full { retry_after_secs: u32 },
+    #[error("malformed offer: {0}")]
+    BadOffer(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Runs viewers of sessions. Implementations must keep serving other sessions and viewers
+/// whatever one request does.
+#[async_trait]
+pub trait WhepBackend: Send + Sync + 'static {
+    /// True when `session` exists.
+    fn has_session(&self, session: &str) -> bool;
+    /// Create a viewer from an SDP offer; returns once the answer holds all local candidates.
+    async fn create_viewer(
+        &self,
+        session: &str,
+        offer_sdp: String,
+        role: Role,
+    ) -> Result<ViewerAnswer, BackendError>;
+    /// Add remote candidates trickled by the client.
+    async fn add_candidates(
+        &self,
+        session: &str,
+        viewer_id: &str,
+        fragment: TrickleFragment,
+    ) -> Result<(), BackendError>;
+    /// End a viewer.
+    async fn delete_viewer(&self, session: &str, viewer_id: &str) -> Result<(), BackendError>;
+}

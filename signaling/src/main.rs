@@ -1,0 +1,328 @@
+//! `edgedesk`: the composition root. `edgedesk up` starts (or attaches to) an X display,
+//! the host that streams it, and the HTTP front door, prints where to connect, and shuts all
+//! of it down in reverse order on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use codec::registry::{EncoderPreference, EncoderRegistry};
+use codec::EncoderSettings;
+use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+use host::pipeline::PipelineConfig;
+use host::session::{Host, Session, SessionConfig};
+use host::viewer::PeerSettings;
+use signaling::backend::Role;
+use signaling::host_backend::HostBackend;
+use signaling::http::{app, AppState, IceServer};
+use signaling::tokens::Tokens;
+
+#[derive(Parser)]
+#[command(
+    name = "edgedesk",
+    version,
+    about = "A Linux desktop in any browser, over WebRTC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a desktop session on this machine and serve it over HTTP + WebRTC.
+    Up(UpArgs),
+}
+
+/// Every key can also come from the environment (EDGEDESK_*).
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// HTTP listen address (the browser client, WHEP, health).
+    #[arg(long, env = "EDGEDESK_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Size of the virtual display, WIDTHxHEIGHT (ignored with --display).
+    #[arg(long, env = "EDGEDESK_SIZE", default_value = "1920x1080", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Maximum frames per second sent (frames are only made when the screen changes).
+    #[arg(long, env = "EDGEDESK_FPS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=240))]
+    fps: u32,
+    /// Video bitrate: bits per second, with an optional k/M suffix (e.g. 8M).
+    #[arg(long, env = "EDGEDESK_BITRATE", default_value = "8M", value_parser = parse_bitrate)]
+    bitrate: u64,
+    /// A fixed bearer token accepted for control (default: a random signed join token).
+    #[arg(long, env = "EDGEDESK_TOKEN")]
+    token: Option<String>,
+    /// Stream an existing X display (e.g. :0) instead of starting one.
+    #[arg(long, env = "EDGEDESK_DISPLAY")]
+    display: Option<String>,
+    /// Which X server to start: xvfb (fixed size) or xorg (Xorg + dummy driver, resizable).
+    #[arg(long, env = "EDGEDESK_DISPLAY_KIND", default_value = "xvfb", value_parser = parse_display_kind)]
+    display_kind: DisplayKind,
+    /// Program started on a new display, after the window manager (shell words).
+    #[arg(long, env = "EDGEDESK_APP", default_value = "xterm")]
+    app: String,
+    /// Window manager started on a new display; empty for none.
+    #[arg(long, env = "EDGEDESK_WM", default_value = "openbox")]
+    wm: String,
+    /// Session name (the WHEP path is /whep/NAME).
+    #[arg(long, env = "EDGEDESK_SESSION", default_value = "default")]
+    session: String,
+    /// Encoder choice: auto, software, hardware, or a backend name such as ffmpeg:libx264.
+    #[arg(long, env = "EDGEDESK_ENCODER", default_value = "auto")]
+    encoder: String,
+    /// Local UDP addresses for WebRTC (repeatable). Default: the listen IP, port 0.
+    #[arg(long = "udp", env = "EDGEDESK_UDP", value_delimiter = ',')]
+    udp: Vec<String>,
+    /// STUN/TURN server for ICE, as URL[,username,credential] (repeatable).
+    #[arg(
+        long = "ice-server",
+        env = "EDGEDESK_ICE_SERVERS",
+        value_delimiter = ' '
+    )]
+    ice_servers: Vec<String>,
+    /// Most viewers a session accepts; more get 503.
+    #[arg(long, env = "EDGEDESK_MAX_VIEWERS", default_value_t = 8)]
+    max_viewers: usize,
+    /// Lifetime of the printed join token, in seconds.
+    #[arg(long, env = "EDGEDESK_TOKEN_TTL", default_value_t = 12 * 3600)]
+    token_ttl: u64,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("size must be WIDTHxHEIGHT, got {s:?}"))?;
+    let w: u32 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad width in {s:?}"))?;
+    let h: u32 = h
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad height in {s:?}"))?;
+    if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) {
+        return Err(format!("size {w}x{h} is outside 64x64 ..= 8192x8192"));
+    }
+    Ok((w, h))
+}
+
+fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('k' | 'K') => (&s[..s.len() - 1], 1_000),
+        Some('m' | 'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s, 1),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("bad bitrate {s:?}"))?;
+    let bps = (v * mult as f64) as u64;
+    if !(100_000..=500_000_000).contains(&bps) {
+        return Err(format!("bitrate {bps} bit/s is outside 100k ..= 500M"));
+    }
+    Ok(bps)
+}
+
+fn parse_display_kind(s: &str) -> Result<DisplayKind, String> {
+    match s {
+        "xvfb" => Ok(DisplayKind::Xvfb),
+        "xorg" => Ok(DisplayKind::XorgDummy),
+        _ => Err(format!("display kind must be xvfb or xorg, got {s:?}")),
+    }
+}
+
+fn parse_preference(s: &str) -> EncoderPreference {
+    match s {
+        "auto" => EncoderPreference::Auto,
+        "software" => EncoderPreference::Software,
+        "hardware" => EncoderPreference::Hardware,
+        name => EncoderPreference::Named(name.to_owned()),
+    }
+}
+
+fn parse_ice_server(s: &str) -> Result<IceServer> {
+    let mut parts = s.split(',');
+    let url = parts.next().unwrap_or_default().to_owned();
+    if !(url.starts_with("stun:") || url.starts_with("turn:") || url.starts_with("turns:")) {
+        bail!("ICE server {url:?} must start with stun:, turn: or turns:");
+    }
+    Ok(IceServer {
+        urls: vec![url],
+        username: parts.next().map(str::to_owned),
+        credential: parts.next().map(str::to_owned),
+    })
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,webrtc=warn,rtc=warn,rtc_dtls=error,rtc_ice=error".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            rt.block_on(up(args))
+        }
+    }
+}
+
+async fn up(args: UpArgs) -> Result<()> {
+    let ice_servers = args
+        .ice_servers
+        .iter()
+        .map(|s| parse_ice_server(s))
+        .collect::<Result<Vec<_>>>()?;
+
+    // 1. Encoders: probed once, software last.
+    let registry = Arc::new(tokio::task::spawn_blocking(EncoderRegistry::probe).await?);
+
+    // 2. The display: ours, or the one we were pointed at.
+    let (display_name, _display) = match &args.display {
+        Some(d) => (d.clone(), None),
+        None => {
+            let (w, h) = args.size;
+            let display = VirtualDisplay::start(DisplayOptions {
+                width: w,
+                height: h,
+                kind: args.display_kind,
+                ..DisplayOptions::default()
+            })
+            .context("starting the virtual display")?;
+            if !args.wm.trim().is_empty() {
+                spawn_words(&display, &args.wm).context("starting the window manager")?;
+            }
+            if !args.app.trim().is_empty() {
+                spawn_words(&display, &args.app).context("starting the app")?;
+            }
+            (display.name().to_owned(), Some(display))
+        }
+    };
+
+    // 3. The host and its session.
+    let udp_addrs = if args.udp.is_empty() {
+        vec![format!("{}:0", args.listen.ip())]
+    } else {
+        args.udp.clone()
+    };
+    let host = Arc::new(Host::new());
+    let session = Session::start(
+        SessionConfig {
+            name: args.session.clone(),
+            pipeline: PipelineConfig {
+                display: display_name.clone(),
+                encoder: EncoderSettings {
+                    fps: args.fps,
+                    bitrate_bps: args.bitrate,
+                    ..EncoderSettings::default()
+                },
+                preference: parse_preference(&args.encoder),
+            },
+            peer: PeerSettings {
+                udp_addrs,
+                ice_servers: ice_servers
+                    .iter()
+                    .map(|s| host::viewer::RTCIceServer {
+                        urls: s.urls.clone(),
+                        username: s.username.clone().unwrap_or_default(),
+                        credential: s.credential.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+                ..PeerSettings::default()
+            },
+            max_viewers: args.max_viewers,
+        },
+        registry.clone(),
+    )
+    .with_context(|| format!("starting session on display {display_name}"))?;
+    host.insert(session)?;
+
+    // 4. Tokens and the HTTP front door.
+    let mut tokens = Tokens::random();
+    let token = match &args.token {
+        Some(t) => {
+            tokens = tokens.with_static(t, Role::Control).context("--token")?;
+            t.clone()
+        }
+        None => tokens.issue(
+            &args.session,
+            Role::Control,
+            Duration::from_secs(args.token_ttl),
+        ),
+    };
+    let state = AppState::new(Arc::new(HostBackend::new(host.clone())), Arc::new(tokens))
+        .with_ice_servers(ice_servers)
+        .context("--ice-server")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let base = format!("http://{addr}");
+    println!("Display: {display_name}");
+    println!("Open: {base}/?session={}#token={token}", args.session);
+    println!("WHEP: {base}/whep/{}", args.session);
+    println!("Token: {token}");
+    tracing::info!(%addr, session = %args.session, "serving");
+
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    // Reverse order: viewers and session, then the display (dropped last).
+    tracing::info!("shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(&args.session)).await;
+    drop(host);
+    Ok(())
+}
+
+fn spawn_words(display: &VirtualDisplay, command: &str) -> Result<()> {
+    let mut words = command.split_whitespace();
+    let program = words.next().context("empty command")?;
+    let args: Vec<&str> = words.collect();
+    display
+        .spawn_app(program, &args)
+        .with_context(|| format!("cannot start {program}"))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_bitrates_parse_and_reject_nonsense() {
+        assert_eq!(parse_size("1920x1080"), Ok((1920, 1080)));
+        assert!(parse_size("0x0").is_err());
+        assert!(parse_size("100000x100000").is_err());
+        assert!(parse_size("big").is_err());
+        assert_eq!(parse_bitrate("8M"), Ok(8_000_000));
+        assert_eq!(parse_bitrate("2500k"), Ok(2_500_000));
+        assert!(parse_bitrate("1").is_err());
+        assert!(parse_bitrate("lots").is_err());
+    }
+
+    #[test]
+    fn ice_servers_need_a_scheme() {
+        assert!(parse_ice_server("stun:127.0.0.1:3478").is_ok());
+        let t = parse_ice_server("turn:127.0.0.1:3478,u,p").unwrap();
+        assert_eq!(t.username.as_deref(), Some("u"));
+        assert!(parse_ice_server("http://x").is_err());
+    }
+}
