@@ -81,7 +81,7 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   await waitForState(page, 'connected', 15000);
   await waitForFrames(page, 1, 15000);
   const firstFrameMs = Date.now() - opened;
-  assert.deepEqual(await readVideoSize(page), { width: 1280, height: 720 });
+  assert.deepEqual(await readVideoSize(page), [1280, 720]);
 
   await waitForPixel(page, 350, 250, [255, 0, 0], 10000);
   const outside = await readVideoPixel(page, 50, 50);

@@ -481,7 +481,7 @@ mod tests {
             );
         }
         assert!(tokens()
-            .with_static(&"x".repeat(MAX_TOKEN_LEN + 1), Role::Control)
+            .with_static("x".repeat(MAX_TOKEN_LEN + 1), Role::Control)
             .is_err());
     }
 
