@@ -1,0 +1,140 @@
+//! Several viewers share one session's encoder: a real Xvfb, the real pipeline, two headless
+//! WebRTC viewers over loopback. Each must receive the picture, the encoder must run once for
+//! both (frames encoded ≈ frames each viewer got, not the sum), a joining viewer must trigger a
+//! keyframe, and a viewer leaving must not disturb the other.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use codec::registry::{EncoderPreference, EncoderRegistry};
+use codec::EncoderSettings;
+use edgedesk_host as host;
+use host::client::ViewerClient;
+use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+use host::pipeline::PipelineConfig;
+use host::session::{Session, SessionConfig};
+use host::viewer::PeerSettings;
+
+async fn connect(session: &Session) -> (ViewerClient, String) {
+    let (client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let (id, answer) = session.add_viewer(offer, true).await.expect("answer");
+    client.accept_answer(answer).await.unwrap();
+    (client, id)
+}
+
+async fn frames(client: &mut ViewerClient, n: usize) -> usize {
+    let mut got = 0;
+    while got < n {
+        if client.next_frame(Duration::from_secs(10)).await.is_none() {
+            break;
+        }
+        got += 1;
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_viewers_share_one_encoder() {
+    let display = VirtualDisplay::start(DisplayOptions {
+        width: 320,
+        height: 240,
+        kind: DisplayKind::Xvfb,
+        ..DisplayOptions::default()
+    })
+    .expect("Xvfb");
+    // Something that changes: the painter moving its window every few ms.
+    let mut painter = display
+        .spawn_command(
+            Command::new(env!("CARGO_BIN_EXE_edgedesk-paint"))
+                .args(["--rect", "10,10,50,50", "--color", "00ff00"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        )
+        .expect("painter");
+    let mut out = BufReader::new(painter.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "READY");
+    let mut stdin = painter.stdin.take().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mover = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut x = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                x = (x + 7) % 250;
+                if writeln!(stdin, "move {x},{}", 20 + x % 150).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    let registry = Arc::new(EncoderRegistry::probe());
+    let session = Session::start(
+        SessionConfig {
+            name: "two".into(),
+            pipeline: PipelineConfig {
+                display: display.name(),
+                encoder: EncoderSettings {
+                    fps: 30,
+                    bitrate_bps: 1_000_000,
+                    ..EncoderSettings::default()
+                },
+                preference: EncoderPreference::Software,
+            },
+            peer: PeerSettings::default(),
+            max_viewers: 2,
+        },
+        registry,
+    )
+    .expect("session");
+
+    let (mut a, _) = connect(&session).await;
+    assert_eq!(frames(&mut a, 10).await, 10, "first viewer receives");
+    let keyframes_before = session.stats().pipeline.keyframes;
+    let (mut b, b_id) = connect(&session).await;
+    assert_eq!(frames(&mut b, 10).await, 10, "second viewer receives");
+    assert!(
+        session.stats().pipeline.keyframes > keyframes_before,
+        "a joining viewer triggers a keyframe"
+    );
+
+    // A third viewer is refused: the session is full.
+    let (c, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    assert!(matches!(
+        session.add_viewer(offer, false).await,
+        Err(host::session::HostError::Full(2))
+    ));
+    c.close().await;
+
+    // Both keep receiving; the encoder ran once per frame, not once per viewer.
+    let encoded_before = session.stats().pipeline.frames_encoded;
+    let (ca, cb) = tokio::join!(frames(&mut a, 20), frames(&mut b, 20));
+    assert_eq!((ca, cb), (20, 20));
+    let encoded = session.stats().pipeline.frames_encoded - encoded_before;
+    assert!(
+        encoded < 30,
+        "{encoded} frames encoded for 20 frames to each of two viewers"
+    );
+
+    // One viewer leaving leaves the other streaming.
+    session.remove_viewer(&b_id).await.unwrap();
+    assert_eq!(
+        frames(&mut a, 10).await,
+        10,
+        "the remaining viewer keeps receiving"
+    );
+    assert_eq!(session.stats().viewers, 1);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    mover.join().unwrap();
+    a.close().await;
+    b.close().await;
+    session.close().await;
+    let _ = painter.kill();
+}
