@@ -58,11 +58,11 @@ wait "$vpid"
 echo "edgedesk, static screen, 1 viewer:   ${idle}% of a core; viewer: $(jq -c '{first_frame_ms, fps, bitrate_kbps}' "$tmp/idle.json")"
 
 # 2. moving picture
+export DISPLAY="$disp"
 ffplay -loglevel quiet -f lavfi -i "testsrc2=size=${size}:rate=${fps}" -noborder -left 0 -top 0 \
   -x 1920 -y 1080 -an >/dev/null 2>&1 </dev/null &
 play=$!
 pids+=("$play")
-export DISPLAY="$disp"
 sleep 2
 viewer "$((secs + 3))" "$tmp/moving.json" &
 vpid=$!
@@ -75,7 +75,7 @@ kill "$edpid"
 wait "$edpid" 2>/dev/null || true
 
 # 3. the ffmpeg baseline on the same moving picture
-ffmpeg -loglevel error -f x11grab -framerate "$fps" -video_size "$size" -i "$disp" \
+ffmpeg -loglevel fatal -f x11grab -framerate "$fps" -video_size "$size" -i "$disp" \
   -c:v libx264 -preset ultrafast -tune zerolatency -b:v 8M -f null - </dev/null &
 ff=$!
 pids+=("$ff")

@@ -76,6 +76,8 @@ pub struct ClientCounters {
     /// Sequence-number gaps seen (each may be several packets).
     pub gaps: u64,
     pub lost_packets: u64,
+    /// Packets older than the newest seen (reordered or retransmitted late); ignored.
+    pub late_packets: u64,
     pub frames_dropped: u64,
 }
 
@@ -231,8 +233,9 @@ async fn receive_track(
     let mut au_packets = 0usize;
     let mut au_bytes = 0usize;
     let mut expected_seq: Option<u16> = None;
-    // After a gap the frame in progress is broken: drop until the next keyframe.
-    let mut broken = false;
+    // After a gap the frame in progress is broken: drop until the next keyframe. The stream
+    // starts broken: nothing decodes before a keyframe received whole.
+    let mut broken = true;
     // A gap was seen on a packet of the access unit being assembled.
     let mut au_gap = false;
     let mut last_pli = Instant::now() - Duration::from_secs(1);
@@ -250,7 +253,13 @@ async fn receive_track(
             c.bytes += pkt.payload.len() as u64;
             if let Some(exp) = expected_seq {
                 let gap = seq.wrapping_sub(exp);
-                if gap != 0 && gap < 0x8000 {
+                if gap >= 0x8000 {
+                    // Older than the newest seen: a late or repeated packet. The frame it
+                    // belonged to was already given up on; counting it again would be wrong.
+                    c.late_packets += 1;
+                    continue;
+                }
+                if gap != 0 {
                     c.gaps += 1;
                     c.lost_packets += gap as u64;
                     gap_here = true;

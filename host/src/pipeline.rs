@@ -75,7 +75,13 @@ struct Shared {
     slot_cv: Condvar,
     counters: PipelineCounters,
     encoder_name: Mutex<String>,
+    /// When a keyframe was last forced on request (PLI, loss), for coalescing.
+    last_keyframe_request: Mutex<Option<Instant>>,
 }
+
+/// Keyframe requests (PLI/FIR, a lagging viewer) closer together than this are coalesced
+/// into one, so one viewer's losses cannot flood every viewer with keyframes.
+const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Slot {
@@ -118,6 +124,7 @@ impl Pipeline {
             slot_cv: Condvar::new(),
             counters: PipelineCounters::default(),
             encoder_name: Mutex::new(String::new()),
+            last_keyframe_request: Mutex::new(None),
         });
         let (frames, _) = broadcast::channel(8);
         let (cmd_tx, cmd_rx) = mpsc::channel();
@@ -149,11 +156,11 @@ impl Pipeline {
         self.frames.subscribe()
     }
 
-    /// A viewer starts watching: capture runs, and the next frame is a keyframe.
+    /// A viewer starts watching: capture runs, and the next frame is a keyframe (always:
+    /// the viewer waits for one).
     pub fn viewer_joined(&self) {
         *self.shared.active.lock().unwrap() += 1;
-        self.shared.active_cv.notify_all();
-        self.request_keyframe();
+        self.force_keyframe();
     }
 
     /// A viewer stopped watching.
@@ -162,8 +169,21 @@ impl Pipeline {
         *n = n.saturating_sub(1);
     }
 
-    /// Ask for an IDR on the next frame, captured now even if nothing changed.
+    /// Ask for an IDR because a viewer lost packets (PLI/FIR, lag). Requests within
+    /// [`KEYFRAME_REQUEST_GAP`] of the last one are coalesced.
     pub fn request_keyframe(&self) {
+        {
+            let mut last = self.shared.last_keyframe_request.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < KEYFRAME_REQUEST_GAP) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        self.force_keyframe();
+    }
+
+    /// An IDR on the next frame, captured now even if nothing changed.
+    fn force_keyframe(&self) {
         self.send(EncoderCommand::ForceKeyframe);
         self.shared.force_capture.store(true, Ordering::Release);
         self.shared.active_cv.notify_all();
@@ -229,7 +249,9 @@ fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
         }
         let force = shared.force_capture.swap(false, Ordering::AcqRel);
         let started = Instant::now();
-        match capturer.capture(&mut buf, Duration::from_millis(100), force) {
+        // A short damage wait, so a keyframe request on a static screen is served within
+        // ~25 ms; each wake-up costs one poll of the X connection.
+        match capturer.capture(&mut buf, Duration::from_millis(25), force) {
             Ok(CaptureStatus::Frame) => {
                 errors = 0;
                 let c = &shared.counters;
@@ -322,6 +344,7 @@ fn encode_loop(
                 _ => {}
             }
         }
+        let (width, height) = (frame.width, frame.height);
         let result = encode_one(
             &mut frame,
             &mut encoder,
@@ -354,6 +377,9 @@ fn encode_loop(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        // encode_one may narrow an odd-sized frame; give the buffer back at its real size so
+        // capture reuses it instead of reallocating.
+        (frame.width, frame.height) = (width, height);
         shared.slot.lock().unwrap().free.push(frame);
     }
 }

@@ -54,7 +54,8 @@ pub struct SessionConfig {
 pub struct Session {
     pub config: SessionConfig,
     pipeline: Arc<Pipeline>,
-    viewers: Arc<Mutex<HashMap<String, Arc<Viewer>>>>,
+    /// `None` while a viewer's offer is being answered (the slot is reserved).
+    viewers: Arc<Mutex<HashMap<String, Option<Arc<Viewer>>>>>,
 }
 
 /// A snapshot of a session for stats and listings.
@@ -87,50 +88,72 @@ impl Session {
         &self.pipeline
     }
 
-    /// Answers a viewer's offer.
+    /// Answers a viewer's offer. The slot is reserved before any waiting, so concurrent
+    /// offers cannot overfill the session; the peer connection is built in its own task, so
+    /// a caller that gives up (a dropped HTTP request) cannot leave a half-built connection.
     pub async fn add_viewer(
         &self,
         offer_sdp: String,
         control: bool,
     ) -> Result<(String, String), HostError> {
-        let n = self.viewers.lock().unwrap().len();
-        if n >= self.config.max_viewers {
-            return Err(HostError::Full(n));
-        }
         let id = random_id();
-        let viewers = Arc::downgrade(&self.viewers);
-        let on_end = Box::new(move |id: &str| {
-            if let Some(v) = viewers.upgrade() {
-                v.lock().unwrap().remove(id);
+        {
+            let mut viewers = self.viewers.lock().unwrap();
+            if viewers.len() >= self.config.max_viewers {
+                return Err(HostError::Full(viewers.len()));
+            }
+            viewers.insert(id.clone(), None);
+        }
+        let viewers = self.viewers.clone();
+        let peer = self.config.peer.clone();
+        let pipeline = Arc::downgrade(&self.pipeline);
+        let task_id = id.clone();
+        let created = tokio::spawn(async move {
+            let id = task_id;
+            match Viewer::create(id.clone(), control, offer_sdp, &peer, pipeline).await {
+                Ok((viewer, answer)) => {
+                    let viewer = Arc::new(viewer);
+                    viewers
+                        .lock()
+                        .unwrap()
+                        .insert(id.clone(), Some(viewer.clone()));
+                    let weak = Arc::downgrade(&viewers);
+                    viewer.start(Box::new(move |id: &str| {
+                        if let Some(v) = weak.upgrade() {
+                            v.lock().unwrap().remove(id);
+                        }
+                    }));
+                    Ok(answer)
+                }
+                Err(e) => {
+                    viewers.lock().unwrap().remove(&id);
+                    Err(HostError::from(e))
+                }
             }
         });
-        let (viewer, answer) = Viewer::create(
-            id.clone(),
-            control,
-            offer_sdp,
-            &self.config.peer,
-            Arc::downgrade(&self.pipeline),
-            on_end,
-        )
-        .await?;
-        self.viewers
-            .lock()
-            .unwrap()
-            .insert(id.clone(), Arc::new(viewer));
-        Ok((id, answer))
+        match created.await {
+            Ok(r) => r.map(|answer| (id, answer)),
+            Err(e) => {
+                self.viewers.lock().unwrap().remove(&id);
+                Err(HostError::WebRtc(format!("viewer task failed: {e}")))
+            }
+        }
     }
 
+    /// A fully created viewer.
     pub fn viewer(&self, id: &str) -> Option<Arc<Viewer>> {
-        self.viewers.lock().unwrap().get(id).cloned()
+        self.viewers.lock().unwrap().get(id).cloned().flatten()
     }
 
     pub async fn remove_viewer(&self, id: &str) -> Result<(), HostError> {
-        let v = self
-            .viewers
-            .lock()
-            .unwrap()
-            .remove(id)
-            .ok_or(HostError::UnknownViewer)?;
+        let v = {
+            let mut viewers = self.viewers.lock().unwrap();
+            match viewers.get(id) {
+                Some(Some(_)) => viewers.remove(id).flatten(),
+                _ => None,
+            }
+        }
+        .ok_or(HostError::UnknownViewer)?;
         v.close().await;
         Ok(())
     }
@@ -142,7 +165,7 @@ impl Session {
             .lock()
             .unwrap()
             .drain()
-            .map(|(_, v)| v)
+            .filter_map(|(_, v)| v)
             .collect();
         for v in all {
             v.close().await;
@@ -187,6 +210,9 @@ impl Host {
             .remove(name)
             .ok_or(HostError::UnknownSession)?;
         s.close().await;
+        // Dropping the last reference joins the capture and encode threads: not on a runtime
+        // worker.
+        let _ = tokio::task::spawn_blocking(move || drop(s)).await;
         Ok(())
     }
 }

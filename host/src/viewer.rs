@@ -5,7 +5,7 @@
 //! Keyframe lobby: a new viewer sends nothing until a keyframe arrives, and asks for one as
 //! soon as its connection is up.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Notify};
 use webrtc::data_channel::{DataChannel, DataChannelEvent};
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
@@ -83,9 +83,28 @@ pub struct Viewer {
     pub control: bool,
     pc: Arc<dyn PeerConnection>,
     pub counters: Arc<ViewerCounters>,
-    closed: Arc<AtomicBool>,
+    /// Wakes the viewer's task to end it (DELETE, session end, data channel closed).
+    stop: Arc<Notify>,
     pub created: Instant,
+    /// What the task needs; taken by [`Viewer::start`].
+    task: std::sync::Mutex<Option<TaskParts>>,
 }
+
+struct TaskParts {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    events: mpsc::UnboundedReceiver<PeerEvent>,
+    early: Vec<PeerEvent>,
+    pipeline: Weak<Pipeline>,
+}
+
+/// How long a new viewer may take to connect before it is dropped (an abandoned offer).
+const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
+/// ICE: no traffic for this long → disconnected; this much longer → failed (viewer ends).
+const ICE_DISCONNECTED: Duration = Duration::from_secs(2);
+const ICE_FAILED: Duration = Duration::from_secs(4);
+const ICE_KEEPALIVE: Duration = Duration::from_millis(500);
 
 enum PeerEvent {
     State(RTCPeerConnectionState),
@@ -200,14 +219,13 @@ pub fn check_offer(sdp: &str) -> Result<(), ViewerError> {
 
 impl Viewer {
     /// Answers `offer_sdp`; returns the viewer and the answer with every local candidate.
-    /// The viewer's task then runs until the connection ends, calling `on_end` once.
+    /// Nothing is sent until [`Viewer::start`].
     pub async fn create(
         id: String,
         control: bool,
         offer_sdp: String,
         settings: &PeerSettings,
         pipeline: Weak<Pipeline>,
-        on_end: Box<dyn FnOnce(&str) + Send>,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
         let offer = RTCSessionDescription::offer(offer_sdp)
@@ -229,6 +247,12 @@ impl Viewer {
         let setting_engine = SettingEngineBuilder::new()
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
+            // Notice a vanished client in seconds, not the default half minute.
+            .with_ice_timeouts(
+                Some(ICE_DISCONNECTED),
+                Some(ICE_FAILED),
+                Some(ICE_KEEPALIVE),
+            )
             .build();
         let (tx, mut events) = mpsc::unbounded_channel();
         let config = RTCConfigurationBuilder::new()
@@ -267,10 +291,24 @@ impl Viewer {
                 .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer).await?;
-            Ok::<_, ViewerError>(sender)
+            // The payload type negotiated for H.264 packetization-mode 1; none means the
+            // offer's H.264 could not be matched and nothing we send would be accepted.
+            let payload_type = sender
+                .get_parameters()
+                .await?
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type)
+                .ok_or_else(|| {
+                    ViewerError::BadOffer(
+                        "no H.264 with packetization-mode=1 could be negotiated".into(),
+                    )
+                })?;
+            Ok::<_, ViewerError>(payload_type)
         }
         .await;
-        let sender = match result {
+        let payload_type = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = pc.close().await;
@@ -295,41 +333,22 @@ impl Viewer {
             }
         };
 
-        let counters = Arc::new(ViewerCounters::default());
-        let closed = Arc::new(AtomicBool::new(false));
         let viewer = Viewer {
-            id: id.clone(),
+            id,
             control,
-            pc: pc.clone(),
-            counters: counters.clone(),
-            closed: closed.clone(),
+            pc,
+            counters: Arc::default(),
+            stop: Arc::new(Notify::new()),
             created: Instant::now(),
-        };
-        tokio::spawn(async move {
-            let payload_type = match sender.get_parameters().await {
-                Ok(p) => p
-                    .rtp_parameters
-                    .codecs
-                    .first()
-                    .map(|c| c.payload_type)
-                    .unwrap_or(H264_PAYLOAD_TYPE),
-                Err(_) => H264_PAYLOAD_TYPE,
-            };
-            run_viewer(
-                &id,
-                pc,
+            task: std::sync::Mutex::new(Some(TaskParts {
                 track,
                 ssrc,
                 payload_type,
                 events,
                 early,
                 pipeline,
-                counters,
-                closed,
-            )
-            .await;
-            on_end(&id);
-        });
+            })),
+        };
         Ok((viewer, answer))
     }
 
@@ -352,26 +371,46 @@ impl Viewer {
         Ok(())
     }
 
-    /// Ends the viewer; its task notices and cleans up.
+    /// Starts the viewer's task: it runs until the connection ends or [`Viewer::close`], then
+    /// calls `on_end` once. A second call does nothing.
+    pub fn start(&self, on_end: Box<dyn FnOnce(&str) + Send>) {
+        let Some(parts) = self.task.lock().unwrap().take() else {
+            return;
+        };
+        let (id, pc, counters, stop) = (
+            self.id.clone(),
+            self.pc.clone(),
+            self.counters.clone(),
+            self.stop.clone(),
+        );
+        tokio::spawn(async move {
+            run_viewer(&id, pc, parts, counters, stop).await;
+            on_end(&id);
+        });
+    }
+
+    /// Ends the viewer; its task notices, cleans up and calls `on_end`. Safe before `start`.
     pub async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.stop.notify_one();
         let _ = self.pc.close().await;
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_viewer(
     id: &str,
     pc: Arc<dyn PeerConnection>,
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
-    mut events: mpsc::UnboundedReceiver<PeerEvent>,
-    early: Vec<PeerEvent>,
-    pipeline: Weak<Pipeline>,
+    parts: TaskParts,
     counters: Arc<ViewerCounters>,
-    closed: Arc<AtomicBool>,
+    stop: Arc<Notify>,
 ) {
+    let TaskParts {
+        track,
+        ssrc,
+        payload_type,
+        mut events,
+        early,
+        pipeline,
+    } = parts;
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
     for e in early {
         let _ = early_tx.send(e);
@@ -380,14 +419,16 @@ async fn run_viewer(
     let mut frames: Option<broadcast::Receiver<Arc<codec::EncodedFrame>>> = None;
     let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
     let mut waiting_for_keyframe = true;
-    let mut last_keyframe_request = Instant::now() - Duration::from_secs(1);
     let mut joined = false;
     let started = Instant::now();
+    let connect_deadline = tokio::time::Instant::now() + CONNECT_DEADLINE;
     loop {
-        if closed.load(Ordering::Acquire) {
-            break;
-        }
         tokio::select! {
+            _ = stop.notified() => break,
+            _ = tokio::time::sleep_until(connect_deadline), if !joined => {
+                tracing::info!(viewer = id, "viewer never connected; dropping it");
+                break;
+            }
             ev = async {
                 match early_rx.recv().await {
                     Some(e) => Some(e),
@@ -410,8 +451,8 @@ async fn run_viewer(
                         }
                     }
                     Some(PeerEvent::DataChannel(dc)) => {
-                        let counters = counters.clone();
-                        tokio::spawn(async move { drain_data_channel(dc, counters).await });
+                        let (counters, stop) = (counters.clone(), stop.clone());
+                        tokio::spawn(async move { drain_data_channel(dc, counters, stop).await });
                     }
                     Some(PeerEvent::Gathered) => {}
                     None => break,
@@ -421,11 +462,8 @@ async fn run_viewer(
                 match rtcp {
                     Some(TrackLocalEvent::OnRtcpPacket(_)) => {
                         counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                        // Rate-limited: a burst of PLIs yields one keyframe.
-                        if last_keyframe_request.elapsed() > Duration::from_millis(250) {
-                            last_keyframe_request = Instant::now();
-                            if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
-                        }
+                        // The pipeline coalesces requests from every viewer of the session.
+                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
                     }
                     Some(_) => {}
                     None => break,
@@ -438,19 +476,31 @@ async fn run_viewer(
                             counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        waiting_for_keyframe = false;
                         let au = Bytes::from(frame.data.clone());
-                        match packetizer.packetize(&au, frame.captured_at) {
+                        let sent = match packetizer.packetize(&au, frame.captured_at) {
                             Ok(packets) => {
+                                let mut ok = true;
                                 for p in packets {
                                     if let Err(e) = track.write_rtp(p).await {
                                         tracing::debug!(viewer = id, error = %e, "rtp write failed");
+                                        ok = false;
                                         break;
                                     }
                                 }
-                                counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                                ok
                             }
-                            Err(e) => tracing::warn!(viewer = id, error = %e, "packetize failed"),
+                            Err(e) => {
+                                tracing::warn!(viewer = id, error = %e, "packetize failed");
+                                false
+                            }
+                        };
+                        if sent {
+                            waiting_for_keyframe = false;
+                            counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // A partly sent frame breaks the picture until the next keyframe.
+                            waiting_for_keyframe = true;
+                            if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -473,8 +523,13 @@ async fn run_viewer(
 }
 
 /// Reads the client's data channel. Input handling arrives with the input protocol; until
-/// then messages are counted and dropped.
-async fn drain_data_channel(dc: Arc<dyn DataChannel>, counters: Arc<ViewerCounters>) {
+/// then messages are counted and dropped. The channel closing means the client left (a closed
+/// tab closes it at once, long before ICE times out), so it ends the viewer.
+async fn drain_data_channel(
+    dc: Arc<dyn DataChannel>,
+    counters: Arc<ViewerCounters>,
+    stop: Arc<Notify>,
+) {
     while let Some(ev) = dc.poll().await {
         match ev {
             DataChannelEvent::OnMessage(_) => {
@@ -484,4 +539,5 @@ async fn drain_data_channel(dc: Arc<dyn DataChannel>, counters: Arc<ViewerCounte
             _ => {}
         }
     }
+    stop.notify_one();
 }

@@ -131,10 +131,34 @@ async fn two_viewers_share_one_encoder() {
     );
     assert_eq!(session.stats().viewers, 1);
 
+    // A client that goes away without a DELETE is noticed within seconds (its data channel
+    // closes, or ICE fails), and capture stops once nobody watches although the screen moves.
+    a.close().await;
+    let gone = tokio::time::Instant::now();
+    while session.stats().viewers > 0 {
+        assert!(
+            gone.elapsed() < Duration::from_secs(10),
+            "a vanished client is still a viewer after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "vanished client removed after {} ms",
+        gone.elapsed().as_millis()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let captured = session.stats().pipeline.frames_captured;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        session.stats().pipeline.frames_captured,
+        captured,
+        "capture idles without viewers"
+    );
+
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     mover.join().unwrap();
-    a.close().await;
     b.close().await;
     session.close().await;
     let _ = painter.kill();
+    let _ = painter.wait();
 }

@@ -318,6 +318,39 @@ mod tests {
         assert!(parse_bitrate("lots").is_err());
     }
 
+    /// The README's configuration table and the code list the same options and variables.
+    #[test]
+    fn readme_documents_every_option() {
+        use clap::CommandFactory;
+        use std::collections::BTreeSet;
+        let readme = include_str!("../../README.md");
+        let cli = Cli::command();
+        let up = cli.find_subcommand("up").expect("up subcommand");
+        let in_code: BTreeSet<String> = up
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .filter(|l| l != "--help")
+            .collect();
+        let in_readme: BTreeSet<String> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .filter_map(|l| l.split('`').nth(1).map(str::to_owned))
+            .collect();
+        assert_eq!(
+            in_code, in_readme,
+            "README configuration table vs `edgedesk up`"
+        );
+        for a in up.get_arguments() {
+            if let Some(env) = a.get_env() {
+                let env = env.to_str().unwrap();
+                assert!(
+                    readme.contains(&format!("`{env}`")),
+                    "{env} is not in the README"
+                );
+            }
+        }
+    }
+
     #[test]
     fn ice_servers_need_a_scheme() {
         assert!(parse_ice_server("stun:127.0.0.1:3478").is_ok());
