@@ -76,10 +76,13 @@ wait "$edpid" 2>/dev/null || true
 
 # 3. the ffmpeg baseline on the same moving picture
 ffmpeg -loglevel fatal -f x11grab -framerate "$fps" -video_size "$size" -i "$disp" \
-  -c:v libx264 -preset ultrafast -tune zerolatency -b:v 8M -f null - </dev/null &
+  -c:v libx264 -preset ultrafast -tune zerolatency -b:v 8M -progress "$tmp/ff.progress" -f null - </dev/null &
 ff=$!
 pids+=("$ff")
 sleep 2
+f0="$(grep '^frame=' "$tmp/ff.progress" | tail -1 | cut -d= -f2)"
 base="$(cpu_percent "$ff" "$secs")"
-echo "ffmpeg x11grab+libx264, moving 1080p60: ${base}% of a core (ffplay drawing the picture: ${playcpu}%)"
+f1="$(grep '^frame=' "$tmp/ff.progress" | tail -1 | cut -d= -f2)"
+fffps="$(awk -v a="$f0" -v b="$f1" -v s="$secs" 'BEGIN { printf "%.1f", (b - a) / s }')"
+echo "ffmpeg x11grab+libx264, moving 1080p60: ${base}% of a core at ${fffps} fps encoded (ffplay drawing the picture: ${playcpu}%)"
 awk -v e="$moving" -v b="$base" 'BEGIN { if (b > 0) printf "ratio edgedesk/ffmpeg: %.2f\n", e / b }'

@@ -156,6 +156,21 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
     assert!(msg.contains("401"), "{msg}");
     bad_client.close().await;
 
+    // Offers that pass the HTTP layer's syntax check but no WebRTC stack could answer get a
+    // 400 from the real host, and the server carries on.
+    for junk in [
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n".to_owned(),
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n".to_owned(),
+        "v=0\r\nm=audio 9 RTP/AVP 0\r\n".to_owned(),
+    ] {
+        let w = whep.clone();
+        let r = tokio::task::spawn_blocking(move || whep_post(&w, Some("e2e-secret-token"), &junk))
+            .await
+            .unwrap();
+        let msg = r.expect_err("a junk offer must be refused").to_string();
+        assert!(msg.contains("400"), "{msg}");
+    }
+
     let started = Instant::now();
     let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
     let w = whep.clone();
