@@ -83,6 +83,13 @@ struct Shared {
 /// into one, so one viewer's losses cannot flood every viewer with keyframes.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 
+/// While viewers watch a screen that reports no damage, one frame is captured and encoded this
+/// often anyway. XDamage can fall silent: on Xvfb, with openbox and xterm starting while the
+/// capturer is already connected, no DamageNotify arrived for seconds although the screen
+/// changed (reproduced; cause not found yet). A static-screen P-frame costs ~4 ms of CPU and
+/// ~100 bytes, so this bounds staleness at one second for ~0.4 % of a core.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Slot {
     newest: Option<VideoFrame>,
@@ -230,6 +237,7 @@ fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
     let mut next_due = Instant::now();
     let mut sequence = 0u64;
     let mut errors = 0u32;
+    let mut last_frame_at = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
         // Idle while nobody watches.
         {
@@ -247,7 +255,8 @@ fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
         if next_due > now {
             std::thread::sleep(next_due - now);
         }
-        let force = shared.force_capture.swap(false, Ordering::AcqRel);
+        let force = shared.force_capture.swap(false, Ordering::AcqRel)
+            || last_frame_at.elapsed() >= REFRESH_INTERVAL;
         let started = Instant::now();
         // A short damage wait, so a keyframe request on a static screen is served within
         // ~25 ms; each wake-up costs one poll of the X connection.
@@ -265,6 +274,7 @@ fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
                 sequence += 1;
                 buf.sequence = sequence;
                 next_due = buf.captured_at + interval;
+                last_frame_at = buf.captured_at;
                 let mut slot = shared.slot.lock().unwrap();
                 let spare = slot.free.pop();
                 if let Some(old) = slot.newest.replace(buf) {
