@@ -83,6 +83,13 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   const firstFrameMs = Date.now() - opened;
   assert.deepEqual(await readVideoSize(page), [1280, 720]);
 
+  // The answer offers NACK, PLI, FIR and RFC 4588 retransmission (RTX) for H.264.
+  const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
+  assert.match(answer, /a=rtpmap:\d+ H264\/90000/);
+  assert.match(answer, /a=rtpmap:\d+ rtx\/90000/);
+  assert.match(answer, /a=ssrc-group:FID \d+ \d+/);
+  assert.match(answer, /a=rtcp-fb:\d+ nack pli/);
+
   await waitForPixel(page, 350, 250, [255, 0, 0], 10000);
   const outside = await readVideoPixel(page, 50, 50);
   assert.ok(!near(outside, [255, 0, 0]), `outside the rectangle is ${outside}`);

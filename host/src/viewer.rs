@@ -16,7 +16,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -36,6 +36,9 @@ use crate::pipeline::Pipeline;
 use crate::rtp::{H264Packetizer, H264_FMTP};
 
 const H264_PAYLOAD_TYPE: u8 = 102;
+/// RFC 4588 retransmissions of the H.264 stream (apt=102): NACKed packets are resent on their
+/// own SSRC, so the receiver's loss statistics and jitter estimate stay clean.
+const RTX_PAYLOAD_TYPE: u8 = 103;
 
 /// Network settings every viewer's peer connection uses.
 #[derive(Debug, Clone)]
@@ -239,6 +242,19 @@ impl Viewer {
             },
             RtpCodecKind::Video,
         )?;
+        media.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: "video/rtx".to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+                    rtcp_feedback: vec![],
+                },
+                payload_type: RTX_PAYLOAD_TYPE,
+            },
+            RtpCodecKind::Video,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?
             .with(Slot::from(14_000), KeyframeRequests::default());
         let loopback = settings.udp_addrs.iter().any(|a| a.starts_with("127."));
@@ -278,6 +294,9 @@ impl Viewer {
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
+                    rtx: Some(RTCRtpRtxParameters {
+                        ssrc: rand::random(),
+                    }),
                     ..Default::default()
                 },
                 codec: h264_codec(),
