@@ -138,9 +138,10 @@ impl Pipeline {
         let fps = config.encoder.fps.max(1);
         let capture = {
             let shared = shared.clone();
+            let display = config.display.clone();
             std::thread::Builder::new()
                 .name(format!("capture{}", config.display))
-                .spawn(move || capture_loop(capturer, fps, &shared))?
+                .spawn(move || capture_loop(capturer, display, fps, &shared))?
         };
         let encode = {
             let shared = shared.clone();
@@ -230,7 +231,7 @@ impl Drop for Pipeline {
     }
 }
 
-fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
+fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, shared: &Shared) {
     let interval = Duration::from_secs_f64(1.0 / fps as f64);
     let (w, h) = capturer.size();
     let mut buf = VideoFrame::new(PixelFormat::Bgra, w, h);
@@ -295,13 +296,26 @@ fn capture_loop(mut capturer: X11Capturer, fps: u32, shared: &Shared) {
                 shared.force_capture.store(true, Ordering::Release);
             }
             Err(e) => {
+                // A broken X connection does not heal: after a few failures, reconnect (once a
+                // second, logging every tenth try) until the display is back or the session ends.
                 errors += 1;
-                tracing::error!(error = %e, "capture failed");
-                if errors > 50 {
-                    tracing::error!("capture keeps failing; stopping this session's capture");
-                    return;
+                if errors <= 3 || errors % 10 == 0 {
+                    tracing::error!(error = %e, errors, "capture failed");
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(if errors < 3 { 50 } else { 1000 }));
+                if errors >= 3 {
+                    match X11Capturer::connect(&display_name) {
+                        Ok(c) => {
+                            tracing::info!(display = %display_name, "capture reconnected");
+                            capturer = c;
+                            shared.force_capture.store(true, Ordering::Release);
+                        }
+                        Err(e) if errors % 10 == 0 => {
+                            tracing::warn!(error = %e, "capture reconnect failed")
+                        }
+                        Err(_) => {}
+                    }
+                }
             }
         }
     }
