@@ -299,7 +299,7 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                 // A broken X connection does not heal: after a few failures, reconnect (once a
                 // second, logging every tenth try) until the display is back or the session ends.
                 errors += 1;
-                if errors <= 3 || errors % 10 == 0 {
+                if errors <= 3 || errors.is_multiple_of(10) {
                     tracing::error!(error = %e, errors, "capture failed");
                 }
                 std::thread::sleep(Duration::from_millis(if errors < 3 { 50 } else { 1000 }));
@@ -310,7 +310,7 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                             capturer = c;
                             shared.force_capture.store(true, Ordering::Release);
                         }
-                        Err(e) if errors % 10 == 0 => {
+                        Err(e) if errors.is_multiple_of(10) => {
                             tracing::warn!(error = %e, "capture reconnect failed")
                         }
                         Err(_) => {}
