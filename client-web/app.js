@@ -18,6 +18,7 @@
 //     state            'connecting' | 'connected' | 'reconnecting' | 'failed'
 //     reason           headline of the last failure ('' when connected), e.g. 'Token refused'
 //     reconnectCount   attempts scheduled after a failure since the page loaded
+//     input            the InputCapture (input.js): rttMs, sentMessages
 //     stats()          Promise<StatsSummary|null> (stats.js): fresh getStats(), deltas since the
 //                      previous stats() call
 //   }
@@ -26,6 +27,7 @@ import { Connection } from './connection.js';
 import { StatsSampler, formatRows } from './stats.js';
 import { readLaunchParams } from './params.js';
 import { clientShortcut } from './shortcuts.js';
+import { InputCapture } from './input.js';
 
 const HUD_REVEAL_PX = 56; // pointer this close to the top edge shows the bar while connected
 const HUD_LINGER_MS = 2500;
@@ -67,6 +69,11 @@ video.addEventListener('loadeddata', () => {
   render();
 });
 conn.addEventListener('state', render);
+
+// ---- input: keyboard, mouse, wheel, touch → the "input" channel (input.js) ------------------
+
+const input = new InputCapture(video);
+conn.addEventListener('channel', (ev) => input.attach(ev.detail));
 
 /** Draws the state indicator and the notice from the connection's current state. */
 function render() {
@@ -186,6 +193,10 @@ function toggleFullscreen() {
 }
 document.addEventListener('fullscreenchange', () => {
   ui.btnFullscreen.textContent = document.fullscreenElement ? 'Exit fullscreen' : 'Fullscreen';
+  // In fullscreen, Keyboard Lock lets Ctrl+W, Alt+Tab-like and other browser-reserved keys
+  // reach the desktop (where the browser offers it); holding Esc still leaves fullscreen.
+  if (document.fullscreenElement) navigator.keyboard?.lock?.().catch(() => {});
+  else navigator.keyboard?.unlock?.();
 });
 if (!document.fullscreenEnabled) ui.btnFullscreen.hidden = true;
 
@@ -196,7 +207,18 @@ ui.btnFullscreen.addEventListener('click', toggleFullscreen);
 
 // ---- shortcuts (shortcuts.js) -----------------------------------------------------------------
 
-const ACTIONS = { stats: () => toggleStats(), fullscreen: toggleFullscreen, cursor: toggleCursor, sound: toggleSound };
+function togglePointerLock() {
+  if (document.pointerLockElement) document.exitPointerLock();
+  else video.requestPointerLock?.();
+}
+
+const ACTIONS = {
+  stats: () => toggleStats(),
+  fullscreen: toggleFullscreen,
+  cursor: toggleCursor,
+  sound: toggleSound,
+  pointerLock: togglePointerLock,
+};
 window.addEventListener('keydown', (ev) => {
   const action = clientShortcut(ev);
   if (!action) return;
@@ -220,6 +242,7 @@ window.edgedesk = Object.freeze({
   get state() { return conn.state; },
   get reason() { return conn.reason; },
   get reconnectCount() { return conn.reconnectCount; },
+  input,
   stats: () => testSampler.sample(conn.pc),
 });
 

@@ -4,9 +4,10 @@
 //
 //   Ctrl+Alt+Shift+S  stats overlay        Ctrl+Alt+Shift+F  fullscreen
 //   Ctrl+Alt+Shift+C  local cursor         Ctrl+Alt+Shift+M  sound on/off
+//   Ctrl+Alt+Shift+L  pointer lock (relative mouse, for games and 3D apps; Esc leaves it)
 
 /** KeyboardEvent.code → action name. */
-export const SHORTCUT_KEYS = Object.freeze({ KeyS: 'stats', KeyF: 'fullscreen', KeyC: 'cursor', KeyM: 'sound' });
+export const SHORTCUT_KEYS = Object.freeze({ KeyS: 'stats', KeyF: 'fullscreen', KeyC: 'cursor', KeyM: 'sound', KeyL: 'pointerLock' });
 
 /** The action name of a client shortcut, or null for a key meant for the remote desktop. */
 export function clientShortcut(ev) {

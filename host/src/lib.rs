@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod client;
 pub mod display;
+pub mod input;
 pub mod pipeline;
 pub mod rtp;
 pub mod session;

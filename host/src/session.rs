@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use codec::registry::EncoderRegistry;
 
+use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
 use crate::viewer::{PeerSettings, Viewer, ViewerError};
 
@@ -54,6 +55,8 @@ pub struct SessionConfig {
 pub struct Session {
     pub config: SessionConfig,
     pipeline: Arc<Pipeline>,
+    /// XTest injection for controlling viewers; `None` if the display has no XTEST.
+    input: Option<Arc<InputDispatcher>>,
     /// `None` while a viewer's offer is being answered (the slot is reserved).
     viewers: Arc<Mutex<HashMap<String, Option<Arc<Viewer>>>>>,
 }
@@ -69,9 +72,17 @@ pub struct SessionStats {
 impl Session {
     pub fn start(config: SessionConfig, registry: Arc<EncoderRegistry>) -> Result<Self, HostError> {
         let pipeline = Arc::new(Pipeline::start(config.pipeline.clone(), registry)?);
+        let input = match InputDispatcher::start(&config.pipeline.display) {
+            Ok(i) => Some(Arc::new(i)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no input injection: viewers can only watch");
+                None
+            }
+        };
         Ok(Session {
             config,
             pipeline,
+            input,
             viewers: Arc::default(),
         })
     }
@@ -86,6 +97,11 @@ impl Session {
 
     pub fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+
+    /// The session's input thread, if the display supports injection.
+    pub fn input(&self) -> Option<&Arc<InputDispatcher>> {
+        self.input.as_ref()
     }
 
     /// Answers a viewer's offer. The slot is reserved before any waiting, so concurrent
@@ -107,10 +123,11 @@ impl Session {
         let viewers = self.viewers.clone();
         let peer = self.config.peer.clone();
         let pipeline = Arc::downgrade(&self.pipeline);
+        let input = self.input.clone();
         let task_id = id.clone();
         let created = tokio::spawn(async move {
             let id = task_id;
-            match Viewer::create(id.clone(), control, offer_sdp, &peer, pipeline).await {
+            match Viewer::create(id.clone(), control, offer_sdp, &peer, pipeline, input).await {
                 Ok((viewer, answer)) => {
                     let viewer = Arc::new(viewer);
                     viewers

@@ -32,6 +32,8 @@ use webrtc::peer_connection::{
 
 pub use webrtc::peer_connection::RTCIceServer;
 
+use crate::input::dispatch::InputDispatcher;
+use crate::input::protocol::{decode_client, ClientMessage, HostMessage, Limits, NoticeCode};
 use crate::pipeline::Pipeline;
 use crate::rtp::{H264Packetizer, H264_FMTP};
 
@@ -78,6 +80,12 @@ pub struct ViewerCounters {
     pub frames_skipped: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub input_messages: AtomicU64,
+    /// Malformed input messages (dropped; the channel stays open).
+    pub input_rejected: AtomicU64,
+    /// Input from a view-only peer (or with no injector), dropped.
+    pub input_ignored: AtomicU64,
+    /// Input over [`MAX_INPUT_PER_SEC`], dropped.
+    pub input_rate_limited: AtomicU64,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
@@ -100,7 +108,12 @@ struct TaskParts {
     events: mpsc::UnboundedReceiver<PeerEvent>,
     early: Vec<PeerEvent>,
     pipeline: Weak<Pipeline>,
+    input: Option<Arc<InputDispatcher>>,
 }
+
+/// Most input messages a viewer may send per second; the rest are dropped and counted (a
+/// 1000 Hz gaming mouse plus typing stays well below).
+const MAX_INPUT_PER_SEC: u32 = 3000;
 
 /// How long a new viewer may take to connect before it is dropped (an abandoned offer).
 const CONNECT_DEADLINE: Duration = Duration::from_secs(15);
@@ -229,6 +242,7 @@ impl Viewer {
         offer_sdp: String,
         settings: &PeerSettings,
         pipeline: Weak<Pipeline>,
+        input: Option<Arc<InputDispatcher>>,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
         let offer = RTCSessionDescription::offer(offer_sdp)
@@ -366,6 +380,7 @@ impl Viewer {
                 events,
                 early,
                 pipeline,
+                input,
             })),
         };
         Ok((viewer, answer))
@@ -396,14 +411,15 @@ impl Viewer {
         let Some(parts) = self.task.lock().unwrap().take() else {
             return;
         };
-        let (id, pc, counters, stop) = (
+        let (id, pc, counters, stop, control) = (
             self.id.clone(),
             self.pc.clone(),
             self.counters.clone(),
             self.stop.clone(),
+            self.control,
         );
         tokio::spawn(async move {
-            run_viewer(&id, pc, parts, counters, stop).await;
+            run_viewer(&id, control, pc, parts, counters, stop).await;
             on_end(&id);
         });
     }
@@ -417,6 +433,7 @@ impl Viewer {
 
 async fn run_viewer(
     id: &str,
+    control: bool,
     pc: Arc<dyn PeerConnection>,
     parts: TaskParts,
     counters: Arc<ViewerCounters>,
@@ -429,6 +446,7 @@ async fn run_viewer(
         mut events,
         early,
         pipeline,
+        input,
     } = parts;
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
     for e in early {
@@ -470,8 +488,11 @@ async fn run_viewer(
                         }
                     }
                     Some(PeerEvent::DataChannel(dc)) => {
-                        let (counters, stop) = (counters.clone(), stop.clone());
-                        tokio::spawn(async move { drain_data_channel(dc, counters, stop).await });
+                        let (counters, stop, input) = (counters.clone(), stop.clone(), input.clone());
+                        let viewer: Arc<str> = Arc::from(id);
+                        tokio::spawn(async move {
+                            input_channel(dc, viewer, control, input, counters, stop).await
+                        });
                     }
                     Some(PeerEvent::Gathered) => {}
                     None => break,
@@ -541,22 +562,108 @@ async fn run_viewer(
     tracing::info!(viewer = id, "viewer gone");
 }
 
-/// Reads the client's data channel. Input handling arrives with the input protocol; until
-/// then messages are counted and dropped. The channel closing means the client left (a closed
-/// tab closes it at once, long before ICE times out), so it ends the viewer.
-async fn drain_data_channel(
+/// Serves the client's `input` data channel: decodes each message (see
+/// [`crate::input::protocol`]), answers pings, drops and counts what is malformed, over the
+/// rate limit or sent by a view-only peer, and hands the rest to the session's input thread.
+/// The channel closing means the client left (a closed tab closes it at once, long before ICE
+/// times out): whatever this viewer held is released and the viewer ends.
+async fn input_channel(
     dc: Arc<dyn DataChannel>,
+    viewer: Arc<str>,
+    control: bool,
+    input: Option<Arc<InputDispatcher>>,
     counters: Arc<ViewerCounters>,
     stop: Arc<Notify>,
 ) {
+    let limits = Limits::default();
+    let mut window = (Instant::now(), 0u32);
+    let mut told_view_only = false;
     while let Some(ev) = dc.poll().await {
-        match ev {
-            DataChannelEvent::OnMessage(_) => {
-                counters.input_messages.fetch_add(1, Ordering::Relaxed);
-            }
+        let data = match ev {
+            DataChannelEvent::OnMessage(m) => m.data,
             DataChannelEvent::OnClose => break,
-            _ => {}
+            _ => continue,
+        };
+        let received = Instant::now();
+        counters.input_messages.fetch_add(1, Ordering::Relaxed);
+        if window.0.elapsed() >= Duration::from_secs(1) {
+            window = (received, 0);
+        }
+        window.1 += 1;
+        if window.1 > MAX_INPUT_PER_SEC {
+            counters.input_rate_limited.fetch_add(1, Ordering::Relaxed);
+            if window.1 == MAX_INPUT_PER_SEC + 1 {
+                tracing::warn!(viewer = %viewer, "input flood: dropping messages for the rest of this second");
+                reply(
+                    &dc,
+                    HostMessage::Notice {
+                        code: NoticeCode::RateLimited,
+                    },
+                )
+                .await;
+            }
+            continue;
+        }
+        let msg = match decode_client(&data, &limits) {
+            Ok(m) => m,
+            Err(e) => {
+                counters.input_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(viewer = %viewer, error = %e, "input message rejected");
+                continue;
+            }
+        };
+        match msg {
+            ClientMessage::Ping { seq, client_time } => {
+                let host_time = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64() * 1e3)
+                    .unwrap_or(0.0);
+                reply(
+                    &dc,
+                    HostMessage::Pong {
+                        seq,
+                        client_time,
+                        host_time,
+                    },
+                )
+                .await;
+            }
+            ClientMessage::Heartbeat | ClientMessage::ReleaseAll if !control => {}
+            _ if !control => {
+                counters.input_ignored.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut told_view_only, true) {
+                    reply(
+                        &dc,
+                        HostMessage::Notice {
+                            code: NoticeCode::ViewOnly,
+                        },
+                    )
+                    .await;
+                }
+            }
+            msg => match &input {
+                Some(input) => input.send(&viewer, msg, received),
+                None => {
+                    counters.input_ignored.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+        }
+    }
+    if control {
+        if let Some(input) = &input {
+            input.viewer_gone(&viewer);
         }
     }
     stop.notify_one();
+}
+
+async fn reply(dc: &Arc<dyn DataChannel>, msg: HostMessage) {
+    match msg.encode() {
+        Ok(bytes) => {
+            if let Err(e) = dc.send(bytes::BytesMut::from(&bytes[..])).await {
+                tracing::debug!(error = %e, "input channel reply failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode a host message"),
+    }
 }

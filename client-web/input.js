@@ -1,0 +1,194 @@
+// input.js — the desktop's keyboard, mouse, wheel and touch, captured over the <video> and sent
+// on the "input" data channel in the binary protocol of input-protocol.js.
+//
+// * Keys travel as physical keys (KeyboardEvent.code): the server's keymap decides the
+//   character, as with a local keyboard, whatever the client's layout. Characters without a
+//   physical key (IME composition, dead-key results) travel as text. The client's own shortcuts
+//   (Ctrl+Alt+Shift+…, shortcuts.js) are never forwarded. Browser shortcuts that a desktop user
+//   expects to reach the desktop (Tab, F1–F12, Ctrl+S, Ctrl+P, Backspace…) are prevented; the
+//   few a page cannot stop (Ctrl+W, Ctrl+T, Ctrl+N) are caught in fullscreen through Keyboard
+//   Lock where the browser offers it. Esc held leaves fullscreen/pointer lock (browser rule).
+// * The pointer is sent in video pixels (the <video> letterboxes with object-fit: contain, so
+//   the position is mapped through the displayed rectangle); with pointer lock, relative motion.
+// * Wheel deltas become hi-res units (120 = one notch) so trackpads scroll smoothly.
+// * Touch: one finger drives the pointer (tap = click), two fingers scroll.
+// * Focus loss or a hidden page sends ReleaseAll, so nothing stays pressed on the desktop.
+// * A heartbeat every second (the host releases everything when they stop) and a ping every
+//   2 s (its pong gives the RTT shown in the stats overlay).
+
+import { encode, decodeHost } from './input-protocol.js';
+import { clientShortcut } from './shortcuts.js';
+
+const HEARTBEAT_MS = 1000;
+const PING_MS = 2000;
+const WHEEL_UNITS_PER_PIXEL = 1.2; // Chromium: 100 px per notch → 120 units
+const WHEEL_UNITS_PER_LINE = 40; // 3 lines per notch → 120 units
+
+export class InputCapture extends EventTarget {
+  /** @param {HTMLVideoElement} video */
+  constructor(video) {
+    super();
+    this.video = video;
+    this.channel = null;
+    this.pressed = new Set(); // codes down
+    this.buttons = new Set();
+    this.rttMs = null;
+    this.pingSeq = 0;
+    this.touch = null; // {id, x, y, moved, startedAt} or {scroll: true, y}
+    this.wheelRest = { x: 0, y: 0 };
+    this.sentMessages = 0;
+    this.install();
+    setInterval(() => this.send(encode.heartbeat()), HEARTBEAT_MS);
+    setInterval(() => this.send(encode.ping(++this.pingSeq >>> 0, performance.now())), PING_MS);
+  }
+
+  /** Use this data channel (a new one after each reconnect). */
+  attach(channel) {
+    this.channel = channel;
+    channel.binaryType = 'arraybuffer';
+    channel.addEventListener('message', (ev) => this.onHostMessage(ev.data));
+  }
+
+  onHostMessage(data) {
+    let msg;
+    try {
+      msg = decodeHost(data);
+    } catch {
+      return; // unknown host message: a newer server; ignore
+    }
+    if (msg.type === 'pong') this.rttMs = performance.now() - msg.clientTime;
+    this.dispatchEvent(new CustomEvent('host', { detail: msg }));
+  }
+
+  send(bytes) {
+    if (!bytes || !this.channel || this.channel.readyState !== 'open') return false;
+    this.channel.send(bytes);
+    this.sentMessages++;
+    return true;
+  }
+
+  /** Maps a client point to video pixels, or null outside the picture. */
+  videoPoint(clientX, clientY) {
+    const v = this.video;
+    const w = v.videoWidth;
+    const h = v.videoHeight;
+    if (!w || !h) return null;
+    const r = v.getBoundingClientRect();
+    const scale = Math.min(r.width / w, r.height / h);
+    const left = r.left + (r.width - w * scale) / 2;
+    const top = r.top + (r.height - h * scale) / 2;
+    const x = Math.floor((clientX - left) / scale);
+    const y = Math.floor((clientY - top) / scale);
+    if (x < 0 || y < 0 || x >= w || y >= h) return null;
+    return { x, y, w, h };
+  }
+
+  sendPointer(ev) {
+    if (document.pointerLockElement === this.video) {
+      this.send(encode.pointerRel(clamp16(ev.movementX), clamp16(ev.movementY)));
+      return true;
+    }
+    const p = this.videoPoint(ev.clientX, ev.clientY);
+    if (p) this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
+    return p !== null;
+  }
+
+  releaseAll() {
+    if (this.pressed.size || this.buttons.size) this.send(encode.releaseAll());
+    this.pressed.clear();
+    this.buttons.clear();
+  }
+
+  install() {
+    const v = this.video;
+    window.addEventListener('keydown', (ev) => this.onKey(ev, true), { capture: true });
+    window.addEventListener('keyup', (ev) => this.onKey(ev, false), { capture: true });
+    window.addEventListener('compositionend', (ev) => ev.data && this.send(encode.text(ev.data)));
+    window.addEventListener('blur', () => this.releaseAll());
+    document.addEventListener('visibilitychange', () => document.hidden && this.releaseAll());
+
+    v.addEventListener('mousemove', (ev) => this.sendPointer(ev));
+    v.addEventListener('mousedown', (ev) => {
+      if (!this.sendPointer(ev) && document.pointerLockElement !== v) return;
+      ev.preventDefault();
+      this.buttons.add(ev.button);
+      this.send(encode.button(ev.button, true));
+    });
+    window.addEventListener('mouseup', (ev) => {
+      if (!this.buttons.delete(ev.button)) return;
+      this.send(encode.button(ev.button, false));
+    });
+    v.addEventListener('contextmenu', (ev) => ev.preventDefault());
+    v.addEventListener('wheel', (ev) => {
+      ev.preventDefault();
+      this.sendPointer(ev);
+      const k = ev.deltaMode === 1 ? WHEEL_UNITS_PER_LINE : ev.deltaMode === 2 ? 120 : WHEEL_UNITS_PER_PIXEL;
+      const x = ev.deltaX * k + this.wheelRest.x;
+      const y = ev.deltaY * k + this.wheelRest.y;
+      const dx = Math.trunc(x);
+      const dy = Math.trunc(y);
+      this.wheelRest = { x: x - dx, y: y - dy };
+      if (dx || dy) this.send(encode.wheel(clamp16(dx), clamp16(dy)));
+    }, { passive: false });
+
+    v.addEventListener('touchstart', (ev) => this.onTouch(ev), { passive: false });
+    v.addEventListener('touchmove', (ev) => this.onTouch(ev), { passive: false });
+    v.addEventListener('touchend', (ev) => this.onTouch(ev), { passive: false });
+    v.addEventListener('touchcancel', (ev) => this.onTouch(ev), { passive: false });
+  }
+
+  onKey(ev, down) {
+    if (clientShortcut(ev)) return; // app.js handles it
+    if (ev.isComposing || ev.keyCode === 229) return; // IME: the result comes as text
+    if (!this.channel || this.channel.readyState !== 'open') return;
+    ev.preventDefault();
+    ev.stopPropagation();
+    const bytes = down ? encode.keyDown(ev.code) : encode.keyUp(ev.code);
+    if (bytes) {
+      if (down) this.pressed.add(ev.code);
+      else this.pressed.delete(ev.code);
+      this.send(bytes);
+    } else if (down && ev.key.length > 0 && [...ev.key].length === 1) {
+      this.send(encode.text(ev.key)); // a key without a known code: send its character
+    }
+  }
+
+  onTouch(ev) {
+    ev.preventDefault();
+    const touches = ev.touches;
+    if (touches.length >= 2) {
+      const y = (touches[0].clientY + touches[1].clientY) / 2;
+      if (this.touch && this.touch.scroll) {
+        const dy = Math.trunc((this.touch.y - y) * WHEEL_UNITS_PER_PIXEL * 2);
+        if (dy) {
+          this.send(encode.wheel(0, clamp16(dy)));
+          this.touch.y = y;
+        }
+      } else {
+        if (this.buttons.delete(0)) this.send(encode.button(0, false));
+        this.touch = { scroll: true, y };
+      }
+      return;
+    }
+    if (ev.type === 'touchstart' && touches.length === 1) {
+      const t = touches[0];
+      const p = this.videoPoint(t.clientX, t.clientY);
+      if (!p) return;
+      this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
+      this.send(encode.button(0, true));
+      this.buttons.add(0);
+      this.touch = { id: t.identifier };
+    } else if (ev.type === 'touchmove' && touches.length === 1 && this.touch && !this.touch.scroll) {
+      const t = touches[0];
+      const p = this.videoPoint(t.clientX, t.clientY);
+      if (p) this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
+    } else if (touches.length === 0) {
+      if (this.buttons.delete(0)) this.send(encode.button(0, false));
+      this.touch = null;
+    }
+  }
+}
+
+function clamp16(v) {
+  return Math.max(-32768, Math.min(32767, Math.round(v)));
+}

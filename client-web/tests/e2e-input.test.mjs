@@ -1,0 +1,168 @@
+// tests/e2e-input.test.mjs — input end to end: headless Chromium → input.js → the "input" data
+// channel → edgedesk's decoder → XTest → a real X client (edgedesk-xevents) that prints what it
+// receives. Checks clicks land on the matching X pixel (also when the browser scales the video),
+// typed text arrives exactly (shift included), non-ASCII arrives through the text path, the wheel
+// scrolls, and a page that goes away with a key held leaves nothing pressed.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import path from 'node:path';
+import { existsSync } from 'node:fs';
+import { launchChromium, waitForState, waitForFrames, CLIENT_WEB_DIR } from './lib.mjs';
+
+const BIN = process.env.EDGEDESK_BIN ?? path.resolve(CLIENT_WEB_DIR, '../target/debug/edgedesk');
+const XEVENTS = path.join(path.dirname(BIN), 'edgedesk-xevents');
+
+function start(cmd, args) {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = [];
+  createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
+  async function waitLine(pred, ms = 10000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const i = lines.findIndex(pred);
+      if (i >= 0) return lines.splice(0, i + 1).pop();
+      if (child.exitCode !== null) throw new Error(`${cmd} exited (${child.exitCode})`);
+      if (Date.now() > end) throw new Error(`no matching line from ${path.basename(cmd)} within ${ms} ms; have ${JSON.stringify(lines.slice(-5))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return { child, lines, waitLine, kill: () => child.exitCode === null && child.kill('SIGTERM') };
+}
+
+/** US-layout physical keys for a few characters: [code, shift]. */
+function usKey(ch) {
+  if (/[a-z]/.test(ch)) return [`Key${ch.toUpperCase()}`, false];
+  if (/[A-Z]/.test(ch)) return [`Key${ch}`, true];
+  if (/[0-9]/.test(ch)) return [`Digit${ch}`, false];
+  const other = { ' ': ['Space', false], ',': ['Comma', false], '.': ['Period', false], '!': ['Digit1', true] };
+  if (other[ch]) return other[ch];
+  throw new Error(`no US key for ${ch}`);
+}
+
+/** Types as a person does: Shift held with the key (Playwright's type() sends no Shift). */
+async function typeLikeAKeyboard(page, text) {
+  for (const ch of text) {
+    const [code, shift] = usKey(ch);
+    if (shift) await page.keyboard.down('Shift');
+    await page.keyboard.press(code);
+    if (shift) await page.keyboard.up('Shift');
+  }
+}
+
+let browser;
+before(async () => {
+  for (const f of [BIN, XEVENTS]) assert.ok(existsSync(f), `${f} is missing: run cargo build --workspace --bins first`);
+  browser = await launchChromium();
+});
+after(async () => browser?.close());
+
+/** Client coordinates of video pixel (x, y), through the letterboxed <video>. */
+async function clientPoint(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const v = window.edgedesk.video;
+    const r = v.getBoundingClientRect();
+    const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+    const left = r.left + (r.width - v.videoWidth * s) / 2;
+    const top = r.top + (r.height - v.videoHeight * s) / 2;
+    return { x: left + (x + 0.5) * s, y: top + (y + 0.5) * s };
+  }, [x, y]);
+}
+
+async function openConnected(url, viewport) {
+  const page = await browser.newPage({ viewport });
+  await page.goto(url);
+  await waitForState(page, 'connected', 15000);
+  await waitForFrames(page, 1, 15000);
+  await page.waitForFunction(() => window.edgedesk.inputChannel?.readyState === 'open', null, { timeout: 10000 });
+  return page;
+}
+
+test('keyboard, mouse, wheel and text reach a real X client exactly; nothing stays pressed', async (t) => {
+  const token = 'input-e2e-token';
+  const server = start(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
+  t.after(server.kill);
+  const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
+  const xev = start(XEVENTS, ['--display', display, '--rect', '0,0,1280,720']);
+  t.after(xev.kill);
+  await xev.waitLine((l) => l === 'READY');
+
+  // 1. Unscaled: a click at video (400, 300) is a button-1 press at X (400, 300).
+  const page = await openConnected(url, { width: 1280, height: 720 });
+  let p = await clientPoint(page, 400, 300);
+  await page.mouse.move(p.x, p.y);
+  await page.mouse.down();
+  await page.mouse.up();
+  const press = await xev.waitLine((l) => l.startsWith('button press 1 '));
+  assert.equal(press, 'button press 1 400 300 400 300');
+  await xev.waitLine((l) => l.startsWith('button release 1 '));
+  const right = await clientPoint(page, 1000, 100);
+  await page.mouse.click(right.x, right.y, { button: 'right' });
+  assert.equal(await xev.waitLine((l) => l.startsWith('button press 3 ')), 'button press 3 1000 100 1000 100');
+
+  // 2. Typing: physical keys, the server's keymap (US) makes the characters, shift included.
+  const typed = 'Hello, World! 123';
+  xev.lines.length = 0;
+  await typeLikeAKeyboard(page, typed);
+  await page.evaluate(() => 0);
+  let got = '';
+  const end = Date.now() + 10000;
+  while (got !== typed && Date.now() < end) {
+    const line = await xev.waitLine((l) => l.startsWith('key press '), end - Date.now());
+    const [, , , keysym] = line.split(' ');
+    const text = line.split(' ').slice(4).join(' ');
+    if (keysym === '0x20') got += ' ';
+    else if ([...text].length === 1) got += text; // modifiers (Shift) print no character
+  }
+  assert.equal(got, typed);
+
+  // 3. Non-ASCII through the text path (what IME composition sends).
+  xev.lines.length = 0;
+  await page.evaluate(async () => {
+    const { encode } = await import('/input-protocol.js');
+    window.edgedesk.inputChannel.send(encode.text('é€ж'));
+  });
+  const chars = [];
+  while (chars.length < 3) {
+    const line = await xev.waitLine((l) => l.startsWith('key press '));
+    const text = line.split(' ').slice(4).join(' ');
+    if (text) chars.push(text);
+  }
+  assert.deepEqual(chars, ['é', '€', 'ж']);
+
+  // 4. Wheel: one notch down (100 px in Chromium = 120 units) is one X button-5 click.
+  xev.lines.length = 0;
+  await page.mouse.move(p.x, p.y);
+  await page.mouse.wheel(0, 100);
+  await xev.waitLine((l) => l.startsWith('button press 5 '));
+
+  // 5. RTT from ping/pong.
+  await page.waitForFunction(() => window.edgedesk.input.rttMs !== null, null, { timeout: 5000 });
+
+  // 6. A page that goes away with Shift held leaves no key pressed on the desktop.
+  await page.keyboard.down('Shift');
+  await xev.waitLine((l) => l.startsWith('key press 50 '));
+  await page.close({ runBeforeUnload: false });
+  const deadline = Date.now() + 8000;
+  let keys;
+  do {
+    xev.child.stdin.write('keys\n');
+    keys = await xev.waitLine((l) => l.startsWith('keys'));
+    if (keys === 'keys') break;
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < deadline);
+  assert.equal(keys, 'keys', 'no key is left pressed after the client left');
+
+  // 7. Scaled: a 640x360 window shows the 1280x720 video at half size; a click still lands
+  //    on the matching X pixel (within the half-pixel the scaling loses).
+  const small = await openConnected(url, { width: 640, height: 360 });
+  t.after(() => small.close());
+  xev.lines.length = 0;
+  p = await clientPoint(small, 801, 401);
+  await small.mouse.click(p.x, p.y);
+  const [, , , x, y] = (await xev.waitLine((l) => l.startsWith('button press 1 '))).split(' ');
+  assert.ok(Math.abs(x - 801) <= 2 && Math.abs(y - 401) <= 2, `click landed at ${x},${y}`);
+});

@@ -1,0 +1,182 @@
+//! Input through a real session: a headless WebRTC viewer sends protocol messages on its
+//! `input` data channel; a real X client (edgedesk-xevents) shows what arrived. A view-only
+//! viewer's input never reaches X; malformed messages are counted and the channel stays open
+//! (a ping still gets its pong).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use codec::registry::{EncoderPreference, EncoderRegistry};
+use codec::EncoderSettings;
+use edgedesk_host as host;
+use host::client::ViewerClient;
+use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+use host::input::protocol::{Button, ClientMessage};
+use host::pipeline::PipelineConfig;
+use host::session::{Session, SessionConfig};
+use host::viewer::PeerSettings;
+
+fn encode(m: ClientMessage) -> BytesMut {
+    BytesMut::from(&m.encode().unwrap()[..])
+}
+
+async fn connect(session: &Session, control: bool) -> (ViewerClient, String) {
+    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let (id, answer) = session.add_viewer(offer, control).await.expect("answer");
+    client.accept_answer(answer).await.unwrap();
+    assert!(
+        client.next_frame(Duration::from_secs(10)).await.is_some(),
+        "a frame arrives"
+    );
+    (client, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
+    let display = VirtualDisplay::start(DisplayOptions {
+        width: 320,
+        height: 240,
+        kind: DisplayKind::Xvfb,
+        ..DisplayOptions::default()
+    })
+    .expect("Xvfb");
+    let mut xev = display
+        .spawn_command(
+            Command::new(env!("CARGO_BIN_EXE_edgedesk-xevents"))
+                .args(["--rect", "0,0,320,240"])
+                .stdin(Stdio::piped()) // EOF on stdin would end it
+                .stdout(Stdio::piped()),
+        )
+        .expect("xevents");
+    let _xev_stdin = xev.stdin.take();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = xev.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "READY");
+    let press_within = |d: Duration| -> Option<String> {
+        let end = Instant::now() + d;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.starts_with("button press") => return Some(l),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+
+    let session = Session::start(
+        SessionConfig {
+            name: "input".into(),
+            pipeline: PipelineConfig {
+                display: display.name(),
+                encoder: EncoderSettings {
+                    fps: 30,
+                    bitrate_bps: 1_000_000,
+                    ..EncoderSettings::default()
+                },
+                preference: EncoderPreference::Software,
+            },
+            peer: PeerSettings::default(),
+            max_viewers: 4,
+        },
+        Arc::new(EncoderRegistry::probe()),
+    )
+    .expect("session");
+    assert!(
+        session.input().is_some(),
+        "Xvfb has XTEST: input is injected"
+    );
+
+    // A view-only viewer clicks: nothing reaches X, and it is counted.
+    let (viewer, viewer_id) = connect(&session, false).await;
+    let dc = viewer.input.clone();
+    let open = Instant::now();
+    while dc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
+        assert!(
+            open.elapsed() < Duration::from_secs(5),
+            "data channel opens"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let click = [
+        ClientMessage::PointerAbs {
+            x: 100,
+            y: 100,
+            width: 320,
+            height: 240,
+        },
+        ClientMessage::ButtonDown {
+            button: Button::Left,
+        },
+        ClientMessage::ButtonUp {
+            button: Button::Left,
+        },
+    ];
+    for m in click.clone() {
+        dc.send(encode(m)).await.unwrap();
+    }
+    assert_eq!(
+        press_within(Duration::from_millis(800)),
+        None,
+        "view-only input was injected"
+    );
+    let v = session.viewer(&viewer_id).unwrap();
+    let ignored_after = Instant::now();
+    while v.counters.input_ignored.load(Ordering::Relaxed) < 3 {
+        assert!(
+            ignored_after.elapsed() < Duration::from_secs(3),
+            "ignored input is counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A controlling viewer: malformed messages are counted, the channel stays usable, and a
+    // click afterwards lands.
+    let (control, control_id) = connect(&session, true).await;
+    let cdc = control.input.clone();
+    let open = Instant::now();
+    while cdc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
+        assert!(
+            open.elapsed() < Duration::from_secs(5),
+            "data channel opens"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for junk in [
+        &[0xffu8][..],
+        &[0x10, 1, 2],
+        &[0x03, 0xff, 0xff, b'x'],
+        &[0x12, 9],
+    ] {
+        cdc.send(BytesMut::from(junk)).await.unwrap();
+    }
+    for m in click {
+        cdc.send(encode(m)).await.unwrap();
+    }
+    let press = press_within(Duration::from_secs(5)).expect("the controlling viewer's click lands");
+    assert_eq!(press, "button press 1 100 100 100 100");
+    let cv = session.viewer(&control_id).unwrap();
+    assert_eq!(cv.counters.input_rejected.load(Ordering::Relaxed), 4);
+    let (p50, p99) = session
+        .input()
+        .unwrap()
+        .stats
+        .latency_percentiles()
+        .expect("latencies recorded");
+    eprintln!("receipt → injection: p50 {p50} µs, p99 {p99} µs");
+
+    viewer.close().await;
+    control.close().await;
+    session.close().await;
+    let _ = xev.kill();
+    let _ = xev.wait();
+}
