@@ -16,10 +16,11 @@
 // * A heartbeat every second (the host releases everything when they stop) and a ping every
 //   2 s (its pong gives the RTT shown in the stats overlay).
 
-import { encode, decodeHost } from './input-protocol.js';
+import { encode, decodeHost, splitText } from './input-protocol.js';
 import { clientShortcut } from './shortcuts.js';
 
 const HEARTBEAT_MS = 1000;
+const IS_MAC = /Mac/.test(navigator.platform || navigator.userAgent);
 const PING_MS = 2000;
 const WHEEL_UNITS_PER_PIXEL = 1.2; // Chromium: 100 px per notch → 120 units
 const WHEEL_UNITS_PER_LINE = 40; // 3 lines per notch → 120 units
@@ -103,7 +104,9 @@ export class InputCapture extends EventTarget {
     const v = this.video;
     window.addEventListener('keydown', (ev) => this.onKey(ev, true), { capture: true });
     window.addEventListener('keyup', (ev) => this.onKey(ev, false), { capture: true });
-    window.addEventListener('compositionend', (ev) => ev.data && this.send(encode.text(ev.data)));
+    window.addEventListener('compositionend', (ev) => {
+      for (const part of ev.data ? splitText(ev.data) : []) this.send(encode.text(part));
+    });
     window.addEventListener('blur', () => this.releaseAll());
     document.addEventListener('visibilitychange', () => document.hidden && this.releaseAll());
 
@@ -111,8 +114,8 @@ export class InputCapture extends EventTarget {
     v.addEventListener('mousedown', (ev) => {
       if (!this.sendPointer(ev) && document.pointerLockElement !== v) return;
       ev.preventDefault();
-      this.buttons.add(ev.button);
-      this.send(encode.button(ev.button, true));
+      // Only a press that was sent is remembered, so no orphan release goes out later.
+      if (this.send(encode.button(ev.button, true))) this.buttons.add(ev.button);
     });
     window.addEventListener('mouseup', (ev) => {
       if (!this.buttons.delete(ev.button)) return;
@@ -140,9 +143,18 @@ export class InputCapture extends EventTarget {
   onKey(ev, down) {
     if (clientShortcut(ev)) return; // app.js handles it
     if (ev.isComposing || ev.keyCode === 229) return; // IME: the result comes as text
-    if (!this.channel || this.channel.readyState !== 'open') return;
+    // Keys belong to the desktop even while reconnecting: F5 or Backspace must not reach the
+    // browser (a reload would end the session).
     ev.preventDefault();
     ev.stopPropagation();
+    if (!this.channel || this.channel.readyState !== 'open') return;
+    // The desktop's X server repeats held keys itself; the browser's repeats are not sent.
+    if (down && ev.repeat && this.pressed.has(ev.code)) return;
+    // macOS sends no keyup for keys released while Cmd is down: release them with Cmd.
+    if (!down && IS_MAC && (ev.code === 'MetaLeft' || ev.code === 'MetaRight')) {
+      for (const code of this.pressed) if (code !== ev.code) this.send(encode.keyUp(code));
+      this.pressed.clear();
+    }
     const bytes = down ? encode.keyDown(ev.code) : encode.keyUp(ev.code);
     if (bytes) {
       if (down) this.pressed.add(ev.code);

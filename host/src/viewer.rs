@@ -457,6 +457,7 @@ async fn run_viewer(
     let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
     let mut waiting_for_keyframe = true;
     let mut joined = false;
+    let mut input_started = false;
     let started = Instant::now();
     let connect_deadline = tokio::time::Instant::now() + CONNECT_DEADLINE;
     loop {
@@ -487,7 +488,13 @@ async fn run_viewer(
                             _ => {}
                         }
                     }
+                    Some(PeerEvent::DataChannel(dc)) if input_started => {
+                        // One input channel per peer: a second one would get its own rate window.
+                        tracing::debug!(viewer = id, "ignoring an extra data channel");
+                        let _ = dc.close().await;
+                    }
                     Some(PeerEvent::DataChannel(dc)) => {
+                        input_started = true;
                         let (counters, stop, input) = (counters.clone(), stop.clone(), input.clone());
                         let viewer: Arc<str> = Arc::from(id);
                         tokio::spawn(async move {
@@ -576,7 +583,8 @@ async fn input_channel(
     stop: Arc<Notify>,
 ) {
     let limits = Limits::default();
-    let mut window = (Instant::now(), 0u32);
+    // (start of the current second, units used, flood already reported this second)
+    let mut window = (Instant::now(), 0u32, false);
     let mut told_view_only = false;
     while let Some(ev) = dc.poll().await {
         let data = match ev {
@@ -587,12 +595,16 @@ async fn input_channel(
         let received = Instant::now();
         counters.input_messages.fetch_add(1, Ordering::Relaxed);
         if window.0.elapsed() >= Duration::from_secs(1) {
-            window = (received, 0);
+            window = (received, 0, false);
         }
-        window.1 += 1;
+        // Text costs one unit per character: typing it is the slow path on the host.
+        window.1 += match data.first() {
+            Some(&crate::input::protocol::op::TEXT) => (data.len().saturating_sub(3) as u32).max(1),
+            _ => 1,
+        };
         if window.1 > MAX_INPUT_PER_SEC {
             counters.input_rate_limited.fetch_add(1, Ordering::Relaxed);
-            if window.1 == MAX_INPUT_PER_SEC + 1 {
+            if !std::mem::replace(&mut window.2, true) {
                 tracing::warn!(viewer = %viewer, "input flood: dropping messages for the rest of this second");
                 reply(
                     &dc,

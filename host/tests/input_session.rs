@@ -164,6 +164,33 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
     }
     let press = press_within(Duration::from_secs(5)).expect("the controlling viewer's click lands");
     assert_eq!(press, "button press 1 100 100 100 100");
+    // A repeated key-down presses once; a key-up for a key never pressed injects nothing.
+    let key = |code| host::input::protocol::KeyCode::from_code(code).unwrap();
+    for m in [
+        ClientMessage::KeyDown { key: key("KeyA") },
+        ClientMessage::KeyDown { key: key("KeyA") },
+        ClientMessage::KeyUp { key: key("KeyB") },
+        ClientMessage::KeyUp { key: key("KeyA") },
+        ClientMessage::ButtonDown {
+            button: Button::Middle,
+        },
+    ] {
+        cdc.send(encode(m)).await.unwrap();
+    }
+    let mut key_lines = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.starts_with("button press 2") => break,
+            Ok(l) if l.starts_with("key ") => {
+                key_lines.push(l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(key_lines, ["key press 38", "key release 38"]);
+
     let cv = session.viewer(&control_id).unwrap();
     assert_eq!(cv.counters.input_rejected.load(Ordering::Relaxed), 4);
     let (p50, p99) = session

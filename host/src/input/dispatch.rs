@@ -11,7 +11,7 @@
 //!
 //! Receipt-to-injection latency is recorded per message (see [`InputStats`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,12 +26,20 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const KEYMAP_RESTORE_IDLE: Duration = Duration::from_secs(2);
 const LATENCY_SAMPLES: usize = 4096;
 
-enum Command {
-    Message {
-        viewer: Arc<str>,
-        msg: ClientMessage,
-        received: Instant,
-    },
+/// Messages waiting for the input thread; beyond this, new ones are dropped and counted (a
+/// slow text burst must not let the queue, and the delay before a release, grow without end).
+const QUEUE: usize = 512;
+
+struct Message {
+    viewer: Arc<str>,
+    msg: ClientMessage,
+    received: Instant,
+}
+
+/// Rare commands that must never be dropped, on their own unbounded channel: releases that
+/// did not fit the queue, a viewer leaving, shutdown.
+enum Control {
+    Message(Message),
     ViewerGone(Arc<str>),
     Stop,
 }
@@ -41,6 +49,8 @@ enum Command {
 pub struct InputStats {
     pub injected: AtomicU64,
     pub failed: AtomicU64,
+    /// Dropped because the queue was full.
+    pub dropped: AtomicU64,
     pub releases: AtomicU64,
     /// Receipt on the data channel → XTest request sent, in microseconds (ring buffer).
     latencies_us: Mutex<Vec<u32>>,
@@ -69,7 +79,8 @@ impl InputStats {
 
 /// The session's input thread.
 pub struct InputDispatcher {
-    tx: Mutex<mpsc::Sender<Command>>,
+    tx: mpsc::SyncSender<Message>,
+    ctl: Mutex<mpsc::Sender<Control>>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<InputStats>,
 }
@@ -78,67 +89,116 @@ impl InputDispatcher {
     /// Connects an injector to `display` and starts the thread.
     pub fn start(display: &str) -> Result<Self, InjectError> {
         let injector = Injector::connect(display)?;
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (ctl, ctl_rx) = mpsc::channel();
         let stats = Arc::new(InputStats::default());
         let s = stats.clone();
         let thread = std::thread::Builder::new()
             .name(format!("input{display}"))
-            .spawn(move || run(injector, rx, &s))
+            .spawn(move || run(injector, rx, ctl_rx, &s))
             .map_err(|e| InjectError::Protocol(format!("cannot start the input thread: {e}")))?;
         Ok(InputDispatcher {
-            tx: Mutex::new(tx),
+            tx,
+            ctl: Mutex::new(ctl),
             thread: Some(thread),
             stats,
         })
     }
 
-    /// Queue a message from a controlling viewer.
+    /// Queue a message from a controlling viewer (never blocks). When the queue is full the
+    /// message is dropped and counted, except releases, which always get through.
     pub fn send(&self, viewer: &Arc<str>, msg: ClientMessage, received: Instant) {
-        let _ = self.tx.lock().unwrap().send(Command::Message {
+        let m = Message {
             viewer: viewer.clone(),
             msg,
             received,
-        });
+        };
+        match self.tx.try_send(m) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(m)) if is_release(&m.msg) => {
+                let _ = self.ctl.lock().unwrap().send(Control::Message(m));
+            }
+            Err(_) => {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// A viewer left: whatever it held is released.
     pub fn viewer_gone(&self, viewer: &Arc<str>) {
         let _ = self
-            .tx
+            .ctl
             .lock()
             .unwrap()
-            .send(Command::ViewerGone(viewer.clone()));
+            .send(Control::ViewerGone(viewer.clone()));
     }
+}
+
+fn is_release(m: &ClientMessage) -> bool {
+    matches!(
+        m,
+        ClientMessage::KeyUp { .. } | ClientMessage::ButtonUp { .. } | ClientMessage::ReleaseAll
+    ) || matches!(
+        m,
+        ClientMessage::Touch {
+            phase: TouchPhase::End | TouchPhase::Cancel,
+            ..
+        }
+    )
 }
 
 impl Drop for InputDispatcher {
     fn drop(&mut self) {
-        let _ = self.tx.lock().unwrap().send(Command::Stop);
+        let _ = self.ctl.lock().unwrap().send(Control::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
+/// What one viewer holds down on the X server, so that exactly that can be released.
 #[derive(Default)]
 struct ViewerState {
     last_seen: Option<Instant>,
-    /// Keys or buttons this viewer pressed and has not released.
-    holding: usize,
+    keys: HashSet<&'static str>,
+    buttons: HashSet<u8>,
 }
 
-fn run(mut inj: Injector, rx: mpsc::Receiver<Command>, stats: &InputStats) {
+impl ViewerState {
+    fn holds_anything(&self) -> bool {
+        !self.keys.is_empty() || !self.buttons.is_empty()
+    }
+}
+
+fn run(
+    mut inj: Injector,
+    rx: mpsc::Receiver<Message>,
+    ctl: mpsc::Receiver<Control>,
+    stats: &InputStats,
+) {
     let mut viewers: HashMap<Arc<str>, ViewerState> = HashMap::new();
     let mut last_text: Option<Instant> = None;
     loop {
-        match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(Command::Message {
+        // Control first: a leaving viewer's release must not wait behind a backlog.
+        let next = match ctl.try_recv() {
+            Ok(c) => Some(c),
+            Err(mpsc::TryRecvError::Empty) => match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => Some(Control::Message(m)),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Some(Control::Stop),
+            },
+            Err(mpsc::TryRecvError::Disconnected) => Some(Control::Stop),
+        };
+        match next {
+            Some(Control::Message(Message {
                 viewer,
                 msg,
                 received,
-            }) => {
+            })) => {
                 let state = viewers.entry(viewer.clone()).or_default();
-                state.last_seen = Some(Instant::now());
+                // When it arrived, not when it was dequeued: a backlog must not make an
+                // active viewer look silent.
+                state.last_seen = Some(received);
                 if matches!(msg, ClientMessage::Text { .. }) {
                     last_text = Some(Instant::now());
                 }
@@ -154,29 +214,26 @@ fn run(mut inj: Injector, rx: mpsc::Receiver<Command>, stats: &InputStats) {
                     }
                 }
             }
-            Ok(Command::ViewerGone(viewer)) => {
-                if viewers.remove(&viewer).is_some_and(|s| s.holding > 0) {
-                    release(&mut inj, stats, &viewer, "viewer left");
-                    viewers.values_mut().for_each(|s| s.holding = 0);
+            Some(Control::ViewerGone(viewer)) => {
+                if let Some(mut state) = viewers.remove(&viewer) {
+                    release(&mut inj, stats, &viewer, &mut state, "viewer left");
                 }
             }
-            Ok(Command::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Some(Control::Stop) => {
                 let _ = inj.release_all();
                 return;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            None => {}
         }
         // Heartbeat loss: release what a silent viewer holds.
-        let silent: Vec<Arc<str>> = viewers
-            .iter()
-            .filter(|(_, s)| {
-                s.holding > 0 && s.last_seen.is_some_and(|t| t.elapsed() > HEARTBEAT_TIMEOUT)
-            })
-            .map(|(v, _)| v.clone())
-            .collect();
-        for v in silent {
-            release(&mut inj, stats, &v, "heartbeat lost");
-            viewers.values_mut().for_each(|s| s.holding = 0);
+        for (viewer, state) in viewers.iter_mut() {
+            if state.holds_anything()
+                && state
+                    .last_seen
+                    .is_some_and(|t| t.elapsed() > HEARTBEAT_TIMEOUT)
+            {
+                release(&mut inj, stats, viewer, state, "heartbeat lost");
+            }
         }
         if last_text.is_some_and(|t| t.elapsed() > KEYMAP_RESTORE_IDLE) {
             last_text = None;
@@ -187,15 +244,35 @@ fn run(mut inj: Injector, rx: mpsc::Receiver<Command>, stats: &InputStats) {
     }
 }
 
-fn release(inj: &mut Injector, stats: &InputStats, viewer: &str, why: &str) {
+/// Releases exactly what `state`'s viewer holds (another controller's keys stay down).
+fn release(
+    inj: &mut Injector,
+    stats: &InputStats,
+    viewer: &str,
+    state: &mut ViewerState,
+    why: &str,
+) {
+    if !state.holds_anything() {
+        return;
+    }
     stats.releases.fetch_add(1, Ordering::Relaxed);
-    match inj.release_all() {
-        Ok(()) => tracing::info!(viewer, why, "released every key and button"),
+    let mut result = Ok(());
+    for code in state.keys.drain() {
+        result = result.and(inj.key(code, false));
+    }
+    for b in state.buttons.drain() {
+        result = result.and(inj.button(b, false));
+    }
+    match result.and(inj.flush()) {
+        Ok(()) => tracing::info!(viewer, why, "released the viewer's keys and buttons"),
         Err(e) => tracing::warn!(viewer, why, error = %e, "release failed"),
     }
 }
 
-/// Applies one message; `Ok(true)` when something was injected.
+/// Applies one message; `Ok(true)` when something was injected. Held keys and buttons are
+/// tracked as sets, updated before the request goes out: a repeated key-down (browser
+/// auto-repeat; the X server repeats held keys itself) and a key-up for a key never pressed
+/// (IME commit, PrintScreen) inject nothing.
 fn apply(
     inj: &mut Injector,
     msg: &ClientMessage,
@@ -203,12 +280,16 @@ fn apply(
 ) -> Result<bool, InjectError> {
     match msg {
         ClientMessage::KeyDown { key } => {
+            if !state.keys.insert(key.code()) {
+                return Ok(false);
+            }
             inj.key(key.code(), true)?;
-            state.holding += 1;
         }
         ClientMessage::KeyUp { key } => {
+            if !state.keys.remove(key.code()) {
+                return Ok(false);
+            }
             inj.key(key.code(), false)?;
-            state.holding = state.holding.saturating_sub(1);
         }
         ClientMessage::Text { text } => inj.text(text)?,
         ClientMessage::PointerAbs {
@@ -226,16 +307,20 @@ fn apply(
         }
         ClientMessage::PointerRel { dx, dy } => inj.pointer_rel(i32::from(*dx), i32::from(*dy))?,
         ClientMessage::ButtonDown { button } => {
+            if !state.buttons.insert(button.as_u8()) {
+                return Ok(false);
+            }
             inj.button(button.as_u8(), true)?;
-            state.holding += 1;
         }
         ClientMessage::ButtonUp { button } => {
+            if !state.buttons.remove(&button.as_u8()) {
+                return Ok(false);
+            }
             inj.button(button.as_u8(), false)?;
-            state.holding = state.holding.saturating_sub(1);
         }
         ClientMessage::Wheel { dx, dy } => inj.wheel(i32::from(*dx), i32::from(*dy))?,
-        // Touch: pointer emulation (the client also emulates; raw touch is for clients that
-        // send it): a touch moves the pointer and holds the left button.
+        // Touch: pointer emulation (the browser client emulates on its side; raw touch is for
+        // clients that send it): a touch moves the pointer and holds the left button.
         ClientMessage::Touch {
             phase,
             x,
@@ -244,27 +329,31 @@ fn apply(
             height,
             ..
         } => {
-            inj.pointer_abs(
+            let moved = inj.pointer_abs(
                 u32::from(*x),
                 u32::from(*y),
                 u32::from(*width),
                 u32::from(*height),
-            )?;
+            );
             match phase {
-                TouchPhase::Start => {
+                TouchPhase::Start if moved.is_ok() && state.buttons.insert(0) => {
                     inj.button(0, true)?;
-                    state.holding += 1;
                 }
-                TouchPhase::End | TouchPhase::Cancel => {
+                // Released even if the move failed: a touch never leaves the button down.
+                TouchPhase::End | TouchPhase::Cancel if state.buttons.remove(&0) => {
                     inj.button(0, false)?;
-                    state.holding = state.holding.saturating_sub(1);
                 }
                 _ => {}
             }
+            moved?;
         }
         ClientMessage::ReleaseAll => {
-            inj.release_all()?;
-            state.holding = 0;
+            for code in state.keys.drain() {
+                inj.key(code, false)?;
+            }
+            for b in state.buttons.drain() {
+                inj.button(b, false)?;
+            }
         }
         // Handled elsewhere (ping) or not yet (clipboard, resize), and heartbeats only
         // refresh `last_seen`.
