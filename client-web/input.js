@@ -11,7 +11,8 @@
 // * The pointer is sent in video pixels (the <video> letterboxes with object-fit: contain, so
 //   the position is mapped through the displayed rectangle); with pointer lock, relative motion.
 // * Wheel deltas become hi-res units (120 = one notch) so trackpads scroll smoothly.
-// * Touch: one finger drives the pointer (tap = click), two fingers scroll.
+// * Touch: one finger drives the pointer (tap = click, drag = press and move), two fingers
+//   scroll.
 // * Focus loss or a hidden page sends ReleaseAll, so nothing stays pressed on the desktop.
 // * A heartbeat every second (the host releases everything when they stop) and a ping every
 //   2 s (its pong gives the RTT shown in the stats overlay).
@@ -24,6 +25,7 @@ const IS_MAC = /Mac/.test(navigator.platform || navigator.userAgent);
 const PING_MS = 2000;
 const WHEEL_UNITS_PER_PIXEL = 1.2; // Chromium: 100 px per notch → 120 units
 const WHEEL_UNITS_PER_LINE = 40; // 3 lines per notch → 120 units
+const TOUCH_DRAG_PX = 8; // a finger moving further than this drags (button held)
 
 export class InputCapture extends EventTarget {
   /** @param {HTMLVideoElement} video */
@@ -169,6 +171,7 @@ export class InputCapture extends EventTarget {
     ev.preventDefault();
     const touches = ev.touches;
     if (touches.length >= 2) {
+      // Two fingers scroll; a press a single finger started is let go first.
       const y = (touches[0].clientY + touches[1].clientY) / 2;
       if (this.touch && this.touch.scroll) {
         const dy = Math.trunc((this.touch.y - y) * WHEEL_UNITS_PER_PIXEL * 2);
@@ -182,20 +185,33 @@ export class InputCapture extends EventTarget {
       }
       return;
     }
+    if (this.touch && this.touch.scroll) {
+      // Lifting to one finger ends the scroll; the remaining finger starts nothing.
+      if (touches.length === 0) this.touch = null;
+      return;
+    }
+    const t = touches[0] ?? ev.changedTouches[0];
+    const p = t && this.videoPoint(t.clientX, t.clientY);
     if (ev.type === 'touchstart' && touches.length === 1) {
-      const t = touches[0];
-      const p = this.videoPoint(t.clientX, t.clientY);
+      // The button goes down only on a tap or once the finger drags, so a second finger
+      // (scroll) never starts with a click.
       if (!p) return;
       this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
-      this.send(encode.button(0, true));
-      this.buttons.add(0);
-      this.touch = { id: t.identifier };
-    } else if (ev.type === 'touchmove' && touches.length === 1 && this.touch && !this.touch.scroll) {
-      const t = touches[0];
-      const p = this.videoPoint(t.clientX, t.clientY);
-      if (p) this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
-    } else if (touches.length === 0) {
-      if (this.buttons.delete(0)) this.send(encode.button(0, false));
+      this.touch = { x: t.clientX, y: t.clientY, pressed: false };
+    } else if (ev.type === 'touchmove' && this.touch) {
+      if (!p) return;
+      if (!this.touch.pressed && Math.hypot(t.clientX - this.touch.x, t.clientY - this.touch.y) > TOUCH_DRAG_PX) {
+        if (this.send(encode.button(0, true))) this.buttons.add(0);
+        this.touch.pressed = true;
+      }
+      this.send(encode.pointerAbs(p.x, p.y, p.w, p.h));
+    } else if (touches.length === 0 && this.touch) {
+      if (!this.touch.pressed && ev.type === 'touchend') {
+        this.send(encode.button(0, true)); // a tap: click
+        this.send(encode.button(0, false));
+      } else if (this.buttons.delete(0)) {
+        this.send(encode.button(0, false));
+      }
       this.touch = null;
     }
   }

@@ -71,8 +71,8 @@ async function clientPoint(page, x, y) {
   }, [x, y]);
 }
 
-async function openConnected(url, viewport) {
-  const page = await browser.newPage({ viewport });
+async function openConnected(url, viewport, options = {}) {
+  const page = await browser.newPage({ viewport, ...options });
   await page.goto(url);
   await waitForState(page, 'connected', 15000);
   await waitForFrames(page, 1, 15000);
@@ -165,4 +165,13 @@ test('keyboard, mouse, wheel and text reach a real X client exactly; nothing sta
   await small.mouse.click(p.x, p.y);
   const [, , , x, y] = (await xev.waitLine((l) => l.startsWith('button press 1 '))).split(' ');
   assert.ok(Math.abs(x - 801) <= 2 && Math.abs(y - 401) <= 2, `click landed at ${x},${y}`);
+
+  // 8. Touch: a tap is a click at the tapped pixel.
+  const touch = await openConnected(url, { width: 1280, height: 720 }, { hasTouch: true });
+  t.after(() => touch.close());
+  xev.lines.length = 0;
+  p = await clientPoint(touch, 200, 150);
+  await touch.touchscreen.tap(p.x, p.y);
+  assert.equal(await xev.waitLine((l) => l.startsWith('button press 1 ')), 'button press 1 200 150 200 150');
+  await xev.waitLine((l) => l.startsWith('button release 1 '));
 });
