@@ -14,6 +14,8 @@
 // * Touch: one finger drives the pointer (tap = click, drag = press and move), two fingers
 //   scroll.
 // * Focus loss or a hidden page sends ReleaseAll, so nothing stays pressed on the desktop.
+// * Resize: on connect and (debounced) when the window changes size, the client asks the
+//   desktop for its size in device pixels; the host answers with a resizeResult (event 'host').
 // * A heartbeat every second (the host releases everything when they stop) and a ping every
 //   2 s (its pong gives the RTT shown in the stats overlay).
 
@@ -21,6 +23,7 @@ import { encode, decodeHost, splitText } from './input-protocol.js';
 import { clientShortcut } from './shortcuts.js';
 
 const HEARTBEAT_MS = 1000;
+const RESIZE_DEBOUNCE_MS = 400;
 const IS_MAC = /Mac/.test(navigator.platform || navigator.userAgent);
 const PING_MS = 2000;
 const WHEEL_UNITS_PER_PIXEL = 1.2; // Chromium: 100 px per notch → 120 units
@@ -50,6 +53,16 @@ export class InputCapture extends EventTarget {
     this.channel = channel;
     channel.binaryType = 'arraybuffer';
     channel.addEventListener('message', (ev) => this.onHostMessage(ev.data));
+    this.requestResize();
+  }
+
+  /** Asks the desktop for the window's size in device pixels (the host applies it when its
+   *  display can change size, else answers that the client scales). */
+  requestResize() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.round(window.innerWidth * dpr);
+    const h = Math.round(window.innerHeight * dpr);
+    if (w > 0 && h > 0) this.send(encode.resize(w, h, dpr));
   }
 
   onHostMessage(data) {
@@ -110,6 +123,11 @@ export class InputCapture extends EventTarget {
       for (const part of ev.data ? splitText(ev.data) : []) this.send(encode.text(part));
     });
     window.addEventListener('blur', () => this.releaseAll());
+    let resizeTimer = 0;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => this.requestResize(), RESIZE_DEBOUNCE_MS);
+    });
     document.addEventListener('visibilitychange', () => document.hidden && this.releaseAll());
 
     v.addEventListener('mousemove', (ev) => this.sendPointer(ev));

@@ -10,6 +10,7 @@ pub mod client;
 pub mod display;
 pub mod input;
 pub mod pipeline;
+pub mod resize;
 pub mod rtp;
 pub mod session;
 pub mod viewer;

@@ -75,6 +75,8 @@ struct Shared {
     slot_cv: Condvar,
     counters: PipelineCounters,
     encoder_name: Mutex<String>,
+    /// Last captured screen size, `width << 32 | height` (0 before the first frame).
+    screen_size: AtomicU64,
     /// When a keyframe was last forced on request (PLI, loss), for coalescing.
     last_keyframe_request: Mutex<Option<Instant>>,
 }
@@ -131,6 +133,7 @@ impl Pipeline {
             slot_cv: Condvar::new(),
             counters: PipelineCounters::default(),
             encoder_name: Mutex::new(String::new()),
+            screen_size: AtomicU64::new(0),
             last_keyframe_request: Mutex::new(None),
         });
         let (frames, _) = broadcast::channel(8);
@@ -201,6 +204,12 @@ impl Pipeline {
     pub fn send(&self, command: EncoderCommand) {
         // The encode thread only goes away on drop, so a failed send means shutdown.
         let _ = self.commands.lock().unwrap().send(command);
+    }
+
+    /// The screen size of the last captured frame, if any.
+    pub fn screen_size(&self) -> Option<(u32, u32)> {
+        let v = self.shared.screen_size.load(Ordering::Relaxed);
+        (v != 0).then_some(((v >> 32) as u32, v as u32))
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -274,6 +283,10 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                 c.frames_captured.fetch_add(1, Ordering::Relaxed);
                 sequence += 1;
                 buf.sequence = sequence;
+                shared.screen_size.store(
+                    u64::from(buf.width) << 32 | u64::from(buf.height),
+                    Ordering::Relaxed,
+                );
                 next_due = buf.captured_at + interval;
                 last_frame_at = buf.captured_at;
                 let mut slot = shared.slot.lock().unwrap();

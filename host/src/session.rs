@@ -49,6 +49,9 @@ pub struct SessionConfig {
     pub pipeline: PipelineConfig,
     pub peer: PeerSettings,
     pub max_viewers: usize,
+    /// The display can change size at run time (Xorg + dummy driver): viewers' resize
+    /// requests are applied. Otherwise they are answered `scaledByClient`.
+    pub resizable: bool,
 }
 
 /// One desktop and its viewers.
@@ -124,10 +127,24 @@ impl Session {
         let peer = self.config.peer.clone();
         let pipeline = Arc::downgrade(&self.pipeline);
         let input = self.input.clone();
+        let resize = self
+            .config
+            .resizable
+            .then(|| self.config.pipeline.display.clone());
         let task_id = id.clone();
         let created = tokio::spawn(async move {
             let id = task_id;
-            match Viewer::create(id.clone(), control, offer_sdp, &peer, pipeline, input).await {
+            match Viewer::create(
+                id.clone(),
+                control,
+                offer_sdp,
+                &peer,
+                pipeline,
+                input,
+                resize,
+            )
+            .await
+            {
                 Ok((viewer, answer)) => {
                     let viewer = Arc::new(viewer);
                     viewers

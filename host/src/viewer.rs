@@ -33,7 +33,9 @@ use webrtc::peer_connection::{
 pub use webrtc::peer_connection::RTCIceServer;
 
 use crate::input::dispatch::InputDispatcher;
-use crate::input::protocol::{decode_client, ClientMessage, HostMessage, Limits, NoticeCode};
+use crate::input::protocol::{
+    decode_client, ClientMessage, HostMessage, Limits, NoticeCode, ResizeStatus,
+};
 use crate::pipeline::Pipeline;
 use crate::rtp::{H264Packetizer, H264_FMTP};
 
@@ -109,6 +111,8 @@ struct TaskParts {
     early: Vec<PeerEvent>,
     pipeline: Weak<Pipeline>,
     input: Option<Arc<InputDispatcher>>,
+    /// The display to resize on request, when it can change size.
+    resize: Option<String>,
 }
 
 /// Most input messages a viewer may send per second; the rest are dropped and counted (a
@@ -243,6 +247,7 @@ impl Viewer {
         settings: &PeerSettings,
         pipeline: Weak<Pipeline>,
         input: Option<Arc<InputDispatcher>>,
+        resize: Option<String>,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
         let offer = RTCSessionDescription::offer(offer_sdp)
@@ -381,6 +386,7 @@ impl Viewer {
                 early,
                 pipeline,
                 input,
+                resize,
             })),
         };
         Ok((viewer, answer))
@@ -447,6 +453,7 @@ async fn run_viewer(
         early,
         pipeline,
         input,
+        resize,
     } = parts;
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
     for e in early {
@@ -495,11 +502,15 @@ async fn run_viewer(
                     }
                     Some(PeerEvent::DataChannel(dc)) => {
                         input_started = true;
-                        let (counters, stop, input) = (counters.clone(), stop.clone(), input.clone());
-                        let viewer: Arc<str> = Arc::from(id);
-                        tokio::spawn(async move {
-                            input_channel(dc, viewer, control, input, counters, stop).await
-                        });
+                        let ctx = InputContext {
+                            viewer: Arc::from(id),
+                            control,
+                            input: input.clone(),
+                            resize: resize.clone(),
+                            pipeline: pipeline.clone(),
+                        };
+                        let (counters, stop) = (counters.clone(), stop.clone());
+                        tokio::spawn(async move { input_channel(dc, ctx, counters, stop).await });
                     }
                     Some(PeerEvent::Gathered) => {}
                     None => break,
@@ -576,12 +587,17 @@ async fn run_viewer(
 /// times out): whatever this viewer held is released and the viewer ends.
 async fn input_channel(
     dc: Arc<dyn DataChannel>,
-    viewer: Arc<str>,
-    control: bool,
-    input: Option<Arc<InputDispatcher>>,
+    ctx: InputContext,
     counters: Arc<ViewerCounters>,
     stop: Arc<Notify>,
 ) {
+    let InputContext {
+        viewer,
+        control,
+        input,
+        resize,
+        pipeline,
+    } = ctx;
     let limits = Limits::default();
     // (start of the current second, units used, flood already reported this second)
     let mut window = (Instant::now(), 0u32, false);
@@ -641,6 +657,10 @@ async fn input_channel(
                 .await;
             }
             ClientMessage::Heartbeat | ClientMessage::ReleaseAll if !control => {}
+            ClientMessage::Resize { width, height, .. } if control => {
+                let answer = resize_for(&resize, &pipeline, width, height).await;
+                reply(&dc, answer).await;
+            }
             _ if !control => {
                 counters.input_ignored.fetch_add(1, Ordering::Relaxed);
                 if !std::mem::replace(&mut told_view_only, true) {
@@ -667,6 +687,71 @@ async fn input_channel(
         }
     }
     stop.notify_one();
+}
+
+/// What a viewer's input task needs besides the channel.
+struct InputContext {
+    viewer: Arc<str>,
+    control: bool,
+    input: Option<Arc<InputDispatcher>>,
+    resize: Option<String>,
+    pipeline: Weak<Pipeline>,
+}
+
+/// Applies a resize request (on a blocking thread: it runs xrandr) and says what happened.
+async fn resize_for(
+    display: &Option<String>,
+    pipeline: &Weak<Pipeline>,
+    width: u16,
+    height: u16,
+) -> HostMessage {
+    let current = pipeline
+        .upgrade()
+        .and_then(|p| p.screen_size())
+        .unwrap_or((1, 1));
+    let size = |(w, h): (u32, u32)| (w.min(u16::MAX as u32) as u16, h.min(u16::MAX as u32) as u16);
+    let Some(display) = display.clone() else {
+        let (width, height) = size(current);
+        return HostMessage::ResizeResult {
+            status: ResizeStatus::ScaledByClient,
+            width,
+            height,
+        };
+    };
+    let (w, h) = (u32::from(width), u32::from(height));
+    match tokio::task::spawn_blocking(move || crate::resize::resize_display(&display, w, h)).await {
+        Ok(Ok(applied)) => {
+            tracing::info!(
+                width = applied.0,
+                height = applied.1,
+                "display resized on request"
+            );
+            let (width, height) = size(applied);
+            HostMessage::ResizeResult {
+                status: ResizeStatus::Applied,
+                width,
+                height,
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "resize refused");
+            let (width, height) = size(current);
+            HostMessage::ResizeResult {
+                status: ResizeStatus::Refused,
+                width,
+                height,
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "resize task failed");
+            let (width, height) = size(current);
+            HostMessage::ResizeResult {
+                status: ResizeStatus::Refused,
+                width,
+                height,
+            }
+        }
+    }
 }
 
 async fn reply(dc: &Arc<dyn DataChannel>, msg: HostMessage) {

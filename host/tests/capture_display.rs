@@ -5,7 +5,6 @@
 //! (scripts/setup.sh installs them all).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codec::{PixelFormat, VideoFrame};
@@ -109,31 +108,11 @@ fn parallel_starts_get_distinct_numbers_and_taken_numbers_are_refused() {
     assert!(err.to_string().contains("is in use"), "{err}");
 }
 
-/// Switches an Xorg-dummy display to `w`x`h` with xrandr, as a user or the resize path would.
+/// Switches an Xorg-dummy display to `w`x`h` through the host's resize path (xrandr).
 fn xrandr_mode(display: &str, w: u32, h: u32) {
-    let name = format!("edgedesk-{w}x{h}");
-    let (ht, vt) = (w + 192, h + 33);
-    let clock_khz = u64::from(ht) * u64::from(vt) * 30 / 1000;
-    let clock = format!("{}.{:03}", clock_khz / 1000, clock_khz % 1000);
-    let timings = [w, w + 48, w + 96, ht, h, h + 3, h + 8, vt].map(|v| v.to_string());
-    let run = |args: &[&str]| {
-        let out = Command::new("xrandr")
-            .env("DISPLAY", display)
-            .args(args)
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run xrandr (scripts/setup.sh installs x11-xserver-utils)");
-        assert!(
-            out.status.success(),
-            "xrandr {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let mut newmode = vec!["--newmode", &name, &clock];
-    newmode.extend(timings.iter().map(String::as_str));
-    run(&newmode);
-    run(&["--addmode", "DUMMY0", &name]);
-    run(&["--output", "DUMMY0", "--mode", &name]);
+    let applied = edgedesk_host::resize::resize_display(display, w, h)
+        .unwrap_or_else(|e| panic!("resize {display} to {w}x{h}: {e}"));
+    assert_eq!(applied, (w, h));
 }
 
 #[test]

@@ -87,6 +87,7 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
             },
             peer: PeerSettings::default(),
             max_viewers: 4,
+            resizable: false,
         },
         Arc::new(EncoderRegistry::probe()),
     )

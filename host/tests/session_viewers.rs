@@ -89,6 +89,7 @@ async fn two_viewers_share_one_encoder() {
             },
             peer: PeerSettings::default(),
             max_viewers: 2,
+            resizable: false,
         },
         registry,
     )

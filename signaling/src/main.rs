@@ -238,6 +238,8 @@ async fn up(args: UpArgs) -> Result<()> {
                 ..PeerSettings::default()
             },
             max_viewers: args.max_viewers,
+            // Only a display we started as Xorg + dummy can change size.
+            resizable: args.display.is_none() && args.display_kind == DisplayKind::XorgDummy,
         },
         registry.clone(),
     )
