@@ -6,44 +6,21 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use bytes::BytesMut;
-use codec::registry::{EncoderPreference, EncoderRegistry};
-use codec::EncoderSettings;
 use edgedesk_host as host;
-use host::client::ViewerClient;
-use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::input::protocol::{Button, ClientMessage};
-use host::pipeline::PipelineConfig;
-use host::session::{Session, SessionConfig};
-use host::viewer::PeerSettings;
 
 fn encode(m: ClientMessage) -> BytesMut {
     BytesMut::from(&m.encode().unwrap()[..])
 }
 
-async fn connect(session: &Session, control: bool) -> (ViewerClient, String) {
-    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
-    let (id, answer) = session.add_viewer(offer, control).await.expect("answer");
-    client.accept_answer(answer).await.unwrap();
-    assert!(
-        client.next_frame(Duration::from_secs(10)).await.is_some(),
-        "a frame arrives"
-    );
-    (client, id)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
-    let display = VirtualDisplay::start(DisplayOptions {
-        width: 320,
-        height: 240,
-        kind: DisplayKind::Xvfb,
-        ..DisplayOptions::default()
-    })
-    .expect("Xvfb");
+    let display = common::xvfb();
     let mut xev = display
         .spawn_command(
             Command::new(env!("CARGO_BIN_EXE_edgedesk-xevents"))
@@ -73,32 +50,14 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
         None
     };
 
-    let session = Session::start(
-        SessionConfig {
-            name: "input".into(),
-            pipeline: PipelineConfig {
-                display: display.name(),
-                encoder: EncoderSettings {
-                    fps: 30,
-                    bitrate_bps: 1_000_000,
-                    ..EncoderSettings::default()
-                },
-                preference: EncoderPreference::Software,
-            },
-            peer: PeerSettings::default(),
-            max_viewers: 4,
-            resizable: false,
-        },
-        Arc::new(EncoderRegistry::probe()),
-    )
-    .expect("session");
+    let session = common::session(&display, "input", 4);
     assert!(
         session.input().is_some(),
         "Xvfb has XTEST: input is injected"
     );
 
     // A view-only viewer clicks: nothing reaches X, and it is counted.
-    let (viewer, viewer_id) = connect(&session, false).await;
+    let (viewer, viewer_id) = common::connect(&session, false).await;
     let dc = viewer.input.clone();
     let open = Instant::now();
     while dc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
@@ -142,7 +101,7 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
 
     // A controlling viewer: malformed messages are counted, the channel stays usable, and a
     // click afterwards lands.
-    let (control, control_id) = connect(&session, true).await;
+    let (control, control_id) = common::connect(&session, true).await;
     let cdc = control.input.clone();
     let open = Instant::now();
     while cdc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {

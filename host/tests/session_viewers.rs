@@ -3,26 +3,15 @@
 //! both (frames encoded ≈ frames each viewer got, not the sum), a joining viewer must trigger a
 //! keyframe, and a viewer leaving must not disturb the other.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use codec::registry::{EncoderPreference, EncoderRegistry};
-use codec::EncoderSettings;
 use edgedesk_host as host;
 use host::client::ViewerClient;
-use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
-use host::pipeline::PipelineConfig;
-use host::session::{Session, SessionConfig};
-use host::viewer::PeerSettings;
-
-async fn connect(session: &Session) -> (ViewerClient, String) {
-    let (client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
-    let (id, answer) = session.add_viewer(offer, true).await.expect("answer");
-    client.accept_answer(answer).await.unwrap();
-    (client, id)
-}
 
 async fn frames(client: &mut ViewerClient, n: usize) -> usize {
     let mut got = 0;
@@ -37,13 +26,7 @@ async fn frames(client: &mut ViewerClient, n: usize) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_viewers_share_one_encoder() {
-    let display = VirtualDisplay::start(DisplayOptions {
-        width: 320,
-        height: 240,
-        kind: DisplayKind::Xvfb,
-        ..DisplayOptions::default()
-    })
-    .expect("Xvfb");
+    let display = common::xvfb();
     // Something that changes: the painter moving its window every few ms.
     let mut painter = display
         .spawn_command(
@@ -74,31 +57,12 @@ async fn two_viewers_share_one_encoder() {
         })
     };
 
-    let registry = Arc::new(EncoderRegistry::probe());
-    let session = Session::start(
-        SessionConfig {
-            name: "two".into(),
-            pipeline: PipelineConfig {
-                display: display.name(),
-                encoder: EncoderSettings {
-                    fps: 30,
-                    bitrate_bps: 1_000_000,
-                    ..EncoderSettings::default()
-                },
-                preference: EncoderPreference::Software,
-            },
-            peer: PeerSettings::default(),
-            max_viewers: 2,
-            resizable: false,
-        },
-        registry,
-    )
-    .expect("session");
+    let session = common::session(&display, "two", 2);
 
-    let (mut a, _) = connect(&session).await;
+    let (mut a, _) = common::connect(&session, true).await;
     assert_eq!(frames(&mut a, 10).await, 10, "first viewer receives");
     let keyframes_before = session.stats().pipeline.keyframes;
-    let (mut b, b_id) = connect(&session).await;
+    let (mut b, b_id) = common::connect(&session, true).await;
     assert_eq!(frames(&mut b, 10).await, 10, "second viewer receives");
     assert!(
         session.stats().pipeline.keyframes > keyframes_before,
