@@ -24,6 +24,8 @@ use super::protocol::{ClientMessage, TouchPhase};
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Spare keycodes remapped for text are restored after text has been idle this long.
 pub const KEYMAP_RESTORE_IDLE: Duration = Duration::from_secs(2);
+/// A wheel remainder older than this is dropped: the scroll gesture has ended.
+pub const WHEEL_GESTURE_GAP: Duration = Duration::from_secs(1);
 const LATENCY_SAMPLES: usize = 4096;
 
 /// Messages waiting for the input thread; beyond this, new ones are dropped and counted (a
@@ -178,6 +180,7 @@ fn run(
 ) {
     let mut viewers: HashMap<Arc<str>, ViewerState> = HashMap::new();
     let mut last_text: Option<Instant> = None;
+    let mut last_wheel: Option<Instant> = None;
     loop {
         // Control first: a leaving viewer's release must not wait behind a backlog.
         let next = match ctl.try_recv() {
@@ -201,6 +204,12 @@ fn run(
                 state.last_seen = Some(received);
                 if matches!(msg, ClientMessage::Text { .. }) {
                     last_text = Some(Instant::now());
+                }
+                if matches!(msg, ClientMessage::Wheel { .. }) {
+                    if last_wheel.is_some_and(|t| t.elapsed() > WHEEL_GESTURE_GAP) {
+                        inj.reset_wheel();
+                    }
+                    last_wheel = Some(Instant::now());
                 }
                 match apply(&mut inj, &msg, state) {
                     Ok(true) => {

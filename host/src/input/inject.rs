@@ -205,6 +205,12 @@ impl WheelAccumulator {
     pub fn remainder(&self) -> (i32, i32) {
         (self.x, self.y)
     }
+
+    /// Forgets the remainder (a scroll gesture ended: leftovers must not complete a click in a
+    /// later, unrelated one).
+    pub fn reset(&mut self) {
+        (self.x, self.y) = (0, 0);
+    }
 }
 
 /// One spare keycode and what [`Injector::text`] has put on it.
@@ -547,6 +553,11 @@ impl Injector {
     /// The wheel remainder `(horizontal, vertical)` in hi-res units, not yet a click.
     pub fn wheel_remainder(&self) -> (i32, i32) {
         self.wheel.remainder()
+    }
+
+    /// Drops the wheel remainder (see [`WheelAccumulator::reset`]).
+    pub fn reset_wheel(&mut self) {
+        self.wheel.reset();
     }
 
     /// Releases every key and button this injector holds down, resets the wheel remainder and
@@ -948,6 +959,12 @@ mod tests {
             w.add(i32::MAX, i32::MIN),
             (MAX_WHEEL_CLICKS, -MAX_WHEEL_CLICKS)
         );
+        // A reset drops the leftover: 100 + 100 after a reset is one click, not two.
+        w.reset();
+        assert_eq!(w.add(0, 100), (0, 0));
+        w.reset();
+        assert_eq!(w.add(0, 100), (0, 0));
+        assert_eq!(w.remainder(), (0, 100));
     }
 
     #[test]
