@@ -709,14 +709,13 @@ async fn resize_for(
         .upgrade()
         .and_then(|p| p.screen_size())
         .unwrap_or((1, 1));
-    let size = |(w, h): (u32, u32)| (w.min(u16::MAX as u32) as u16, h.min(u16::MAX as u32) as u16);
+    let result = |status, (w, h): (u32, u32)| HostMessage::ResizeResult {
+        status,
+        width: w.min(u16::MAX as u32) as u16,
+        height: h.min(u16::MAX as u32) as u16,
+    };
     let Some(display) = display.clone() else {
-        let (width, height) = size(current);
-        return HostMessage::ResizeResult {
-            status: ResizeStatus::ScaledByClient,
-            width,
-            height,
-        };
+        return result(ResizeStatus::ScaledByClient, current);
     };
     let (w, h) = (u32::from(width), u32::from(height));
     match tokio::task::spawn_blocking(move || crate::resize::resize_display(&display, w, h)).await {
@@ -726,30 +725,15 @@ async fn resize_for(
                 height = applied.1,
                 "display resized on request"
             );
-            let (width, height) = size(applied);
-            HostMessage::ResizeResult {
-                status: ResizeStatus::Applied,
-                width,
-                height,
-            }
+            result(ResizeStatus::Applied, applied)
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "resize refused");
-            let (width, height) = size(current);
-            HostMessage::ResizeResult {
-                status: ResizeStatus::Refused,
-                width,
-                height,
-            }
+            result(ResizeStatus::Refused, current)
         }
         Err(e) => {
             tracing::error!(error = %e, "resize task failed");
-            let (width, height) = size(current);
-            HostMessage::ResizeResult {
-                status: ResizeStatus::Refused,
-                width,
-                height,
-            }
+            result(ResizeStatus::Refused, current)
         }
     }
 }
