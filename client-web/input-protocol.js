@@ -15,6 +15,9 @@ export const CHANNEL_PROTOCOL = 'edgedesk-input/1';
 /** Default caps (bytes of UTF-8); the host's may be configured lower or higher. */
 export const MAX_TEXT_BYTES = 4096;
 export const MAX_CLIPBOARD_BYTES = 1048576;
+/** Most UTF-8 bytes a sender puts in one clipboard/clipboardPart message (a data-channel
+ *  message is at most 64 KiB by default); longer texts go as parts plus a closing clipboard. */
+export const CLIPBOARD_PART_BYTES = 61440;
 
 /** Wheel units in one notch (like Windows' WHEEL_DELTA); + is right/down, as DOM WheelEvent. */
 export const WHEEL_NOTCH = 120;
@@ -24,12 +27,12 @@ export const OP = Object.freeze({
   keyDown: 0x01, keyUp: 0x02, text: 0x03,
   pointerAbs: 0x10, pointerRel: 0x11, buttonDown: 0x12, buttonUp: 0x13, wheel: 0x14,
   touch: 0x18,
-  clipboard: 0x20, resize: 0x21,
+  clipboard: 0x20, resize: 0x21, clipboardPart: 0x22,
   ping: 0x30, heartbeat: 0x31, releaseAll: 0x32,
 });
 
 /** Host → client opcodes. */
-export const HOST_OP = Object.freeze({ pong: 0x80, clipboard: 0x81, resizeResult: 0x82, notice: 0x83 });
+export const HOST_OP = Object.freeze({ pong: 0x80, clipboard: 0x81, resizeResult: 0x82, notice: 0x83, clipboardPart: 0x84 });
 
 /** Mouse buttons, numbered as MouseEvent.button. */
 export const BUTTON = Object.freeze({ left: 0, middle: 1, right: 2, back: 3, forward: 4 });
@@ -158,6 +161,8 @@ export const encode = Object.freeze({
   },
   /** Clipboard text for the host; null when over maxBytes. */
   clipboard: (s, maxBytes = MAX_CLIPBOARD_BYTES) => str(OP.clipboard, s, 4, Math.min(maxBytes, 0xffffffff)),
+  /** The leading part of a clipboard text too long for one message (see clipboardMessages). */
+  clipboardPart: (s, maxBytes = MAX_CLIPBOARD_BYTES) => str(OP.clipboardPart, s, 4, Math.min(maxBytes, 0xffffffff)),
   /** Wanted display size in device pixels, and devicePixelRatio (sent ×100). */
   resize: (w, h, dpr) => message(OP.resize, 6, (v) => {
     putU16s(v, 1, [clampInt(w, 1, 0xffff), clampInt(h, 1, 0xffff), clampInt(Number(dpr) * 100, 1, 0xffff)]);
@@ -195,6 +200,51 @@ export function splitText(s, maxBytes = MAX_TEXT_BYTES) {
   }
   if (piece) pieces.push(piece);
   return pieces;
+}
+
+/**
+ * The messages that carry one clipboard text: clipboardPart for every piece but the last, then
+ * clipboard; pieces of at most partBytes, split between code points. null when the whole text
+ * is over maxBytes (nothing is sent cut short).
+ */
+export function clipboardMessages(s, { maxBytes = MAX_CLIPBOARD_BYTES, partBytes = CLIPBOARD_PART_BYTES } = {}) {
+  const text = String(s);
+  if (utf8.encode(text).length > maxBytes) return null;
+  const pieces = splitText(text, partBytes);
+  if (pieces.length === 0) pieces.push('');
+  const last = pieces.pop();
+  return [...pieces.map((p) => encode.clipboardPart(p, maxBytes)), encode.clipboard(last, maxBytes)];
+}
+
+/** Joins decoded clipboardPart/clipboard messages into whole texts, as the host does. */
+export class ClipboardAssembler {
+  constructor(maxBytes = MAX_CLIPBOARD_BYTES) {
+    this.maxBytes = maxBytes;
+    this.parts = [];
+    this.size = 0;
+    this.overflowed = false;
+  }
+
+  /** A clipboardPart's text. */
+  part(text) {
+    this.size += utf8.encode(text).length;
+    if (this.overflowed || this.size > this.maxBytes) {
+      this.overflowed = true;
+      this.parts = [];
+    } else {
+      this.parts.push(text);
+    }
+  }
+
+  /** The closing clipboard's text: the whole text, or null when it went over the cap. */
+  finish(text) {
+    const size = this.size + utf8.encode(text).length;
+    const whole = this.overflowed || size > this.maxBytes ? null : this.parts.join('') + text;
+    this.parts = [];
+    this.size = 0;
+    this.overflowed = false;
+    return whole;
+  }
 }
 
 /** Malformed host → client bytes; `kind` is one of the spec's "errors". */
@@ -241,7 +291,8 @@ export function decodeHost(data, { maxClipboardBytes = MAX_CLIPBOARD_BYTES } = {
         hostTime: finite(view.getFloat64(13, true), 'hostTime'),
       };
     }
-    case HOST_OP.clipboard: {
+    case HOST_OP.clipboard:
+    case HOST_OP.clipboardPart: {
       if (bytes.length < 5) throw new InputProtocolError('truncated', `need 5, got ${bytes.length}`);
       const len = view.getUint32(1, true);
       if (len > maxClipboardBytes) throw new InputProtocolError('tooLong', `${len} bytes`);
@@ -253,7 +304,7 @@ export function decodeHost(data, { maxClipboardBytes = MAX_CLIPBOARD_BYTES } = {
       } catch {
         throw new InputProtocolError('badUtf8');
       }
-      return { type: 'clipboard', text };
+      return { type: opcode === HOST_OP.clipboard ? 'clipboard' : 'clipboardPart', text };
     }
     case HOST_OP.resizeResult: {
       exact(5);

@@ -7,8 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import {
-  VERSION, CHANNEL_PROTOCOL, MAX_TEXT_BYTES, MAX_CLIPBOARD_BYTES, OP, HOST_OP, KEY_CODES, BUTTON,
+  VERSION, CHANNEL_PROTOCOL, MAX_TEXT_BYTES, MAX_CLIPBOARD_BYTES, CLIPBOARD_PART_BYTES, OP, HOST_OP, KEY_CODES, BUTTON,
   TOUCH_PHASE, RESIZE_STATUS, NOTICE, encode, decodeHost, keyIndex, splitText, InputProtocolError,
+  clipboardMessages, ClipboardAssembler,
 } from '../input-protocol.js';
 
 const spec = JSON.parse(readFileSync(new URL('../input-protocol.json', import.meta.url), 'utf8'));
@@ -59,6 +60,7 @@ const viaApi = {
   touch: (m) => encode.touch(m.phase, m.id, m.x, m.y, m.width, m.height),
   clipboard: (m) => encode.clipboard(m.text),
   resize: (m) => encode.resize(m.width, m.height, m.dprPercent / 100),
+  clipboardPart: (m) => encode.clipboardPart(m.text),
   ping: (m) => encode.ping(m.seq, m.clientTime),
   heartbeat: () => encode.heartbeat(),
   releaseAll: () => encode.releaseAll(),
@@ -69,6 +71,7 @@ test('constants, opcodes, enums and key table match the spec', () => {
   assert.equal(CHANNEL_PROTOCOL, spec.channelProtocol);
   assert.equal(MAX_TEXT_BYTES, spec.limits.maxTextBytes);
   assert.equal(MAX_CLIPBOARD_BYTES, spec.limits.maxClipboardBytes);
+  assert.equal(CLIPBOARD_PART_BYTES, spec.limits.clipboardPartBytes);
   assert.deepEqual({ ...OP }, opcodes('clientToHost'));
   assert.deepEqual({ ...HOST_OP }, opcodes('hostToClient'));
   for (const op of Object.values(OP)) assert.ok(op >= 0x01 && op <= 0x3f);
@@ -131,6 +134,28 @@ test('unknown notice codes are tolerated; clipboard cap is configurable', () => 
   // A DataView over part of a larger buffer.
   const big = new Uint8Array([9, 9, 0x83, 1, 9]);
   assert.deepEqual(decodeHost(new DataView(big.buffer, 2, 2)), { type: 'notice', code: 'viewOnly' });
+});
+
+test('long clipboard texts go as parts and join back; over the cap nothing is sent', () => {
+  const text = 'aé€😀'.repeat(20000); // 200 000 bytes
+  const msgs = clipboardMessages(text);
+  assert.equal(msgs.length, Math.ceil(200000 / CLIPBOARD_PART_BYTES));
+  const asm = new ClipboardAssembler();
+  let whole = null;
+  for (const [i, m] of msgs.entries()) {
+    assert.ok(m.length <= CLIPBOARD_PART_BYTES + 5);
+    const d = decodeHost(Uint8Array.of(m[0] === OP.clipboard ? 0x81 : 0x84, ...m.subarray(1)));
+    assert.equal(d.type, i === msgs.length - 1 ? 'clipboard' : 'clipboardPart');
+    if (d.type === 'clipboardPart') asm.part(d.text);
+    else whole = asm.finish(d.text);
+  }
+  assert.equal(whole, text);
+  assert.deepEqual(clipboardMessages('').map(hex), ['2000000000']);
+  assert.equal(clipboardMessages('abcdef', { maxBytes: 5 }), null);
+  const small = new ClipboardAssembler(5);
+  small.part('abc');
+  assert.equal(small.finish('def'), null);
+  assert.equal(small.finish('hello'), 'hello');
 });
 
 test('values that cannot be sent give null; numbers are clamped into their fields', () => {

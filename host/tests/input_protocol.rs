@@ -5,7 +5,7 @@
 use edgedesk_host::input::protocol::{
     decode_client, decode_host, index_from_code, key_code_from_index, Button, ClientMessage,
     DecodeError, HostMessage, Limits, NoticeCode, ResizeStatus, TouchPhase, CHANNEL_PROTOCOL,
-    DEFAULT_MAX_CLIPBOARD_BYTES, DEFAULT_MAX_TEXT_BYTES, KEY_CODES, VERSION,
+    CLIPBOARD_PART_BYTES, DEFAULT_MAX_CLIPBOARD_BYTES, DEFAULT_MAX_TEXT_BYTES, KEY_CODES, VERSION,
 };
 use serde_json::{json, Value};
 
@@ -113,6 +113,10 @@ fn constants_match_spec() {
         spec["limits"]["maxClipboardBytes"],
         json!(DEFAULT_MAX_CLIPBOARD_BYTES)
     );
+    assert_eq!(
+        spec["limits"]["clipboardPartBytes"],
+        json!(CLIPBOARD_PART_BYTES)
+    );
     let defaults = Limits::default();
     assert_eq!(defaults.max_text_bytes, DEFAULT_MAX_TEXT_BYTES);
     assert_eq!(defaults.max_clipboard_bytes, DEFAULT_MAX_CLIPBOARD_BYTES);
@@ -179,7 +183,9 @@ fn client_json(msg: &ClientMessage) -> Value {
         ClientMessage::KeyDown { key } | ClientMessage::KeyUp { key } => {
             json!({"type": t, "code": key.code()})
         }
-        ClientMessage::Text { text } | ClientMessage::Clipboard { text } => {
+        ClientMessage::Text { text }
+        | ClientMessage::Clipboard { text }
+        | ClientMessage::ClipboardPart { text } => {
             json!({"type": t, "text": text})
         }
         ClientMessage::PointerAbs {
@@ -230,7 +236,9 @@ fn host_json(msg: &HostMessage) -> Value {
         } => {
             json!({"type": t, "seq": seq, "clientTime": client_time, "hostTime": host_time})
         }
-        HostMessage::Clipboard { text } => json!({"type": t, "text": text}),
+        HostMessage::Clipboard { text } | HostMessage::ClipboardPart { text } => {
+            json!({"type": t, "text": text})
+        }
         HostMessage::ResizeResult {
             status,
             width,

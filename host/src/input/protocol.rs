@@ -22,8 +22,9 @@
 //! | `0x13` | `buttonUp`   | `button: u8`                                                 | as `buttonDown` |
 //! | `0x14` | `wheel`      | `dx: i16, dy: i16`                                           | scroll in 1/120 notch units ([`WHEEL_NOTCH`]); + is right/down, as DOM `WheelEvent` |
 //! | `0x18` | `touch`      | `phase: u8, id: u8, x: u16, y: u16, width: u16, height: u16` | phase 0 start, 1 move, 2 end, 3 cancel; `id` tells fingers apart; coordinates as `pointerAbs` |
-//! | `0x20` | `clipboard`  | `text: str32`                                                | client clipboard text for the host; at most [`Limits::max_clipboard_bytes`] |
+//! | `0x20` | `clipboard`  | `text: str32`                                                | client clipboard text for the host (the end of it, after any `clipboardPart`s); at most [`Limits::max_clipboard_bytes`] in all |
 //! | `0x21` | `resize`     | `width: u16, height: u16, dprPercent: u16`                   | wanted display size in device pixels and `devicePixelRatio`×100; all non-zero |
+//! | `0x22` | `clipboardPart` | `text: str32`                                             | the leading part of a clipboard text too long for one message (see below) |
 //! | `0x30` | `ping`       | `seq: u32, clientTime: f64`                                  | host answers `pong` at once; `clientTime` in ms on the client's clock |
 //! | `0x31` | `heartbeat`  | —                                                            | "still here": a controlling peer that stops sending anything has its keys released |
 //! | `0x32` | `releaseAll` | —                                                            | the client lost focus: release every key and button it holds |
@@ -33,9 +34,16 @@
 //! | opcode | message        | payload after the opcode                          | meaning |
 //! |--------|----------------|---------------------------------------------------|---------|
 //! | `0x80` | `pong`         | `seq: u32, clientTime: f64, hostTime: f64`        | echo of a `ping`, plus the host's Unix time in ms |
-//! | `0x81` | `clipboard`    | `text: str32`                                     | host clipboard text for the client |
+//! | `0x81` | `clipboard`    | `text: str32`                                     | host clipboard text for the client (the end of it, after any `clipboardPart`s) |
 //! | `0x82` | `resizeResult` | `status: u8, width: u16, height: u16`             | status 0 applied, 1 scaled by client (display stays `width`×`height`), 2 refused |
 //! | `0x83` | `notice`       | `code: u8`                                        | 1 view-only, 2 clipboard off, 3 clipboard too large, 4 malformed, 5 rate limited; clients must accept unknown codes |
+//! | `0x84` | `clipboardPart` | `text: str32`                                    | the leading part of a clipboard text too long for one message |
+//!
+//! Long clipboard texts: a data-channel message is at most 64 KiB by default (256 KiB at
+//! most in webrtc-rs and Chromium), so a sender splits a text longer than
+//! [`CLIPBOARD_PART_BYTES`] at character boundaries into `clipboardPart` messages followed by
+//! one `clipboard` message with the rest; the receiver joins them ([`ClipboardAssembler`]).
+//! The cap applies to the joined text.
 //!
 //! Compatibility rules (the table is append-only): never renumber an opcode, reorder
 //! [`KEY_CODES`] or an enum, or change an existing layout. A decoder rejects trailing bytes, so a
@@ -55,6 +63,9 @@ pub const CHANNEL_PROTOCOL: &str = "edgedesk-input/1";
 pub const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
 /// Default cap on a `clipboard` message's UTF-8 bytes (1 MiB).
 pub const DEFAULT_MAX_CLIPBOARD_BYTES: usize = 1 << 20;
+/// Most UTF-8 bytes a sender puts in one `clipboard`/`clipboardPart` message (fits the
+/// default 64 KiB data-channel message size with room to spare).
+pub const CLIPBOARD_PART_BYTES: usize = 60 * 1024;
 /// Wheel units in one notch of a classic mouse wheel (like Windows' `WHEEL_DELTA`); smaller
 /// deltas from trackpads accumulate on the host.
 pub const WHEEL_NOTCH: i16 = 120;
@@ -72,6 +83,7 @@ pub mod op {
     pub const TOUCH: u8 = 0x18;
     pub const CLIPBOARD: u8 = 0x20;
     pub const RESIZE: u8 = 0x21;
+    pub const CLIPBOARD_PART: u8 = 0x22;
     pub const PING: u8 = 0x30;
     pub const HEARTBEAT: u8 = 0x31;
     pub const RELEASE_ALL: u8 = 0x32;
@@ -80,6 +92,7 @@ pub mod op {
     pub const HOST_CLIPBOARD: u8 = 0x81;
     pub const RESIZE_RESULT: u8 = 0x82;
     pub const NOTICE: u8 = 0x83;
+    pub const HOST_CLIPBOARD_PART: u8 = 0x84;
 }
 
 /// Size caps a decoder enforces, configurable per session.
@@ -349,6 +362,9 @@ pub enum ClientMessage {
         height: u16,
         dpr_percent: u16,
     },
+    ClipboardPart {
+        text: String,
+    },
     Ping {
         seq: u32,
         client_time: f64,
@@ -375,6 +391,9 @@ pub enum HostMessage {
     },
     Notice {
         code: NoticeCode,
+    },
+    ClipboardPart {
+        text: String,
     },
 }
 
@@ -437,6 +456,7 @@ impl ClientMessage {
             Self::Touch { .. } => op::TOUCH,
             Self::Clipboard { .. } => op::CLIPBOARD,
             Self::Resize { .. } => op::RESIZE,
+            Self::ClipboardPart { .. } => op::CLIPBOARD_PART,
             Self::Ping { .. } => op::PING,
             Self::Heartbeat => op::HEARTBEAT,
             Self::ReleaseAll => op::RELEASE_ALL,
@@ -457,6 +477,7 @@ impl ClientMessage {
             Self::Touch { .. } => "touch",
             Self::Clipboard { .. } => "clipboard",
             Self::Resize { .. } => "resize",
+            Self::ClipboardPart { .. } => "clipboardPart",
             Self::Ping { .. } => "ping",
             Self::Heartbeat => "heartbeat",
             Self::ReleaseAll => "releaseAll",
@@ -513,7 +534,7 @@ impl ClientMessage {
                 put_u16s(out, &[*x, *y, *width, *height]);
                 Ok(())
             }
-            Self::Clipboard { text } => put_str32(out, text),
+            Self::Clipboard { text } | Self::ClipboardPart { text } => put_str32(out, text),
             Self::Resize {
                 width,
                 height,
@@ -573,6 +594,7 @@ impl HostMessage {
             Self::Clipboard { .. } => op::HOST_CLIPBOARD,
             Self::ResizeResult { .. } => op::RESIZE_RESULT,
             Self::Notice { .. } => op::NOTICE,
+            Self::ClipboardPart { .. } => op::HOST_CLIPBOARD_PART,
         }
     }
 
@@ -583,6 +605,7 @@ impl HostMessage {
             Self::Clipboard { .. } => "clipboard",
             Self::ResizeResult { .. } => "resizeResult",
             Self::Notice { .. } => "notice",
+            Self::ClipboardPart { .. } => "clipboardPart",
         }
     }
 
@@ -610,7 +633,7 @@ impl HostMessage {
                 out.extend_from_slice(&host_time.to_le_bytes());
                 Ok(())
             }
-            Self::Clipboard { text } => put_str32(out, text),
+            Self::Clipboard { text } | Self::ClipboardPart { text } => put_str32(out, text),
             Self::ResizeResult {
                 status,
                 width,
@@ -711,6 +734,9 @@ pub fn decode_client(buf: &[u8], limits: &Limits) -> Result<ClientMessage, Decod
         op::CLIPBOARD => ClientMessage::Clipboard {
             text: r.str32(limits.max_clipboard_bytes)?,
         },
+        op::CLIPBOARD_PART => ClientMessage::ClipboardPart {
+            text: r.str32(limits.max_clipboard_bytes)?,
+        },
         op::RESIZE => {
             r.exact(6)?;
             ClientMessage::Resize {
@@ -753,6 +779,9 @@ pub fn decode_host(buf: &[u8], limits: &Limits) -> Result<HostMessage, DecodeErr
             }
         }
         op::HOST_CLIPBOARD => HostMessage::Clipboard {
+            text: r.str32(limits.max_clipboard_bytes)?,
+        },
+        op::HOST_CLIPBOARD_PART => HostMessage::ClipboardPart {
             text: r.str32(limits.max_clipboard_bytes)?,
         },
         op::RESIZE_RESULT => {
@@ -937,6 +966,80 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Splits a clipboard text into the texts of the messages that carry it: every piece but the
+/// last goes as a `clipboardPart`, the last as `clipboard`. Pieces are at most `part_bytes`
+/// bytes (at least one character each) and end on character boundaries; an empty text is one
+/// empty piece.
+pub fn split_clipboard(text: &str, part_bytes: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > part_bytes {
+        let mut cut = part_bytes.max(1);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == 0 {
+            // A part size below one character: take the whole character.
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (head, tail) = rest.split_at(cut);
+        pieces.push(head);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+/// Joins `clipboardPart`s and the closing `clipboard` of one text, enforcing the cap on the
+/// joined text. A text over the cap is dropped whole (never delivered cut short).
+#[derive(Debug)]
+pub struct ClipboardAssembler {
+    max_bytes: usize,
+    buf: String,
+    overflowed: bool,
+}
+
+/// A joined clipboard text went over the cap; it was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("clipboard text over the cap of {max_bytes} bytes")]
+pub struct ClipboardTooLarge {
+    pub max_bytes: usize,
+}
+
+impl ClipboardAssembler {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            buf: String::new(),
+            overflowed: false,
+        }
+    }
+
+    /// A `clipboardPart`: kept until the closing `clipboard` (nothing is kept past the cap).
+    pub fn part(&mut self, text: &str) {
+        if self.overflowed || self.buf.len() + text.len() > self.max_bytes {
+            self.overflowed = true;
+            self.buf = String::new();
+        } else {
+            self.buf.push_str(text);
+        }
+    }
+
+    /// The closing `clipboard`: the whole text, or the error if it went over the cap. Either
+    /// way the assembler is ready for the next text.
+    pub fn finish(&mut self, text: &str) -> Result<String, ClipboardTooLarge> {
+        let overflowed = std::mem::take(&mut self.overflowed);
+        let mut whole = std::mem::take(&mut self.buf);
+        if overflowed || whole.len() + text.len() > self.max_bytes {
+            return Err(ClipboardTooLarge {
+                max_bytes: self.max_bytes,
+            });
+        }
+        whole.push_str(text);
+        Ok(whole)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,6 +1095,7 @@ mod tests {
                 height: 2160,
                 dpr_percent: 150,
             },
+            ClientMessage::ClipboardPart { text: "€".into() },
             ClientMessage::Ping {
                 seq: 9,
                 client_time: -0.5,
@@ -1009,6 +1113,7 @@ mod tests {
                 host_time: 1.7e12,
             },
             HostMessage::Clipboard { text: "é".into() },
+            HostMessage::ClipboardPart { text: "ab".into() },
             HostMessage::ResizeResult {
                 status: ResizeStatus::ScaledByClient,
                 width: 1,
@@ -1142,6 +1247,36 @@ mod tests {
                 result != Err(DecodeError::UnknownOpcode(opcode))
             );
         }
+    }
+
+    #[test]
+    fn clipboard_split_and_join() {
+        // Character boundaries: 'é' is 2 bytes, '€' 3.
+        let text = "aé€b".repeat(1000);
+        for part in [1, 2, 3, 4, 7, 100, 6000, 10_000] {
+            let pieces = split_clipboard(&text, part);
+            assert!(pieces
+                .iter()
+                .all(|p| !p.is_empty() && (p.len() <= part || p.chars().count() == 1)));
+            let mut asm = ClipboardAssembler::new(text.len());
+            let (last, parts) = pieces.split_last().unwrap();
+            for p in parts {
+                asm.part(p);
+            }
+            assert_eq!(asm.finish(last).unwrap(), text, "part size {part}");
+        }
+        assert_eq!(split_clipboard("", 10), vec![""]);
+        assert_eq!(split_clipboard("abc", 3), vec!["abc"]);
+
+        // Over the cap: dropped whole, and the next text is unaffected.
+        let mut asm = ClipboardAssembler::new(5);
+        asm.part("abc");
+        asm.part("def");
+        assert_eq!(asm.finish("g"), Err(ClipboardTooLarge { max_bytes: 5 }));
+        assert_eq!(asm.finish("hello").unwrap(), "hello");
+        asm.part("abc");
+        assert!(asm.finish("def").is_err());
+        assert_eq!(asm.finish("").unwrap(), "");
     }
 
     #[test]
@@ -1368,7 +1503,15 @@ mod tests {
                 // Small lengths, so that text messages sometimes fit exactly.
                 bytes[1] = u8::try_from(rng.below(24)).unwrap();
                 bytes[2] = 0;
-                if bytes.len() > 4 && matches!(bytes[0], op::CLIPBOARD | op::HOST_CLIPBOARD) {
+                if bytes.len() > 4
+                    && matches!(
+                        bytes[0],
+                        op::CLIPBOARD
+                            | op::HOST_CLIPBOARD
+                            | op::CLIPBOARD_PART
+                            | op::HOST_CLIPBOARD_PART
+                    )
+                {
                     bytes[3] = 0;
                     bytes[4] = 0;
                 }
@@ -1383,7 +1526,7 @@ mod tests {
             }
         }
         assert!(
-            client_ok > 1000 && host_ok > 100,
+            client_ok > 800 && host_ok > 100,
             "too few valid inputs: {client_ok} {host_ok}"
         );
     }
