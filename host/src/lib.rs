@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod client;
+pub mod clipboard;
 pub mod display;
 pub mod input;
 pub mod pipeline;
