@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use codec::registry::EncoderRegistry;
 
+use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
-use crate::viewer::{PeerSettings, Viewer, ViewerError};
+use crate::viewer::{PeerSettings, SessionLinks, Viewer, ViewerError};
 
 /// Errors the host reports to the front door.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,8 @@ pub struct SessionConfig {
     /// The display can change size at run time (Xorg + dummy driver): viewers' resize
     /// requests are applied. Otherwise they are answered `scaledByClient`.
     pub resizable: bool,
+    /// Which way clipboard text may flow, and its size cap.
+    pub clipboard: ClipboardConfig,
 }
 
 /// One desktop and its viewers.
@@ -60,6 +63,8 @@ pub struct Session {
     pipeline: Arc<Pipeline>,
     /// XTest injection for controlling viewers; `None` if the display has no XTEST.
     input: Option<Arc<InputDispatcher>>,
+    /// The desktop's CLIPBOARD; `None` when the policy is off or X refused it.
+    clipboard: Option<Arc<Clipboard>>,
     /// `None` while a viewer's offer is being answered (the slot is reserved).
     viewers: Arc<Mutex<HashMap<String, Option<Arc<Viewer>>>>>,
 }
@@ -82,10 +87,22 @@ impl Session {
                 None
             }
         };
+        let clipboard = if config.clipboard.policy == ClipboardPolicy::Off {
+            None
+        } else {
+            match Clipboard::start(&config.pipeline.display, config.clipboard.max_bytes) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no clipboard sharing");
+                    None
+                }
+            }
+        };
         Ok(Session {
             config,
             pipeline,
             input,
+            clipboard,
             viewers: Arc::default(),
         })
     }
@@ -100,6 +117,11 @@ impl Session {
 
     pub fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+
+    /// The session's clipboard bridge, if clipboard sharing is on.
+    pub fn clipboard(&self) -> Option<&Arc<Clipboard>> {
+        self.clipboard.as_ref()
     }
 
     /// The session's input thread, if the display supports injection.
@@ -125,25 +147,20 @@ impl Session {
         }
         let viewers = self.viewers.clone();
         let peer = self.config.peer.clone();
-        let pipeline = Arc::downgrade(&self.pipeline);
-        let input = self.input.clone();
-        let resize = self
-            .config
-            .resizable
-            .then(|| self.config.pipeline.display.clone());
+        let links = SessionLinks {
+            pipeline: Arc::downgrade(&self.pipeline),
+            input: self.input.clone(),
+            resize: self
+                .config
+                .resizable
+                .then(|| self.config.pipeline.display.clone()),
+            clipboard: self.clipboard.clone(),
+            clipboard_config: self.config.clipboard,
+        };
         let task_id = id.clone();
         let created = tokio::spawn(async move {
             let id = task_id;
-            match Viewer::create(
-                id.clone(),
-                control,
-                offer_sdp,
-                &peer,
-                pipeline,
-                input,
-                resize,
-            )
-            .await
+            match Viewer::create(id.clone(), control, offer_sdp, &peer, links).await
             {
                 Ok((viewer, answer)) => {
                     let viewer = Arc::new(viewer);

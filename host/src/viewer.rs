@@ -32,9 +32,11 @@ use webrtc::peer_connection::{
 
 pub use webrtc::peer_connection::RTCIceServer;
 
+use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardUpdate};
 use crate::input::dispatch::InputDispatcher;
 use crate::input::protocol::{
-    decode_client, ClientMessage, HostMessage, Limits, NoticeCode, ResizeStatus,
+    decode_client, op, split_clipboard, ClientMessage, ClipboardAssembler, DecodeError,
+    HostMessage, Limits, NoticeCode, ResizeStatus, CLIPBOARD_PART_BYTES,
 };
 use crate::pipeline::Pipeline;
 use crate::rtp::{H264Packetizer, H264_FMTP};
@@ -88,6 +90,24 @@ pub struct ViewerCounters {
     pub input_ignored: AtomicU64,
     /// Input over [`MAX_INPUT_PER_SEC`], dropped.
     pub input_rate_limited: AtomicU64,
+    /// Clipboard texts sent to this viewer / received from it and put on the desktop.
+    pub clipboard_sent: AtomicU64,
+    pub clipboard_received: AtomicU64,
+    /// Clipboard texts from this viewer refused (policy, size cap, X failure).
+    pub clipboard_refused: AtomicU64,
+}
+
+/// What a viewer uses of its session.
+#[derive(Clone, Default)]
+pub struct SessionLinks {
+    pub pipeline: Weak<Pipeline>,
+    /// XTest injection; `None` if the display has none (viewers can only watch).
+    pub input: Option<Arc<InputDispatcher>>,
+    /// The display to resize on request, when it can change size.
+    pub resize: Option<String>,
+    /// The desktop's clipboard; `None` when the policy is off or X refused it.
+    pub clipboard: Option<Arc<Clipboard>>,
+    pub clipboard_config: ClipboardConfig,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
@@ -109,10 +129,7 @@ struct TaskParts {
     payload_type: u8,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     early: Vec<PeerEvent>,
-    pipeline: Weak<Pipeline>,
-    input: Option<Arc<InputDispatcher>>,
-    /// The display to resize on request, when it can change size.
-    resize: Option<String>,
+    links: SessionLinks,
 }
 
 /// Most input messages a viewer may send per second; the rest are dropped and counted (a
@@ -245,9 +262,7 @@ impl Viewer {
         control: bool,
         offer_sdp: String,
         settings: &PeerSettings,
-        pipeline: Weak<Pipeline>,
-        input: Option<Arc<InputDispatcher>>,
-        resize: Option<String>,
+        links: SessionLinks,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
         let offer = RTCSessionDescription::offer(offer_sdp)
@@ -384,9 +399,7 @@ impl Viewer {
                 payload_type,
                 events,
                 early,
-                pipeline,
-                input,
-                resize,
+                links,
             })),
         };
         Ok((viewer, answer))
@@ -451,10 +464,9 @@ async fn run_viewer(
         payload_type,
         mut events,
         early,
-        pipeline,
-        input,
-        resize,
+        links,
     } = parts;
+    let pipeline = links.pipeline.clone();
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
     for e in early {
         let _ = early_tx.send(e);
@@ -505,9 +517,7 @@ async fn run_viewer(
                         let ctx = InputContext {
                             viewer: Arc::from(id),
                             control,
-                            input: input.clone(),
-                            resize: resize.clone(),
-                            pipeline: pipeline.clone(),
+                            links: links.clone(),
                         };
                         let (counters, stop) = (counters.clone(), stop.clone());
                         tokio::spawn(async move { input_channel(dc, ctx, counters, stop).await });
@@ -583,8 +593,9 @@ async fn run_viewer(
 /// Serves the client's `input` data channel: decodes each message (see
 /// [`crate::input::protocol`]), answers pings, drops and counts what is malformed, over the
 /// rate limit or sent by a view-only peer, and hands the rest to the session's input thread.
-/// The channel closing means the client left (a closed tab closes it at once, long before ICE
-/// times out): whatever this viewer held is released and the viewer ends.
+/// Clipboard texts go both ways here, as the session's policy allows, to controlling viewers
+/// only. The channel closing means the client left (a closed tab closes it at once, long
+/// before ICE times out): whatever this viewer held is released and the viewer ends.
 async fn input_channel(
     dc: Arc<dyn DataChannel>,
     ctx: InputContext,
@@ -594,15 +605,38 @@ async fn input_channel(
     let InputContext {
         viewer,
         control,
-        input,
-        resize,
-        pipeline,
+        links,
     } = ctx;
-    let limits = Limits::default();
+    let clip_cfg = links.clipboard_config;
+    let limits = Limits {
+        max_clipboard_bytes: clip_cfg.max_bytes,
+        ..Limits::default()
+    };
+    let mut assembler = ClipboardAssembler::new(clip_cfg.max_bytes);
+    // Desktop clipboard changes for this viewer: controlling viewers, when the policy allows.
+    let mut clip_rx = match &links.clipboard {
+        Some(c) if control && clip_cfg.policy.to_client() => Some(c.subscribe()),
+        _ => None,
+    };
     // (start of the current second, units used, flood already reported this second)
     let mut window = (Instant::now(), 0u32, false);
     let mut told_view_only = false;
-    while let Some(ev) = dc.poll().await {
+    loop {
+        let ev = tokio::select! {
+            ev = dc.poll() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+            update = async { clip_rx.as_mut().expect("guarded").recv().await }, if clip_rx.is_some() => {
+                match update {
+                    Ok(u) => send_clipboard(&dc, &viewer, &u, &counters).await,
+                    // Missed texts are stale: the next one is the newest.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => clip_rx = None,
+                }
+                continue;
+            }
+        };
         let data = match ev {
             DataChannelEvent::OnMessage(m) => m.data,
             DataChannelEvent::OnClose => break,
@@ -615,20 +649,14 @@ async fn input_channel(
         }
         // Text costs one unit per character: typing it is the slow path on the host.
         window.1 += match data.first() {
-            Some(&crate::input::protocol::op::TEXT) => (data.len().saturating_sub(3) as u32).max(1),
+            Some(&op::TEXT) => (data.len().saturating_sub(3) as u32).max(1),
             _ => 1,
         };
         if window.1 > MAX_INPUT_PER_SEC {
             counters.input_rate_limited.fetch_add(1, Ordering::Relaxed);
             if !std::mem::replace(&mut window.2, true) {
                 tracing::warn!(viewer = %viewer, "input flood: dropping messages for the rest of this second");
-                reply(
-                    &dc,
-                    HostMessage::Notice {
-                        code: NoticeCode::RateLimited,
-                    },
-                )
-                .await;
+                notice(&dc, NoticeCode::RateLimited).await;
             }
             continue;
         }
@@ -637,6 +665,17 @@ async fn input_channel(
             Err(e) => {
                 counters.input_rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(viewer = %viewer, error = %e, "input message rejected");
+                if e == DecodeError::TooLong
+                    && matches!(data.first(), Some(&(op::CLIPBOARD | op::CLIPBOARD_PART)))
+                {
+                    // The text this part or end belongs to is refused whole.
+                    assembler.reject();
+                    if matches!(data.first(), Some(&op::CLIPBOARD)) {
+                        let _ = assembler.finish("");
+                        counters.clipboard_refused.fetch_add(1, Ordering::Relaxed);
+                        notice(&dc, NoticeCode::ClipboardTooLarge).await;
+                    }
+                }
                 continue;
             }
         };
@@ -658,22 +697,56 @@ async fn input_channel(
             }
             ClientMessage::Heartbeat | ClientMessage::ReleaseAll if !control => {}
             ClientMessage::Resize { width, height, .. } if control => {
-                let answer = resize_for(&resize, &pipeline, width, height).await;
+                let answer = resize_for(&links.resize, &links.pipeline, width, height).await;
                 reply(&dc, answer).await;
+            }
+            ClientMessage::ClipboardPart { text } if control => assembler.part(&text),
+            ClientMessage::Clipboard { text } if control => {
+                let refused = match assembler.finish(&text) {
+                    Err(_) => Some(NoticeCode::ClipboardTooLarge),
+                    Ok(_) if !clip_cfg.policy.to_server() => Some(NoticeCode::ClipboardOff),
+                    Ok(whole) => match &links.clipboard {
+                        None => Some(NoticeCode::ClipboardOff),
+                        Some(clip) => {
+                            let (clip, origin) = (clip.clone(), viewer.clone());
+                            let set = tokio::task::spawn_blocking(move || {
+                                clip.set(&whole, Some(origin))
+                            })
+                            .await;
+                            match set {
+                                Ok(Ok(())) => {
+                                    counters.clipboard_received.fetch_add(1, Ordering::Relaxed);
+                                    None
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::warn!(viewer = %viewer, error = %e, "clipboard paste refused");
+                                    Some(match e {
+                                        crate::clipboard::ClipboardError::TooLarge { .. } => {
+                                            NoticeCode::ClipboardTooLarge
+                                        }
+                                        _ => NoticeCode::ClipboardOff,
+                                    })
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "clipboard task failed");
+                                    Some(NoticeCode::ClipboardOff)
+                                }
+                            }
+                        }
+                    },
+                };
+                if let Some(code) = refused {
+                    counters.clipboard_refused.fetch_add(1, Ordering::Relaxed);
+                    notice(&dc, code).await;
+                }
             }
             _ if !control => {
                 counters.input_ignored.fetch_add(1, Ordering::Relaxed);
                 if !std::mem::replace(&mut told_view_only, true) {
-                    reply(
-                        &dc,
-                        HostMessage::Notice {
-                            code: NoticeCode::ViewOnly,
-                        },
-                    )
-                    .await;
+                    notice(&dc, NoticeCode::ViewOnly).await;
                 }
             }
-            msg => match &input {
+            msg => match &links.input {
                 Some(input) => input.send(&viewer, msg, received),
                 None => {
                     counters.input_ignored.fetch_add(1, Ordering::Relaxed);
@@ -682,20 +755,49 @@ async fn input_channel(
         }
     }
     if control {
-        if let Some(input) = &input {
+        if let Some(input) = &links.input {
             input.viewer_gone(&viewer);
         }
     }
     stop.notify_one();
 }
 
+/// Sends a clipboard text to the viewer (in parts when long), unless the viewer set it.
+async fn send_clipboard(
+    dc: &Arc<dyn DataChannel>,
+    viewer: &Arc<str>,
+    update: &ClipboardUpdate,
+    counters: &ViewerCounters,
+) {
+    if update.origin.as_deref() == Some(&**viewer) {
+        return;
+    }
+    let pieces = split_clipboard(&update.text, CLIPBOARD_PART_BYTES);
+    let (last, parts) = pieces.split_last().expect("at least one piece");
+    for part in parts {
+        reply(
+            dc,
+            HostMessage::ClipboardPart {
+                text: (*part).to_owned(),
+            },
+        )
+        .await;
+    }
+    reply(
+        dc,
+        HostMessage::Clipboard {
+            text: (*last).to_owned(),
+        },
+    )
+    .await;
+    counters.clipboard_sent.fetch_add(1, Ordering::Relaxed);
+}
+
 /// What a viewer's input task needs besides the channel.
 struct InputContext {
     viewer: Arc<str>,
     control: bool,
-    input: Option<Arc<InputDispatcher>>,
-    resize: Option<String>,
-    pipeline: Weak<Pipeline>,
+    links: SessionLinks,
 }
 
 /// Applies a resize request (on a blocking thread: it runs xrandr) and says what happened.
@@ -736,6 +838,10 @@ async fn resize_for(
             result(ResizeStatus::Refused, current)
         }
     }
+}
+
+async fn notice(dc: &Arc<dyn DataChannel>, code: NoticeCode) {
+    reply(dc, HostMessage::Notice { code }).await;
 }
 
 async fn reply(dc: &Arc<dyn DataChannel>, msg: HostMessage) {

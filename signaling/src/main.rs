@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use codec::registry::{EncoderPreference, EncoderRegistry};
 use codec::EncoderSettings;
+use host::clipboard::{ClipboardConfig, ClipboardPolicy, DEFAULT_MAX_CLIPBOARD_BYTES};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::pipeline::PipelineConfig;
 use host::session::{Host, Session, SessionConfig};
@@ -85,6 +86,13 @@ struct UpArgs {
     /// Most viewers a session accepts; more get 503.
     #[arg(long, env = "EDGEDESK_MAX_VIEWERS", default_value_t = 8)]
     max_viewers: usize,
+    /// Clipboard sharing between the desktop and controlling viewers: both, to-client,
+    /// to-server or off.
+    #[arg(long, env = "EDGEDESK_CLIPBOARD", default_value = "both")]
+    clipboard: ClipboardPolicy,
+    /// Largest clipboard text either way, in bytes (longer texts are dropped whole).
+    #[arg(long, env = "EDGEDESK_CLIPBOARD_MAX_BYTES", default_value_t = DEFAULT_MAX_CLIPBOARD_BYTES, value_parser = parse_clipboard_max)]
+    clipboard_max_bytes: usize,
     /// Lifetime of the printed join token, in seconds.
     #[arg(long, env = "EDGEDESK_TOKEN_TTL", default_value_t = 12 * 3600)]
     token_ttl: u64,
@@ -121,6 +129,18 @@ fn parse_bitrate(s: &str) -> Result<u64, String> {
         return Err(format!("bitrate {bps} bit/s is outside 100k ..= 500M"));
     }
     Ok(bps)
+}
+
+fn parse_clipboard_max(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad byte count {s:?}"))?;
+    // An X request (one ChangeProperty) must carry the text: stay well under 16 MiB.
+    if !(1..=8 << 20).contains(&n) {
+        return Err(format!("clipboard cap {n} is outside 1 ..= 8388608 bytes"));
+    }
+    Ok(n)
 }
 
 fn parse_display_kind(s: &str) -> Result<DisplayKind, String> {
@@ -240,6 +260,10 @@ async fn up(args: UpArgs) -> Result<()> {
             max_viewers: args.max_viewers,
             // Only a display we started as Xorg + dummy can change size.
             resizable: args.display.is_none() && args.display_kind == DisplayKind::XorgDummy,
+            clipboard: ClipboardConfig {
+                policy: args.clipboard,
+                max_bytes: args.clipboard_max_bytes,
+            },
         },
         registry.clone(),
     )

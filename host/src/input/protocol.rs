@@ -1025,6 +1025,12 @@ impl ClipboardAssembler {
         }
     }
 
+    /// Marks the text being joined as refused (a part was over the cap on its own).
+    pub fn reject(&mut self) {
+        self.overflowed = true;
+        self.buf = String::new();
+    }
+
     /// The closing `clipboard`: the whole text, or the error if it went over the cap. Either
     /// way the assembler is ready for the next text.
     pub fn finish(&mut self, text: &str) -> Result<String, ClipboardTooLarge> {

@@ -2,12 +2,15 @@
 //! it, and headless viewers connected to it.
 #![allow(dead_code)]
 
+pub mod xclip;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use codec::registry::{EncoderPreference, EncoderRegistry};
 use codec::EncoderSettings;
 use edgedesk_host::client::ViewerClient;
+use edgedesk_host::clipboard::ClipboardConfig;
 use edgedesk_host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use edgedesk_host::pipeline::PipelineConfig;
 use edgedesk_host::session::{Session, SessionConfig};
@@ -26,6 +29,16 @@ pub fn xvfb() -> VirtualDisplay {
 
 /// A libx264 session at 30 fps, 1 Mbit/s on `display`.
 pub fn session(display: &VirtualDisplay, name: &str, max_viewers: usize) -> Session {
+    session_with(display, name, max_viewers, ClipboardConfig::default())
+}
+
+/// [`session`] with the given clipboard settings.
+pub fn session_with(
+    display: &VirtualDisplay,
+    name: &str,
+    max_viewers: usize,
+    clipboard: ClipboardConfig,
+) -> Session {
     Session::start(
         SessionConfig {
             name: name.into(),
@@ -41,6 +54,7 @@ pub fn session(display: &VirtualDisplay, name: &str, max_viewers: usize) -> Sess
             peer: PeerSettings::default(),
             max_viewers,
             resizable: false,
+            clipboard,
         },
         Arc::new(EncoderRegistry::probe()),
     )
@@ -57,4 +71,16 @@ pub async fn connect(session: &Session, control: bool) -> (ViewerClient, String)
         "a frame arrives"
     );
     (client, id)
+}
+
+/// Waits (up to 5 s) for the viewer's `input` data channel to open.
+pub async fn input_open(client: &ViewerClient) {
+    let open = std::time::Instant::now();
+    while client.input.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
+        assert!(
+            open.elapsed() < Duration::from_secs(5),
+            "data channel opens"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
