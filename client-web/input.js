@@ -16,10 +16,16 @@
 // * Focus loss or a hidden page sends ReleaseAll, so nothing stays pressed on the desktop.
 // * Resize: on connect and (debounced) when the window changes size, the client asks the
 //   desktop for its size in device pixels; the host answers with a resizeResult (event 'host').
+// * Clipboard: the desktop's copies arrive as clipboard messages (in parts when long) and are
+//   written to the browser's clipboard (kept until the page has focus if the browser refuses
+//   now); a paste (Ctrl+V, Cmd+V, Shift+Insert) sends the browser's clipboard text first and
+//   the key after it, so the desktop application pastes the text just sent. The paste key's
+//   keydown is not prevented: the browser's paste event is what gives the page the text
+//   without a permission prompt.
 // * A heartbeat every second (the host releases everything when they stop) and a ping every
 //   2 s (its pong gives the RTT shown in the stats overlay).
 
-import { encode, decodeHost, splitText } from './input-protocol.js';
+import { encode, decodeHost, splitText, clipboardMessages, ClipboardAssembler } from './input-protocol.js';
 import { clientShortcut } from './shortcuts.js';
 
 const HEARTBEAT_MS = 1000;
@@ -43,6 +49,10 @@ export class InputCapture extends EventTarget {
     this.touch = null; // {id, x, y, moved, startedAt} or {scroll: true, y}
     this.wheelRest = { x: 0, y: 0 };
     this.sentMessages = 0;
+    this.clipboardIn = new ClipboardAssembler();
+    this.hostClipboard = null; // the last text the desktop copied
+    this.pendingClipboard = null; // a desktop copy not yet written to the browser's clipboard
+    this.pasteKey = null; // the paste shortcut's key, sent after the paste event's text
     this.install();
     setInterval(() => this.send(encode.heartbeat()), HEARTBEAT_MS);
     setInterval(() => this.send(encode.ping(++this.pingSeq >>> 0, performance.now())), PING_MS);
@@ -73,7 +83,47 @@ export class InputCapture extends EventTarget {
       return; // unknown host message: a newer server; ignore
     }
     if (msg.type === 'pong') this.rttMs = performance.now() - msg.clientTime;
+    if (msg.type === 'clipboardPart') {
+      this.clipboardIn.part(msg.text);
+      return;
+    }
+    if (msg.type === 'clipboard') {
+      const text = this.clipboardIn.finish(msg.text);
+      if (text === null) return;
+      this.hostClipboard = text;
+      this.writeClipboard(text);
+      this.dispatchEvent(new CustomEvent('clipboard', { detail: { text } }));
+      return;
+    }
+    if (msg.type === 'notice') console.info(`edgedesk: ${msg.code}`);
     this.dispatchEvent(new CustomEvent('host', { detail: msg }));
+  }
+
+  /** Puts a desktop copy on the browser's clipboard; if the browser refuses (the page has no
+   *  focus, or no async clipboard on plain HTTP), retries on the next focus or key press. */
+  writeClipboard(text) {
+    this.pendingClipboard = text;
+    if (!navigator.clipboard?.writeText || !document.hasFocus()) return;
+    navigator.clipboard.writeText(text).then(
+      () => { if (this.pendingClipboard === text) this.pendingClipboard = null; },
+      () => {},
+    );
+  }
+
+  /** The text of a paste in the page, for the desktop's clipboard; then the paste key. */
+  onPaste(ev) {
+    const text = ev.clipboardData?.getData('text/plain') ?? '';
+    ev.preventDefault();
+    if (text) for (const m of clipboardMessages(text) ?? []) this.send(m);
+    this.flushPasteKey();
+  }
+
+  flushPasteKey() {
+    if (!this.pasteKey) return;
+    const code = this.pasteKey;
+    this.pasteKey = null;
+    const bytes = encode.keyDown(code);
+    if (bytes && this.send(bytes)) this.pressed.add(code);
   }
 
   send(bytes) {
@@ -123,6 +173,10 @@ export class InputCapture extends EventTarget {
       for (const part of ev.data ? splitText(ev.data) : []) this.send(encode.text(part));
     });
     window.addEventListener('blur', () => this.releaseAll());
+    window.addEventListener('paste', (ev) => this.onPaste(ev));
+    window.addEventListener('focus', () => {
+      if (this.pendingClipboard !== null) this.writeClipboard(this.pendingClipboard);
+    });
     let resizeTimer = 0;
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
@@ -163,6 +217,16 @@ export class InputCapture extends EventTarget {
   onKey(ev, down) {
     if (clientShortcut(ev)) return; // app.js handles it
     if (ev.isComposing || ev.keyCode === 229) return; // IME: the result comes as text
+    if (down && this.pendingClipboard !== null) this.writeClipboard(this.pendingClipboard);
+    if (down && isPasteShortcut(ev) && this.channel?.readyState === 'open' && !ev.repeat) {
+      // Let the browser make its paste event (onPaste sends the text, then this key). If no
+      // paste event comes (nothing to paste, or a browser without one), send the key anyway.
+      ev.stopPropagation();
+      this.flushPasteKey();
+      this.pasteKey = ev.code;
+      setTimeout(() => this.flushPasteKey(), 0);
+      return;
+    }
     // Keys belong to the desktop even while reconnecting: F5 or Backspace must not reach the
     // browser (a reload would end the session).
     ev.preventDefault();
@@ -233,6 +297,14 @@ export class InputCapture extends EventTarget {
       this.touch = null;
     }
   }
+}
+
+/** Ctrl+V (Cmd+V on a Mac) or Shift+Insert, with no other modifier that changes its meaning
+ *  (Ctrl+Shift+V, a terminal's paste, counts too). */
+function isPasteShortcut(ev) {
+  if (ev.code === 'Insert') return ev.shiftKey && !ev.ctrlKey && !ev.altKey && !ev.metaKey;
+  if (ev.code !== 'KeyV' || ev.altKey) return false;
+  return IS_MAC ? ev.metaKey && !ev.ctrlKey : ev.ctrlKey && !ev.metaKey;
 }
 
 function clamp16(v) {

@@ -6,31 +6,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { launchChromium, waitForState, waitForFrames, CLIENT_WEB_DIR } from './lib.mjs';
+import { launchChromium, startProcess, openConnected, clientPoint, CLIENT_WEB_DIR } from './lib.mjs';
 
 const BIN = process.env.EDGEDESK_BIN ?? path.resolve(CLIENT_WEB_DIR, '../target/debug/edgedesk');
 const XEVENTS = path.join(path.dirname(BIN), 'edgedesk-xevents');
-
-function start(cmd, args) {
-  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines = [];
-  createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
-  async function waitLine(pred, ms = 10000) {
-    const end = Date.now() + ms;
-    for (;;) {
-      const i = lines.findIndex(pred);
-      if (i >= 0) return lines.splice(0, i + 1).pop();
-      if (child.exitCode !== null) throw new Error(`${cmd} exited (${child.exitCode})`);
-      if (Date.now() > end) throw new Error(`no matching line from ${path.basename(cmd)} within ${ms} ms; have ${JSON.stringify(lines.slice(-5))}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  return { child, lines, waitLine, kill: () => child.exitCode === null && child.kill('SIGTERM') };
-}
 
 /** US-layout physical keys for a few characters: [code, shift]. */
 function usKey(ch) {
@@ -59,39 +40,18 @@ before(async () => {
 });
 after(async () => browser?.close());
 
-/** Client coordinates of video pixel (x, y), through the letterboxed <video>. */
-async function clientPoint(page, x, y) {
-  return page.evaluate(([x, y]) => {
-    const v = window.edgedesk.video;
-    const r = v.getBoundingClientRect();
-    const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
-    const left = r.left + (r.width - v.videoWidth * s) / 2;
-    const top = r.top + (r.height - v.videoHeight * s) / 2;
-    return { x: left + (x + 0.5) * s, y: top + (y + 0.5) * s };
-  }, [x, y]);
-}
-
-async function openConnected(url, viewport, options = {}) {
-  const page = await browser.newPage({ viewport, ...options });
-  await page.goto(url);
-  await waitForState(page, 'connected', 15000);
-  await waitForFrames(page, 1, 15000);
-  await page.waitForFunction(() => window.edgedesk.inputChannel?.readyState === 'open', null, { timeout: 10000 });
-  return page;
-}
-
 test('keyboard, mouse, wheel and text reach a real X client exactly; nothing stays pressed', async (t) => {
   const token = 'input-e2e-token';
-  const server = start(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
+  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
-  const xev = start(XEVENTS, ['--display', display, '--rect', '0,0,1280,720']);
+  const xev = startProcess(XEVENTS, ['--display', display, '--rect', '0,0,1280,720']);
   t.after(xev.kill);
   await xev.waitLine((l) => l === 'READY');
 
   // 1. Unscaled: a click at video (400, 300) is a button-1 press at X (400, 300).
-  const page = await openConnected(url, { width: 1280, height: 720 });
+  const page = await openConnected(browser, url, { width: 1280, height: 720 });
   let p = await clientPoint(page, 400, 300);
   await page.mouse.move(p.x, p.y);
   await page.mouse.down();
@@ -158,7 +118,7 @@ test('keyboard, mouse, wheel and text reach a real X client exactly; nothing sta
 
   // 7. Scaled: a 640x360 window shows the 1280x720 video at half size; a click still lands
   //    on the matching X pixel (within the half-pixel the scaling loses).
-  const small = await openConnected(url, { width: 640, height: 360 });
+  const small = await openConnected(browser, url, { width: 640, height: 360 });
   t.after(() => small.close());
   xev.lines.length = 0;
   p = await clientPoint(small, 801, 401);
@@ -167,7 +127,7 @@ test('keyboard, mouse, wheel and text reach a real X client exactly; nothing sta
   assert.ok(Math.abs(x - 801) <= 2 && Math.abs(y - 401) <= 2, `click landed at ${x},${y}`);
 
   // 8. Touch: a tap is a click at the tapped pixel.
-  const touch = await openConnected(url, { width: 1280, height: 720 }, { hasTouch: true });
+  const touch = await openConnected(browser, url, { width: 1280, height: 720 }, { hasTouch: true });
   t.after(() => touch.close());
   xev.lines.length = 0;
   p = await clientPoint(touch, 200, 150);

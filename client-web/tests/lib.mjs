@@ -11,12 +11,18 @@
 //   serveClientWeb(handler)                → { baseUrl, close() }: client-web/ on 127.0.0.1 with
 //                                            every other request passed to handler (a fake WHEP)
 //
+//   startProcess(cmd, args)               → { child, lines, waitLine(pred, ms), kill() }
+//   openConnected(browser, url, viewport)  → a page showing video with its input channel open
+//   clientPoint(page, x, y)                → client coordinates of video pixel (x, y)
+//
 // The page's test handle is documented at the top of app.js (window.edgedesk).
 
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const CLIENT_WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -185,4 +191,46 @@ async function staticFile(pathname) {
   } catch {
     return null;
   }
+}
+
+/** Spawns a process; `waitLine(pred, ms)` takes (and returns) its first stdout line matching
+ *  pred, dropping the lines before it; `lines` holds what is not taken yet. */
+export function startProcess(cmd, args) {
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = [];
+  createInterface({ input: child.stdout }).on('line', (l) => lines.push(l));
+  async function waitLine(pred, ms = 10000) {
+    const end = Date.now() + ms;
+    for (;;) {
+      const i = lines.findIndex(pred);
+      if (i >= 0) return lines.splice(0, i + 1).pop();
+      if (child.exitCode !== null) throw new Error(`${cmd} exited (${child.exitCode})`);
+      if (Date.now() > end) throw new Error(`no matching line from ${path.basename(cmd)} within ${ms} ms; have ${JSON.stringify(lines.slice(-5))}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  return { child, lines, waitLine, kill: () => child.exitCode === null && child.kill('SIGTERM') };
+}
+
+/** Client coordinates of video pixel (x, y), through the letterboxed <video>. */
+export async function clientPoint(page, x, y) {
+  return page.evaluate(([x, y]) => {
+    const v = window.edgedesk.video;
+    const r = v.getBoundingClientRect();
+    const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+    const left = r.left + (r.width - v.videoWidth * s) / 2;
+    const top = r.top + (r.height - v.videoHeight * s) / 2;
+    return { x: left + (x + 0.5) * s, y: top + (y + 0.5) * s };
+  }, [x, y]);
+}
+
+/** Opens the client at `url` in a new page (playwright `options` such as hasTouch) and waits
+ *  until it shows video and its input channel is open. */
+export async function openConnected(browser, url, viewport, options = {}) {
+  const page = await browser.newPage({ viewport, ...options });
+  await page.goto(url);
+  await waitForState(page, 'connected', 15000);
+  await waitForFrames(page, 1, 15000);
+  await page.waitForFunction(() => window.edgedesk.inputChannel?.readyState === 'open', null, { timeout: 10000 });
+  return page;
 }

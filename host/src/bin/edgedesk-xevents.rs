@@ -31,27 +31,33 @@
 //! | `keys`        | `keys K1 K2 …` (QueryKeymap: keycodes down, ascending) |
 //! | `state`       | `state 0xMASK` (QueryPointer's modifier/button mask)   |
 //! | `sync`        | `SYNCED`                                               |
+//! | `copy "TEXT"` | `COPIED` (owns CLIPBOARD with TEXT, a JSON string; answers `UTF8_STRING` and `TARGETS`) |
+//! | `paste`       | `clipboard "TEXT"` (CLIPBOARD read as `UTF8_STRING`, JSON string) or `clipboard none` |
 //! | `quit` / EOF  | exit                                                   |
 //!
 //! Bad commands print `ERROR <reason>` on stderr and are otherwise ignored.
 
 use std::io::{BufRead, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
-    ButtonPressEvent, ClientMessageEvent, ConnectionExt, CreateWindowAux, EventMask, InputFocus,
-    KeyButMask, KeyPressEvent, Keysym, WindowClass,
+    AtomEnum, ButtonPressEvent, ClientMessageEvent, ConnectionExt, CreateWindowAux, EventMask,
+    InputFocus, KeyButMask, KeyPressEvent, Keysym, PropMode, SelectionNotifyEvent,
+    SelectionRequestEvent, WindowClass, SELECTION_NOTIFY_EVENT,
 };
 use x11rb::protocol::Event;
 use x11rb::rust_connection::RustConnection;
+use x11rb::wrapper::ConnectionExt as _;
 
 const CMD_QUIT: u32 = 0;
 const CMD_QUERY: u32 = 1;
 const CMD_KEYS: u32 = 2;
 const CMD_STATE: u32 = 3;
 const CMD_SYNC: u32 = 4;
+const CMD_COPY: u32 = 5;
+const CMD_PASTE: u32 = 6;
 
 struct Args {
     display: String,
@@ -169,8 +175,42 @@ fn say_button(kind: &str, e: &ButtonPressEvent) {
     ));
 }
 
-fn run_command(conn: &RustConnection, root: u32, cmd: u32) -> Result<()> {
+x11rb::atom_manager! {
+    Atoms: AtomsCookie {
+        EDGEDESK_XEVENTS_COMMAND,
+        EDGEDESK_XEVENTS_PASTE,
+        CLIPBOARD,
+        UTF8_STRING,
+        TARGETS,
+        ATOM,
+    }
+}
+
+/// The text `copy` put on CLIPBOARD.
+type Copied = Arc<Mutex<String>>;
+
+fn run_command(
+    conn: &RustConnection,
+    (root, window): (u32, u32),
+    atoms: &Atoms,
+    cmd: u32,
+) -> Result<()> {
     match cmd {
+        CMD_COPY => {
+            conn.set_selection_owner(window, atoms.CLIPBOARD, x11rb::CURRENT_TIME)?
+                .check()?;
+            say("COPIED");
+        }
+        CMD_PASTE => {
+            conn.convert_selection(
+                window,
+                atoms.CLIPBOARD,
+                atoms.UTF8_STRING,
+                atoms.EDGEDESK_XEVENTS_PASTE,
+                x11rb::CURRENT_TIME,
+            )?;
+            conn.flush()?;
+        }
         CMD_QUERY => {
             let p = conn.query_pointer(root)?.reply()?;
             say(&format!("pointer {} {}", p.root_x, p.root_y));
@@ -197,9 +237,52 @@ fn run_command(conn: &RustConnection, root: u32, cmd: u32) -> Result<()> {
     Ok(())
 }
 
+/// Another client asks for what `copy` put on CLIPBOARD.
+fn answer_request(
+    conn: &RustConnection,
+    atoms: &Atoms,
+    r: SelectionRequestEvent,
+    copied: &Copied,
+) -> Result<()> {
+    let text = copied.lock().unwrap().clone();
+    let ok = if r.target == atoms.UTF8_STRING {
+        conn.change_property8(
+            PropMode::REPLACE,
+            r.requestor,
+            r.property,
+            atoms.UTF8_STRING,
+            text.as_bytes(),
+        )?;
+        true
+    } else if r.target == atoms.TARGETS {
+        conn.change_property32(
+            PropMode::REPLACE,
+            r.requestor,
+            r.property,
+            atoms.ATOM,
+            &[atoms.TARGETS, atoms.UTF8_STRING],
+        )?;
+        true
+    } else {
+        false
+    };
+    let notify = SelectionNotifyEvent {
+        response_type: SELECTION_NOTIFY_EVENT,
+        sequence: 0,
+        time: r.time,
+        requestor: r.requestor,
+        selection: r.selection,
+        target: r.target,
+        property: if ok { r.property } else { x11rb::NONE },
+    };
+    conn.send_event(false, r.requestor, EventMask::NO_EVENT, notify)?;
+    conn.flush()?;
+    Ok(())
+}
+
 /// Reads stdin and forwards each command to the event loop as a ClientMessage through the
 /// server, so that its reply is ordered after the events that came before it.
-fn forward_commands(conn: &RustConnection, window: u32, atom: u32) -> Result<()> {
+fn forward_commands(conn: &RustConnection, window: u32, atom: u32, copied: &Copied) -> Result<()> {
     let send = |cmd: u32| -> Result<()> {
         let event = ClientMessageEvent::new(32, window, atom, [cmd, 0, 0, 0, 0]);
         conn.send_event(false, window, EventMask::NO_EVENT, event)?;
@@ -215,6 +298,17 @@ fn forward_commands(conn: &RustConnection, window: u32, atom: u32) -> Result<()>
             "keys" => CMD_KEYS,
             "state" => CMD_STATE,
             "sync" => CMD_SYNC,
+            "paste" => CMD_PASTE,
+            copy if copy.starts_with("copy ") => match serde_json::from_str::<String>(&copy[5..]) {
+                Ok(text) => {
+                    *copied.lock().unwrap() = text;
+                    CMD_COPY
+                }
+                Err(e) => {
+                    eprintln!("ERROR copy needs a JSON string: {e}");
+                    continue;
+                }
+            },
             other => {
                 eprintln!("ERROR unknown command {other:?}");
                 continue;
@@ -258,11 +352,9 @@ fn main() -> Result<()> {
     )?
     .check()
     .context("CreateWindow")?;
-    let atom = conn
-        .intern_atom(false, b"EDGEDESK_XEVENTS_COMMAND")?
-        .reply()
-        .context("InternAtom")?
-        .atom;
+    let atoms = Atoms::new(&conn)?.reply().context("InternAtom")?;
+    let atom = atoms.EDGEDESK_XEVENTS_COMMAND;
+    let copied = Copied::default();
     conn.map_window(window)?.check().context("MapWindow")?;
     conn.set_input_focus(InputFocus::PARENT, window, x11rb::CURRENT_TIME)?
         .check()
@@ -276,9 +368,9 @@ fn main() -> Result<()> {
 
     let conn = Arc::new(conn);
     {
-        let conn = Arc::clone(&conn);
+        let (conn, copied) = (Arc::clone(&conn), copied.clone());
         std::thread::spawn(move || {
-            if let Err(e) = forward_commands(&conn, window, atom) {
+            if let Err(e) = forward_commands(&conn, window, atom, &copied) {
                 eprintln!("ERROR {e:#}");
                 std::process::exit(1);
             }
@@ -302,7 +394,19 @@ fn main() -> Result<()> {
                 if cmd == CMD_QUIT {
                     return Ok(());
                 }
-                run_command(&conn, root, cmd)?;
+                run_command(&conn, (root, window), &atoms, cmd)?;
+            }
+            Event::SelectionRequest(r) => answer_request(&conn, &atoms, r, &copied)?,
+            Event::SelectionNotify(n) if n.requestor == window => {
+                if n.property == x11rb::NONE {
+                    say("clipboard none");
+                } else {
+                    let r = conn
+                        .get_property(true, window, n.property, AtomEnum::ANY, 0, u32::MAX / 4)?
+                        .reply()?;
+                    let text = String::from_utf8_lossy(&r.value);
+                    say(&format!("clipboard {}", serde_json::to_string(&text)?));
+                }
             }
             Event::Error(e) => bail!("X error: {e:?}"),
             _ => {}
