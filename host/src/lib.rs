@@ -10,6 +10,7 @@ pub mod client;
 pub mod clipboard;
 pub mod display;
 pub mod input;
+pub mod metrics;
 pub mod pipeline;
 pub mod resize;
 pub mod rtp;

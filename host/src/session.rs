@@ -5,14 +5,16 @@
 //! what the HTTP front door calls.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use codec::registry::EncoderRegistry;
 
 use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
+use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
-use crate::viewer::{PeerSettings, SessionLinks, Viewer, ViewerError};
+use crate::viewer::{PeerSettings, SessionLinks, Viewer, ViewerCounters, ViewerError};
 
 /// Errors the host reports to the front door.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,8 @@ pub struct Session {
     clipboard: Option<Arc<Clipboard>>,
     /// `None` while a viewer's offer is being answered (the slot is reserved).
     viewers: Arc<Mutex<HashMap<String, Option<Arc<Viewer>>>>>,
+    /// The counters of viewers that left (metrics stay monotonic).
+    departed: Arc<ViewerCounters>,
 }
 
 /// A snapshot of a session for stats and listings.
@@ -104,6 +108,7 @@ impl Session {
             input,
             clipboard,
             viewers: Arc::default(),
+            departed: Arc::default(),
         })
     }
 
@@ -146,6 +151,7 @@ impl Session {
             viewers.insert(id.clone(), None);
         }
         let viewers = self.viewers.clone();
+        let departed = self.departed.clone();
         let peer = self.config.peer.clone();
         let links = SessionLinks {
             pipeline: Arc::downgrade(&self.pipeline),
@@ -160,8 +166,7 @@ impl Session {
         let task_id = id.clone();
         let created = tokio::spawn(async move {
             let id = task_id;
-            match Viewer::create(id.clone(), control, offer_sdp, &peer, links).await
-            {
+            match Viewer::create(id.clone(), control, offer_sdp, &peer, links).await {
                 Ok((viewer, answer)) => {
                     let viewer = Arc::new(viewer);
                     viewers
@@ -171,7 +176,9 @@ impl Session {
                     let weak = Arc::downgrade(&viewers);
                     viewer.start(Box::new(move |id: &str| {
                         if let Some(v) = weak.upgrade() {
-                            v.lock().unwrap().remove(id);
+                            if let Some(Some(gone)) = v.lock().unwrap().remove(id) {
+                                departed.absorb(&gone.counters);
+                            }
                         }
                     }));
                     Ok(answer)
@@ -191,6 +198,142 @@ impl Session {
         }
     }
 
+    /// Adds this session's samples to `m` (labelled `session`).
+    pub fn metrics(&self, m: &mut Metrics) {
+        let name = self.config.name.as_str();
+        let l = [("session", name)];
+        let live: Vec<Arc<Viewer>> = self
+            .viewers
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        m.gauge(
+            "edgedesk_viewers",
+            "Viewers connected or connecting.",
+            &l,
+            live.len() as f64,
+        );
+        let control = live.iter().filter(|v| v.control).count();
+        m.gauge(
+            "edgedesk_viewers_control",
+            "Viewers allowed to send input.",
+            &l,
+            control as f64,
+        );
+        for (i, (metric, help, departed)) in self.departed.fields().into_iter().enumerate() {
+            let total = departed.load(Ordering::Relaxed)
+                + live
+                    .iter()
+                    .map(|v| v.counters.fields()[i].2.load(Ordering::Relaxed))
+                    .sum::<u64>();
+            m.counter(metric, help, &l, total);
+        }
+        let p = self.pipeline.stats();
+        m.counter(
+            "edgedesk_frames_captured_total",
+            "Screen frames captured.",
+            &l,
+            p.frames_captured,
+        );
+        m.counter(
+            "edgedesk_frames_encoded_total",
+            "Frames encoded (once for all viewers).",
+            &l,
+            p.frames_encoded,
+        );
+        m.counter(
+            "edgedesk_frames_dropped_total",
+            "Captured frames replaced by a newer one before encoding.",
+            &l,
+            p.frames_dropped,
+        );
+        m.counter(
+            "edgedesk_encoded_bytes_total",
+            "Bytes of encoded video.",
+            &l,
+            p.bytes_encoded,
+        );
+        m.counter(
+            "edgedesk_keyframes_total",
+            "Keyframes encoded.",
+            &l,
+            p.keyframes,
+        );
+        m.gauge(
+            "edgedesk_encode_seconds",
+            "Encode time of the last frame.",
+            &l,
+            p.last_encode_us as f64 / 1e6,
+        );
+        m.gauge(
+            "edgedesk_convert_seconds",
+            "Colour conversion time of the last frame.",
+            &l,
+            p.last_convert_us as f64 / 1e6,
+        );
+        if let Some(input) = &self.input {
+            let s = &input.stats;
+            m.counter(
+                "edgedesk_input_injected_total",
+                "Input events injected through XTest.",
+                &l,
+                s.injected.load(Ordering::Relaxed),
+            );
+            m.counter(
+                "edgedesk_input_failed_total",
+                "Input injections that failed.",
+                &l,
+                s.failed.load(Ordering::Relaxed),
+            );
+            m.counter(
+                "edgedesk_input_dropped_total",
+                "Input messages dropped because the input queue was full.",
+                &l,
+                s.dropped.load(Ordering::Relaxed),
+            );
+            m.counter(
+                "edgedesk_input_releases_total",
+                "Keys and buttons released for a viewer that left or went silent.",
+                &l,
+                s.releases.load(Ordering::Relaxed),
+            );
+            if let Some((p50, p99)) = input.stats.latency_percentiles() {
+                for (q, v) in [("0.5", p50), ("0.99", p99)] {
+                    m.gauge(
+                        "edgedesk_input_latency_seconds",
+                        "Input message receipt to XTest request, over the last 4096 messages.",
+                        &[("session", name), ("quantile", q)],
+                        f64::from(v) / 1e6,
+                    );
+                }
+            }
+        }
+        if let Some(c) = &self.clipboard {
+            let s = &c.stats;
+            m.counter(
+                "edgedesk_clipboard_desktop_copies_total",
+                "Desktop clipboard texts read and published to viewers.",
+                &l,
+                s.from_desktop.load(Ordering::Relaxed),
+            );
+            m.counter(
+                "edgedesk_clipboard_too_large_total",
+                "Desktop clipboard texts over the cap, not sent.",
+                &l,
+                s.too_large.load(Ordering::Relaxed),
+            );
+            m.counter(
+                "edgedesk_clipboard_read_failed_total",
+                "Desktop clipboard texts that could not be read.",
+                &l,
+                s.failed.load(Ordering::Relaxed),
+            );
+        }
+    }
+
     /// A fully created viewer.
     pub fn viewer(&self, id: &str) -> Option<Arc<Viewer>> {
         self.viewers.lock().unwrap().get(id).cloned().flatten()
@@ -205,6 +348,7 @@ impl Session {
             }
         }
         .ok_or(HostError::UnknownViewer)?;
+        self.departed.absorb(&v.counters);
         v.close().await;
         Ok(())
     }
@@ -219,6 +363,7 @@ impl Session {
             .filter_map(|(_, v)| v)
             .collect();
         for v in all {
+            self.departed.absorb(&v.counters);
             v.close().await;
         }
     }
@@ -247,6 +392,22 @@ impl Host {
 
     pub fn get(&self, name: &str) -> Option<Arc<Session>> {
         self.sessions.read().unwrap().get(name).cloned()
+    }
+
+    /// Every session's metrics, in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut m = Metrics::new();
+        let sessions = self.list();
+        m.gauge(
+            "edgedesk_sessions",
+            "Sessions on this host.",
+            &[],
+            sessions.len() as f64,
+        );
+        for s in sessions {
+            s.metrics(&mut m);
+        }
+        m.render()
     }
 
     pub fn list(&self) -> Vec<Arc<Session>> {

@@ -97,6 +97,72 @@ pub struct ViewerCounters {
     pub clipboard_refused: AtomicU64,
 }
 
+impl ViewerCounters {
+    /// Every counter with its Prometheus name and help, for metrics and for folding a
+    /// departed viewer into its session's totals.
+    pub fn fields(&self) -> [(&'static str, &'static str, &AtomicU64); 10] {
+        [
+            (
+                "edgedesk_frames_sent_total",
+                "Video frames sent to viewers.",
+                &self.frames_sent,
+            ),
+            (
+                "edgedesk_frames_skipped_total",
+                "Video frames a viewer skipped (waiting for a keyframe, or lagging).",
+                &self.frames_skipped,
+            ),
+            (
+                "edgedesk_keyframe_requests_total",
+                "PLI/FIR keyframe requests from viewers.",
+                &self.keyframe_requests,
+            ),
+            (
+                "edgedesk_input_messages_total",
+                "Input messages received from viewers.",
+                &self.input_messages,
+            ),
+            (
+                "edgedesk_input_rejected_total",
+                "Malformed input messages dropped.",
+                &self.input_rejected,
+            ),
+            (
+                "edgedesk_input_ignored_total",
+                "Input from view-only viewers (or with no injector) dropped.",
+                &self.input_ignored,
+            ),
+            (
+                "edgedesk_input_rate_limited_total",
+                "Input messages over the per-viewer rate limit dropped.",
+                &self.input_rate_limited,
+            ),
+            (
+                "edgedesk_clipboard_sent_total",
+                "Clipboard texts sent to viewers.",
+                &self.clipboard_sent,
+            ),
+            (
+                "edgedesk_clipboard_received_total",
+                "Clipboard texts from viewers put on the desktop.",
+                &self.clipboard_received,
+            ),
+            (
+                "edgedesk_clipboard_refused_total",
+                "Clipboard texts from viewers refused (policy, size cap, X failure).",
+                &self.clipboard_refused,
+            ),
+        ]
+    }
+
+    /// Adds every counter of `other` to this one.
+    pub fn absorb(&self, other: &ViewerCounters) {
+        for ((_, _, mine), (_, _, theirs)) in self.fields().into_iter().zip(other.fields()) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+}
+
 /// What a viewer uses of its session.
 #[derive(Clone, Default)]
 pub struct SessionLinks {
@@ -709,10 +775,9 @@ async fn input_channel(
                         None => Some(NoticeCode::ClipboardOff),
                         Some(clip) => {
                             let (clip, origin) = (clip.clone(), viewer.clone());
-                            let set = tokio::task::spawn_blocking(move || {
-                                clip.set(&whole, Some(origin))
-                            })
-                            .await;
+                            let set =
+                                tokio::task::spawn_blocking(move || clip.set(&whole, Some(origin)))
+                                    .await;
                             match set {
                                 Ok(Ok(())) => {
                                     counters.clipboard_received.fetch_add(1, Ordering::Relaxed);

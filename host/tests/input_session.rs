@@ -161,6 +161,43 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
         .expect("latencies recorded");
     eprintln!("receipt → injection: p50 {p50} µs, p99 {p99} µs");
 
+    // The same counters in the session's Prometheus metrics, and still there (monotonic)
+    // once the viewers are gone.
+    let metrics = |session: &host::session::Session| {
+        let mut m = host::metrics::Metrics::new();
+        session.metrics(&mut m);
+        m.render()
+    };
+    let before = metrics(&session);
+    assert!(
+        before.contains("edgedesk_input_rejected_total{session=\"input\"} 4\n"),
+        "{before}"
+    );
+    assert!(
+        before.contains("edgedesk_input_ignored_total{session=\"input\"} 3\n"),
+        "{before}"
+    );
+    assert!(
+        before.contains("edgedesk_viewers{session=\"input\"} 2\n"),
+        "{before}"
+    );
+    assert!(before.contains("edgedesk_input_latency_seconds{session=\"input\",quantile=\"0.99\"} "));
+    session.remove_viewer(&viewer_id).await.unwrap();
+    session.remove_viewer(&control_id).await.unwrap();
+    let after = metrics(&session);
+    assert!(
+        after.contains("edgedesk_input_rejected_total{session=\"input\"} 4\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("edgedesk_input_ignored_total{session=\"input\"} 3\n"),
+        "{after}"
+    );
+    assert!(
+        after.contains("edgedesk_viewers{session=\"input\"} 0\n"),
+        "{after}"
+    );
+
     viewer.close().await;
     control.close().await;
     session.close().await;

@@ -73,4 +73,8 @@ pub trait WhepBackend: Send + Sync + 'static {
     ) -> Result<(), BackendError>;
     /// End a viewer.
     async fn delete_viewer(&self, session: &str, viewer_id: &str) -> Result<(), BackendError>;
+    /// The backend's metrics in the Prometheus text format (served at `/metrics`).
+    fn metrics_text(&self) -> String {
+        String::new()
+    }
 }

@@ -74,4 +74,8 @@ impl WhepBackend for HostBackend {
         let s = self.host.get(session).ok_or(BackendError::UnknownSession)?;
         s.remove_viewer(viewer_id).await.map_err(map_err)
     }
+
+    fn metrics_text(&self) -> String {
+        self.host.metrics_text()
+    }
 }

@@ -53,7 +53,7 @@ mod whep;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 
@@ -112,7 +112,7 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: WHEP routes (with CORS), `/healthz`, and the embedded client as
+/// The whole HTTP application: WHEP routes (with CORS), `/healthz`, `/metrics`, and the embedded client as
 /// the fallback.
 pub fn app(state: AppState) -> Router {
     let whep = Router::new()
@@ -133,8 +133,21 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(whep)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback(crate::assets::serve)
         .with_state(state)
+}
+
+/// Prometheus scrape endpoint (text format 0.0.4). Unauthenticated, like most exporters:
+/// keep `--listen` on a private address, or put the scraper behind the same proxy.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.backend().metrics_text(),
+    )
 }
 
 /// Liveness: the process serves HTTP.

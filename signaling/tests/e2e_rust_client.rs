@@ -209,6 +209,17 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
     let counters = client.counters();
     assert!(counters.frames >= 2, "{counters:?}");
 
+    // The operator's view: /metrics counts the frames this viewer was sent.
+    let metrics = http_get(&whep, "/metrics");
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("edgedesk_frames_sent_total{session=\"default\"} "))
+        .unwrap_or_else(|| panic!("no frames_sent in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(sent >= 2, "{metrics}");
+    assert!(metrics.contains("edgedesk_viewers{session=\"default\"} 1\n"));
+
     let url = answer.resource_url.clone();
     let t = token.to_owned();
     tokio::task::spawn_blocking(move || whep_delete(&url, Some(&t)))
@@ -216,4 +227,25 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
         .unwrap()
         .expect("DELETE the WHEP resource");
     client.close().await;
+}
+
+/// GET `path` on the server of `url` (plain HTTP/1.0, body only).
+fn http_get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut conn = std::net::TcpStream::connect(&authority).unwrap();
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
 }

@@ -139,6 +139,10 @@ impl WhepBackend for Fake {
             .remove(&(session.into(), viewer_id.into()));
         removed.then_some(()).ok_or(BackendError::UnknownViewer)
     }
+
+    fn metrics_text(&self) -> String {
+        "edgedesk_sessions 2\n".into()
+    }
 }
 
 struct Harness {
@@ -757,6 +761,20 @@ async fn healthz_and_wrong_methods() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_are_the_backends_in_prometheus_text_format() {
+    let h = harness();
+    let r = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert_eq!(r.body, "edgedesk_sessions 2\n");
 }
 
 #[tokio::test]
