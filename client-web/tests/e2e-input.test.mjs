@@ -2,12 +2,15 @@
 // channel → edgedesk's decoder → XTest → a real X client (edgedesk-xevents) that prints what it
 // receives. Checks clicks land on the matching X pixel (also when the browser scales the video),
 // typed text arrives exactly (shift included), non-ASCII arrives through the text path, the wheel
-// scrolls, and a page that goes away with a key held leaves nothing pressed.
+// scrolls, and a page that goes away with a key held leaves nothing pressed. Under a German
+// server keymap the server decides the characters (AltGr included); pointer lock sends relative
+// motion; two fingers scroll without a click.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { launchChromium, startProcess, openConnected, clientPoint, CLIENT_WEB_DIR } from './lib.mjs';
 
 const BIN = process.env.EDGEDESK_BIN ?? path.resolve(CLIENT_WEB_DIR, '../target/debug/edgedesk');
@@ -134,4 +137,105 @@ test('keyboard, mouse, wheel and text reach a real X client exactly; nothing sta
   await touch.touchscreen.tap(p.x, p.y);
   assert.equal(await xev.waitLine((l) => l.startsWith('button press 1 ')), 'button press 1 200 150 200 150');
   await xev.waitLine((l) => l.startsWith('button release 1 '));
+});
+
+/** edgedesk on its own Xvfb (no WM, no app) with edgedesk-xevents covering it; returns both. */
+async function desktopWithXevents(t, size = [640, 480], setup = () => {}) {
+  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--size', `${size[0]}x${size[1]}`, '--fps', '30', '--token', 'input-e2e', '--app', '', '--wm', '']);
+  t.after(server.kill);
+  const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
+  setup(display);
+  const xev = startProcess(XEVENTS, ['--display', display, '--rect', `0,0,${size[0]},${size[1]}`]);
+  t.after(xev.kill);
+  await xev.waitLine((l) => l === 'READY');
+  return { url, xev, display };
+}
+
+/** The characters the X client got from key presses, until `n` of them came. */
+async function pressedChars(xev, n) {
+  const chars = [];
+  while (chars.length < n) {
+    const line = await xev.waitLine((l) => l.startsWith('key press '));
+    const text = line.split(' ').slice(4).join(' ');
+    if (text) chars.push(text);
+  }
+  return chars;
+}
+
+test('AltGr and layout-specific keys follow a German server keymap', async (t) => {
+  const { url, xev } = await desktopWithXevents(t, [640, 480], (display) => {
+    execFileSync('setxkbmap', ['-display', display, 'de']);
+  });
+  const page = await openConnected(browser, url, { width: 640, height: 480 });
+  t.after(() => page.close());
+  xev.lines.length = 0;
+  // Physical keys: Z and Y are swapped on a German keyboard; AltGr+Q is @, AltGr+7 is {.
+  await page.keyboard.press('KeyZ');
+  await page.keyboard.press('KeyY');
+  await page.keyboard.down('AltRight');
+  await page.keyboard.press('KeyQ');
+  await page.keyboard.press('Digit7');
+  await page.keyboard.up('AltRight');
+  await page.keyboard.down('ShiftLeft');
+  await page.keyboard.press('Digit2');
+  await page.keyboard.up('ShiftLeft');
+  assert.deepEqual(await pressedChars(xev, 5), ['y', 'z', '@', '{', '"']);
+});
+
+test('pointer lock sends relative motion; two fingers scroll without clicking', async (t) => {
+  const { url, xev } = await desktopWithXevents(t);
+  const page = await openConnected(browser, url, { width: 640, height: 480 }, { hasTouch: true });
+  t.after(() => page.close());
+  const cdp = await page.context().newCDPSession(page);
+
+  // Relative motion: with the pointer locked, moving the mouse by (+40, +25) moves the desktop
+  // pointer by the same amount from wherever it was.
+  let p = await clientPoint(page, 100, 100);
+  await page.mouse.move(p.x, p.y);
+  await page.mouse.click(p.x, p.y); // a user gesture for requestPointerLock
+  await page.keyboard.down('Control');
+  await page.keyboard.down('Alt');
+  await page.keyboard.down('Shift');
+  await page.keyboard.press('KeyL');
+  await page.keyboard.up('Shift');
+  await page.keyboard.up('Alt');
+  await page.keyboard.up('Control');
+  await page.waitForFunction(() => document.pointerLockElement === window.edgedesk.video, null, { timeout: 5000 });
+  xev.child.stdin.write('query\n');
+  const [, x0, y0] = (await xev.waitLine((l) => l.startsWith('pointer '))).split(' ').map(Number);
+  await page.mouse.move(p.x + 40, p.y + 25, { steps: 4 });
+  await page.waitForTimeout(200);
+  xev.child.stdin.write('query\n');
+  const [, x1, y1] = (await xev.waitLine((l) => l.startsWith('pointer '))).split(' ').map(Number);
+  assert.deepEqual([x1 - x0, y1 - y0], [40, 25], `pointer went from ${x0},${y0} to ${x1},${y1}`);
+  await page.evaluate(() => document.exitPointerLock());
+
+  // Two fingers moving up by 100 px scroll down (natural scrolling): button 5 clicks, and no
+  // button 1 press (a second finger never starts with a click).
+  p = await clientPoint(page, 300, 200);
+  const fingers = (dy) => [
+    { x: p.x - 30, y: p.y + dy, id: 1 },
+    { x: p.x + 30, y: p.y + dy, id: 2 },
+  ];
+  xev.lines.length = 0;
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: fingers(0) });
+  for (let dy = -10; dy >= -100; dy -= 10) {
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: fingers(dy) });
+  }
+  await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  // Every line since the gesture began is kept (waitLine would drop those before its match).
+  const until = async (pred, what) => {
+    const end = Date.now() + 10000;
+    while (!pred()) {
+      if (Date.now() > end) throw new Error(`no ${what}; have ${JSON.stringify(xev.lines.slice(-5))}`);
+      await page.waitForTimeout(20);
+    }
+  };
+  await until(() => xev.lines.some((l) => l.startsWith('button press 5 ')), 'scroll-down press');
+  await page.waitForTimeout(300);
+  xev.child.stdin.write('sync\n');
+  await until(() => xev.lines.includes('SYNCED'), 'SYNCED');
+  const seen = xev.lines.join('\n');
+  assert.ok(!/button press [1234] /.test(seen), `only scroll-down presses expected:\n${seen}`);
 });

@@ -20,7 +20,8 @@
 //!
 //! The keysym is looked up without Xlib: the core mapping (`GetKeyboardMapping`, refreshed on
 //! `MappingNotify`), column 1 with Shift in the event's state (column 0 when that is empty),
-//! else column 0. Lock and group modifiers are not interpreted.
+//! else column 0; with Mod5 (AltGr) columns 4/5 (XKB's levels 3/4). Lock and group modifiers
+//! are not interpreted.
 //!
 //! stdin takes one command per line; its reply comes after every event the server had sent
 //! before it (the command travels as a ClientMessage through the server):
@@ -139,7 +140,16 @@ impl Keymap {
         let i = usize::from(keycode.saturating_sub(self.min)) * self.per;
         let row = self.syms.get(i..i + self.per).unwrap_or(&[]);
         let col = |n: usize| row.get(n).copied().unwrap_or(0);
-        if state.contains(KeyButMask::SHIFT) && col(1) != 0 {
+        let shift = state.contains(KeyButMask::SHIFT);
+        // AltGr (ISO_Level3_Shift, on Mod5 in XKB's default modifier map): levels 3 and 4,
+        // which XKB puts in core columns 4 and 5.
+        if state.contains(KeyButMask::MOD5) && col(4) != 0 {
+            if shift && col(5) != 0 {
+                col(5)
+            } else {
+                col(4)
+            }
+        } else if shift && col(1) != 0 {
             col(1)
         } else {
             col(0)
