@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod resize;
 pub mod rtp;
 pub mod session;
+pub mod timing;
 pub mod viewer;

@@ -24,6 +24,7 @@ use codec::{EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat,
 use tokio::sync::broadcast;
 
 use crate::capture::{CaptureStatus, X11Capturer};
+use crate::timing::{instant_ns, mono_ns, FrameTiming, FrameTimings};
 
 /// How the pipeline is built.
 #[derive(Debug, Clone)]
@@ -79,6 +80,7 @@ struct Shared {
     screen_size: AtomicU64,
     /// When a keyframe was last forced on request (PLI, loss), for coalescing.
     last_keyframe_request: Mutex<Option<Instant>>,
+    timings: FrameTimings,
 }
 
 /// Keyframe requests (PLI/FIR, a lagging viewer) closer together than this are coalesced
@@ -95,6 +97,8 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Slot {
     newest: Option<VideoFrame>,
+    /// When `newest`'s grab started.
+    newest_grab: Option<Instant>,
     free: Vec<VideoFrame>,
 }
 
@@ -135,6 +139,7 @@ impl Pipeline {
             encoder_name: Mutex::new(String::new()),
             screen_size: AtomicU64::new(0),
             last_keyframe_request: Mutex::new(None),
+            timings: FrameTimings::default(),
         });
         let (frames, _) = broadcast::channel(8);
         let (cmd_tx, cmd_rx) = mpsc::channel();
@@ -204,6 +209,11 @@ impl Pipeline {
     pub fn send(&self, command: EncoderCommand) {
         // The encode thread only goes away on drop, so a failed send means shutdown.
         let _ = self.commands.lock().unwrap().send(command);
+    }
+
+    /// Per-frame timings of the last frames (for the bench tool's stage breakdown).
+    pub fn timings(&self) -> &FrameTimings {
+        &self.shared.timings
     }
 
     /// The screen size of the last captured frame, if any.
@@ -290,6 +300,7 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                 next_due = buf.captured_at + interval;
                 last_frame_at = buf.captured_at;
                 let mut slot = shared.slot.lock().unwrap();
+                slot.newest_grab = Some(capturer.grab_started());
                 let spare = slot.free.pop();
                 if let Some(old) = slot.newest.replace(buf) {
                     c.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -346,14 +357,14 @@ fn encode_loop(
     let mut converted = VideoFrame::new(PixelFormat::I420, 2, 2);
     let mut force_keyframe = true;
     loop {
-        let mut frame = {
+        let (mut frame, grab_started) = {
             let mut slot = shared.slot.lock().unwrap();
             loop {
                 if shared.stop.load(Ordering::Acquire) {
                     return;
                 }
                 if let Some(f) = slot.newest.take() {
-                    break f;
+                    break (f, slot.newest_grab.take());
                 }
                 slot = shared
                     .slot_cv
@@ -382,6 +393,8 @@ fn encode_loop(
             }
         }
         let (width, height) = (frame.width, frame.height);
+        let encode_start_ns = mono_ns();
+        shared.counters.last_convert_us.store(0, Ordering::Relaxed);
         let result = encode_one(
             &mut frame,
             &mut encoder,
@@ -403,6 +416,17 @@ fn encode_loop(
                 }
                 c.last_encode_us
                     .store(out.encode_time.as_micros() as u64, Ordering::Relaxed);
+                shared.timings.push(FrameTiming {
+                    sequence: out.sequence,
+                    grab_start_ns: grab_started.map_or(0, instant_ns),
+                    captured_ns: instant_ns(out.captured_at),
+                    encode_start_ns,
+                    convert_us: c.last_convert_us.load(Ordering::Relaxed) as u32,
+                    encoded_ns: mono_ns(),
+                    sent_ns: 0,
+                    bytes: out.data.len() as u32,
+                    keyframe: out.keyframe,
+                });
                 // No receivers is fine: viewers come and go.
                 let _ = frames.send(Arc::new(out));
             }

@@ -79,6 +79,8 @@ pub struct SessionStats {
     pub name: String,
     pub viewers: usize,
     pub pipeline: PipelineStats,
+    /// The last frames' host timings (see [`crate::timing`]).
+    pub frames: Vec<crate::timing::FrameTiming>,
 }
 
 impl Session {
@@ -117,6 +119,7 @@ impl Session {
             name: self.config.name.clone(),
             viewers: self.viewers.lock().unwrap().len(),
             pipeline: self.pipeline.stats(),
+            frames: self.pipeline.timings().snapshot(),
         }
     }
 

@@ -631,6 +631,9 @@ async fn run_viewer(
                         if sent {
                             waiting_for_keyframe = false;
                             counters.frames_sent.fetch_add(1, Ordering::Relaxed);
+                            if let Some(p) = pipeline.upgrade() {
+                                p.timings().sent(frame.sequence, crate::timing::mono_ns());
+                            }
                         } else {
                             // A partly sent frame breaks the picture until the next keyframe.
                             waiting_for_keyframe = true;

@@ -77,4 +77,8 @@ pub trait WhepBackend: Send + Sync + 'static {
     fn metrics_text(&self) -> String {
         String::new()
     }
+    /// Sessions' state and recent per-frame host timings as JSON (served at `/stats`).
+    fn stats_json(&self) -> serde_json::Value {
+        serde_json::json!({ "sessions": [] })
+    }
 }

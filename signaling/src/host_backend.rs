@@ -78,4 +78,9 @@ impl WhepBackend for HostBackend {
     fn metrics_text(&self) -> String {
         self.host.metrics_text()
     }
+
+    fn stats_json(&self) -> serde_json::Value {
+        let sessions: Vec<_> = self.host.list().iter().map(|s| s.stats()).collect();
+        serde_json::json!({ "sessions": sessions })
+    }
 }

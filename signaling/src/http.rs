@@ -112,7 +112,7 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: WHEP routes (with CORS), `/healthz`, `/metrics`, and the embedded client as
+/// The whole HTTP application: WHEP routes (with CORS), `/healthz`, `/metrics`, `/stats`, and the embedded client as
 /// the fallback.
 pub fn app(state: AppState) -> Router {
     let whep = Router::new()
@@ -134,6 +134,7 @@ pub fn app(state: AppState) -> Router {
         .merge(whep)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/stats", get(stats))
         .fallback(crate::assets::serve)
         .with_state(state)
 }
@@ -148,6 +149,12 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
         )],
         state.backend().metrics_text(),
     )
+}
+
+/// Sessions and their last frames' host timings, as JSON: the bench tool's stage breakdown
+/// reads it. Unauthenticated, like `/metrics` (no secrets: timings and counters).
+async fn stats(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(state.backend().stats_json())
 }
 
 /// Liveness: the process serves HTTP.

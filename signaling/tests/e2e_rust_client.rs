@@ -219,6 +219,27 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
         .unwrap();
     assert!(sent >= 2, "{metrics}");
     assert!(metrics.contains("edgedesk_viewers{session=\"default\"} 1\n"));
+    // /stats: the frames' host timings, in order along the frame path.
+    let stats: serde_json::Value = serde_json::from_str(&http_get(&whep, "/stats")).unwrap();
+    let frames = stats["sessions"][0]["frames"].as_array().unwrap();
+    assert!(frames.len() >= 2, "{stats}");
+    let sent: Vec<_> = frames
+        .iter()
+        .filter(|f| f["sent_ns"].as_u64() != Some(0))
+        .collect();
+    assert!(sent.len() >= 2, "{stats}");
+    for f in sent {
+        let at = |k: &str| f[k].as_u64().unwrap();
+        assert!(at("grab_start_ns") > 0, "{f}");
+        for (a, b) in [
+            ("grab_start_ns", "captured_ns"),
+            ("captured_ns", "encode_start_ns"),
+            ("encode_start_ns", "encoded_ns"),
+            ("encoded_ns", "sent_ns"),
+        ] {
+            assert!(at(a) <= at(b), "{a} after {b}: {f}");
+        }
+    }
 
     let url = answer.resource_url.clone();
     let t = token.to_owned();

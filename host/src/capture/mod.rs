@@ -246,6 +246,8 @@ pub struct X11Capturer {
     /// A resize may have happened; query the root geometry.
     size_check: bool,
     sequence: u64,
+    /// When the last grab started (its requests went to the server).
+    grab_started: Instant,
 }
 
 impl X11Capturer {
@@ -392,6 +394,7 @@ impl X11Capturer {
             damaged: true,
             size_check: false,
             sequence: 0,
+            grab_started: Instant::now(),
         };
         capturer.setup_grab()?;
         Ok(capturer)
@@ -722,7 +725,14 @@ impl X11Capturer {
         }))
     }
 
+    /// When the last frame's grab started: the picture is the screen at about this moment
+    /// (`captured_at` is when the image was in hand).
+    pub fn grab_started(&self) -> Instant {
+        self.grab_started
+    }
+
     fn grab(&mut self, out: &mut VideoFrame) -> Result<CaptureStatus, CaptureError> {
+        self.grab_started = Instant::now();
         let (fw, fh) = (self.width, self.height);
         let row = fw as usize * 4;
         if out.format != PixelFormat::Bgra
