@@ -250,11 +250,65 @@ impl Drop for Pipeline {
     }
 }
 
+/// Frames a capture may run ahead of the frame rate (see [`Pacer`]).
+const PACER_BURST: f64 = 2.0;
+/// The pacer's budget over the frame rate (see [`Pacer`]).
+const PACER_SLACK: f64 = 1.1;
+
+/// Frame pacing as a token bucket: a frame may come sooner than one interval after the
+/// previous one while the budget allows. A fixed minimum interval would make a source that
+/// draws at the frame rate drift against the capture (each capture lands a little later than
+/// the last, until a frame is skipped), so the picture would wait half an interval on
+/// average; with the bucket each draw is captured as soon as its damage arrives.
+///
+/// The bucket refills at [`PACER_SLACK`] × fps: at exactly the frame rate, one extra frame (a
+/// click's feedback on top of an animation, a cursor move) would leave the bucket empty for
+/// good, every later frame would wait for its token at a fixed phase, and an extra update
+/// could never get through. With 10% slack the bucket refills within a fraction of a second,
+/// so a source at the frame rate is captured at once and an occasional extra update goes out
+/// immediately; a source faster than the frame rate gets at most 1.1 × fps.
+struct Pacer {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new(fps: u32, now: Instant) -> Self {
+        Pacer {
+            rate: f64::from(fps.max(1)) * PACER_SLACK,
+            tokens: PACER_BURST,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate).min(PACER_BURST);
+        self.at = self.at.max(now);
+    }
+
+    /// How long from `now` until the next frame is allowed.
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+        }
+    }
+
+    /// A frame was captured at `now`.
+    fn spend(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens -= 1.0;
+    }
+}
+
 fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, shared: &Shared) {
-    let interval = Duration::from_secs_f64(1.0 / fps as f64);
     let (w, h) = capturer.size();
     let mut buf = VideoFrame::new(PixelFormat::Bgra, w, h);
-    let mut next_due = Instant::now();
+    let mut pacer = Pacer::new(fps, Instant::now());
     let mut sequence = 0u64;
     let mut errors = 0u32;
     let mut last_frame_at = Instant::now();
@@ -270,10 +324,11 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                     .0;
             }
         }
-        // Never faster than the frame rate: a burst of damage is coalesced into one frame.
-        let now = Instant::now();
-        if next_due > now {
-            std::thread::sleep(next_due - now);
+        // Never faster than the frame rate on average: a burst of damage is coalesced into
+        // one frame.
+        let wait = pacer.wait(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
         }
         let force = shared.force_capture.swap(false, Ordering::AcqRel)
             || last_frame_at.elapsed() >= REFRESH_INTERVAL;
@@ -297,7 +352,7 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                     u64::from(buf.width) << 32 | u64::from(buf.height),
                     Ordering::Relaxed,
                 );
-                next_due = buf.captured_at + interval;
+                pacer.spend(buf.captured_at);
                 last_frame_at = buf.captured_at;
                 let mut slot = shared.slot.lock().unwrap();
                 slot.newest_grab = Some(capturer.grab_started());
@@ -503,5 +558,69 @@ fn encode_one(
 fn log_err(r: Result<(), codec::EncoderError>, what: &str) {
     if let Err(e) = r {
         tracing::warn!(error = %e, "{what} failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source drawing at exactly the frame rate, each draw seen 0.3 ms late and captured at
+    /// once when allowed: no draw ever waits for the pacer (a fixed minimum interval would
+    /// drift and make draws wait up to a whole interval).
+    #[test]
+    fn pacer_captures_a_source_at_the_frame_rate_without_waiting() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / 60.0);
+        let mut p = Pacer::new(60, t0);
+        let mut grab_cost = Duration::from_micros(900);
+        for k in 1..600u32 {
+            let seen = t0 + interval * k + Duration::from_micros(300);
+            assert_eq!(p.wait(seen), Duration::ZERO, "draw {k} waited");
+            p.spend(seen + grab_cost);
+            grab_cost = Duration::from_micros(u64::from(400 + (k % 7) * 200)); // varying grab times
+        }
+    }
+
+    /// A source much faster than the frame rate gets the frame rate (plus the slack) on
+    /// average, after a burst of at most PACER_BURST at the start.
+    #[test]
+    fn pacer_holds_the_average_rate() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(30, t0);
+        let mut now = t0;
+        let mut frames = 0;
+        while now < t0 + Duration::from_secs(10) {
+            now += p.wait(now);
+            p.spend(now);
+            frames += 1;
+            now += Duration::from_micros(100);
+        }
+        assert!(
+            (330..=330 + PACER_BURST as u32).contains(&frames),
+            "{frames}"
+        );
+    }
+
+    /// A source at exactly the frame rate plus a few extra updates a second (clicks): every
+    /// update is captured at once, also long after an extra one emptied part of the bucket.
+    #[test]
+    fn pacer_lets_occasional_extra_updates_through() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / 60.0);
+        let mut p = Pacer::new(60, t0);
+        let mut waited = 0;
+        for k in 1..1200u32 {
+            let draw = t0 + interval * k + Duration::from_micros(200);
+            waited += usize::from(!p.wait(draw).is_zero());
+            p.spend(draw + Duration::from_micros(800));
+            if k % 20 == 0 {
+                // A click's redraw 6 ms after the frame.
+                let click = draw + Duration::from_millis(6);
+                waited += usize::from(!p.wait(click).is_zero());
+                p.spend(click + Duration::from_micros(800));
+            }
+        }
+        assert_eq!(waited, 0);
     }
 }
