@@ -1,23 +1,35 @@
 //! `edgedesk-bench`: the latency benchmark tool.
 //!
-//! Today it has `run`: a headless WHEP viewer that connects to any WHEP endpoint, receives and
-//! decodes the video and reports time to first frame, received fps, bitrate, loss and decode
-//! time. Frame-code latency (glass-to-glass, click-to-photon) and `local` are tracked in the
-//! bench issue.
+//! * `local` runs everything on this machine in one command: a virtual display, the stimulus
+//!   on it, `edgedesk up` streaming it, and the measuring client; prints a table and writes a
+//!   JSON and a self-contained HTML report.
+//! * `run` measures any WHEP endpoint: with `--stimulus-display` (the streamed display, on this
+//!   machine) it reads frame codes for glass-to-glass and, against edgedesk, clicks for
+//!   click-to-photon; without, it reports what any stream gives (first frame, fps, bitrate,
+//!   loss, jitter).
+//! * `stimulus` just shows the stimulus on a display (to look at, or to stream elsewhere).
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use codec::decoder::Decoder;
-use codec::Codec;
-use host::client::{whep_delete, whep_post, ViewerClient};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+use host::timing::FrameTiming;
+
+use edgedesk_bench::measure::{self, Config};
+use edgedesk_bench::report::{self, Report};
+use edgedesk_bench::stimulus::Stimulus;
 
 #[derive(Parser)]
 #[command(
     name = "edgedesk-bench",
     version,
-    about = "Measure a WebRTC desktop stream"
+    about = "Measure a WebRTC desktop stream: glass-to-glass, click-to-photon, fps, bitrate, loss"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,37 +38,77 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Connect to a WHEP endpoint as a headless viewer and report what arrives.
-    Run {
-        /// WHEP endpoint URL, e.g. http://127.0.0.1:8080/whep/default
-        #[arg(long)]
-        whep: String,
-        /// Bearer token.
-        #[arg(long, env = "EDGEDESK_TOKEN")]
-        token: Option<String>,
-        /// How long to watch after the first frame.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+    /// Display + stimulus + edgedesk + measuring client, all on this machine.
+    Local(LocalArgs),
+    /// Connect to a WHEP endpoint as a headless viewer and measure what arrives.
+    Run(RunArgs),
+    /// Show the stimulus on a display until interrupted.
+    Stimulus {
+        /// The X display, e.g. :0.
+        #[arg(long, env = "DISPLAY")]
+        display: String,
+        #[arg(long, default_value_t = 60)]
+        fps: u32,
     },
 }
 
-/// What `run` measured.
-#[derive(Debug, serde::Serialize)]
-struct RunReport {
-    /// From POSTing the offer to the first decoded frame.
-    first_frame_ms: f64,
-    frames_decoded: u64,
+#[derive(Args)]
+struct Output {
+    /// How long to measure after the first frame, in seconds.
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
-    fps: f64,
-    bitrate_kbps: f64,
-    lost_packets: u64,
-    frames_dropped: u64,
-    decode_ms_mean: f64,
-    width: u32,
-    height: u32,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write report.json and report.html into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// WHEP endpoint URL, e.g. http://127.0.0.1:8080/whep/default
+    #[arg(long)]
+    whep: String,
+    /// Bearer token.
+    #[arg(long, env = "EDGEDESK_TOKEN")]
+    token: Option<String>,
+    /// The streamed X display, on this machine: the stimulus is shown on it and frame codes
+    /// are read (glass-to-glass); needs the stream unscaled and the stimulus uncovered.
+    #[arg(long)]
+    stimulus_display: Option<String>,
+    /// Stimulus frame rate.
+    #[arg(long, default_value_t = 60)]
+    stimulus_fps: u32,
+    /// Do not click (click-to-photon needs edgedesk's input channel and a control token).
+    #[arg(long)]
+    no_clicks: bool,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Display size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1920x1080")]
+    size: String,
+    /// Frame rate of the stimulus and edgedesk's --fps.
+    #[arg(long, default_value_t = 60)]
+    fps: u32,
+    /// edgedesk's --bitrate.
+    #[arg(long, default_value = "8M")]
+    bitrate: String,
+    /// edgedesk's --encoder.
+    #[arg(long, default_value = "auto")]
+    encoder: String,
+    /// The edgedesk binary (default: next to this one).
+    #[arg(long)]
+    edgedesk: Option<PathBuf>,
+    #[command(flatten)]
+    output: Output,
 }
 
 fn main() -> Result<()> {
@@ -66,86 +118,211 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Cmd::Run {
-            whep,
-            token,
-            seconds,
-            json,
-        } => {
-            let report = rt.block_on(run(whep, token, Duration::from_secs_f64(seconds)))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("first frame     {:>9.1} ms", report.first_frame_ms);
-                println!(
-                    "resolution      {:>9}",
-                    format!("{}x{}", report.width, report.height)
-                );
-                println!("frames decoded  {:>9}", report.frames_decoded);
-                println!("fps             {:>9.1}", report.fps);
-                println!("bitrate         {:>9.0} kbit/s", report.bitrate_kbps);
-                println!("lost packets    {:>9}", report.lost_packets);
-                println!("frames dropped  {:>9}", report.frames_dropped);
-                println!("decode          {:>9.2} ms/frame", report.decode_ms_mean);
+        Cmd::Local(args) => rt.block_on(local(args)),
+        Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Stimulus { display, fps } => {
+            let s = Stimulus::start(&display, fps)?;
+            eprintln!(
+                "stimulus on {display} at {fps} fps: code at {:?}, click area {:?} (Ctrl-C ends)",
+                s.layout.code, s.layout.click
+            );
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
             }
-            Ok(())
         }
     }
 }
 
-async fn run(whep: String, token: Option<String>, watch: Duration) -> Result<RunReport> {
-    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await?;
-    let posted = Instant::now();
-    let (w, t) = (whep.clone(), token.clone());
-    let answer = tokio::task::spawn_blocking(move || whep_post(&w, t.as_deref(), &offer))
-        .await?
-        .with_context(|| format!("connecting to {whep}"))?;
-    client.accept_answer(answer.answer_sdp.clone()).await?;
-    let mut decoder = Decoder::new(Codec::H264)?;
-    let mut first: Option<Instant> = None;
-    let (mut frames, mut bytes, mut decode_time) = (0u64, 0u64, Duration::ZERO);
-    let (mut width, mut height) = (0, 0);
-    loop {
-        let limit = match first {
-            None => Duration::from_secs(10),
-            Some(f) => match watch.checked_sub(f.elapsed()) {
-                Some(left) => left,
-                None => break,
-            },
-        };
-        let Some(frame) = client.next_frame(limit).await else {
-            if first.is_none() {
-                anyhow::bail!("no video frame arrived within 10 s of the offer");
-            }
-            break;
-        };
-        let t = Instant::now();
-        let decoded = decoder.decode(&frame.data)?;
-        decode_time += t.elapsed();
-        for d in decoded {
-            first.get_or_insert_with(Instant::now);
-            frames += 1;
-            (width, height) = (d.width, d.height);
-        }
-        bytes += frame.bytes as u64;
-    }
-    let first = first.expect("checked above");
-    let secs = first.elapsed().as_secs_f64();
-    let c = client.counters();
-    let report = RunReport {
-        first_frame_ms: (first - posted).as_secs_f64() * 1e3,
-        frames_decoded: frames,
-        seconds: secs,
-        fps: frames.saturating_sub(1) as f64 / secs.max(1e-9),
-        bitrate_kbps: bytes as f64 * 8.0 / secs.max(1e-9) / 1e3,
-        lost_packets: c.lost_packets,
-        frames_dropped: c.frames_dropped,
-        decode_ms_mean: decode_time.as_secs_f64() * 1e3 / frames.max(1) as f64,
-        width,
-        height,
+async fn run(args: RunArgs) -> Result<()> {
+    let stimulus = match &args.stimulus_display {
+        Some(d) => Some(Stimulus::start(d, args.stimulus_fps)?),
+        None => None,
     };
-    let (url, t) = (answer.resource_url, token);
-    let _ = tokio::task::spawn_blocking(move || whep_delete(&url, t.as_deref())).await;
-    client.close().await;
-    Ok(report)
+    let mut settings = BTreeMap::new();
+    settings.insert("mode".into(), "run".into());
+    settings.insert("stimulus_fps".into(), args.stimulus_fps.to_string());
+    measure_and_report(
+        args.whep,
+        args.token,
+        stimulus.as_ref(),
+        !args.no_clicks,
+        &args.output,
+        settings,
+    )
+    .await
+}
+
+/// A child process killed (SIGTERM, then waited for) when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+async fn local(args: LocalArgs) -> Result<()> {
+    let (w, h) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let edgedesk = match &args.edgedesk {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("edgedesk"),
+    };
+    if !edgedesk.exists() {
+        bail!(
+            "{} not found: build it (cargo build --release -p edgedesk-signaling) or pass --edgedesk",
+            edgedesk.display()
+        );
+    }
+    let display = VirtualDisplay::start(DisplayOptions {
+        width: w,
+        height: h,
+        kind: DisplayKind::Xvfb,
+        ..DisplayOptions::default()
+    })
+    .context("starting Xvfb (scripts/setup.sh installs it)")?;
+    let stimulus = Stimulus::start(&display.name(), args.fps)?;
+    let token = format!("bench-{:016x}", rand_u64());
+    let mut child = Command::new(&edgedesk)
+        .args([
+            "up",
+            "--display",
+            &display.name(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--token", &token, "--session", "bench"])
+        .args(["--fps", &args.fps.to_string(), "--bitrate", &args.bitrate])
+        .args(["--encoder", &args.encoder])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", edgedesk.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let server = Server(child);
+    let whep = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("WHEP: ").map(str::to_owned))
+    })
+    .await?
+    .context("edgedesk exited without printing its WHEP URL")?;
+    let mut settings = BTreeMap::new();
+    for (k, v) in [
+        ("mode", "local".to_string()),
+        ("size", format!("{w}x{h}")),
+        ("fps", args.fps.to_string()),
+        ("bitrate", args.bitrate.clone()),
+        ("encoder", args.encoder.clone()),
+        ("display", "Xvfb".into()),
+        ("edgedesk", edgedesk.display().to_string()),
+    ] {
+        settings.insert(k.to_string(), v);
+    }
+    let result = measure_and_report(
+        whep,
+        Some(token),
+        Some(&stimulus),
+        true,
+        &args.output,
+        settings,
+    )
+    .await;
+    drop(server);
+    drop(stimulus);
+    drop(display);
+    result
+}
+
+fn rand_u64() -> u64 {
+    let t = host::timing::mono_ns();
+    t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
+}
+
+async fn measure_and_report(
+    whep: String,
+    token: Option<String>,
+    stimulus: Option<&Stimulus>,
+    clicks: bool,
+    output: &Output,
+    mut settings: BTreeMap<String, String>,
+) -> Result<()> {
+    settings.insert("seconds".into(), output.seconds.to_string());
+    let config = Config {
+        whep: whep.clone(),
+        token,
+        seconds: output.seconds,
+        stimulus: stimulus.map(|s| (s.layout, Arc::clone(&s.record))),
+        clicks: clicks && stimulus.is_some(),
+        progress: !output.quiet,
+    };
+    let m = measure::measure(config).await?;
+    let host = fetch_host_timings(&whep).await;
+    let record = stimulus.map(|s| s.record.lock().unwrap());
+    let report = report::analyse(
+        &m,
+        record.as_deref(),
+        host.as_deref().map_err(Clone::clone),
+        settings,
+    );
+    drop(record);
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report::table(&report));
+    }
+    if let Some(dir) = &output.out {
+        write_reports(dir, &report, &m, host.as_deref().ok())?;
+        eprintln!("wrote {0}/report.json and {0}/report.html", dir.display());
+    }
+    Ok(())
+}
+
+fn write_reports(
+    dir: &Path,
+    report: &Report,
+    m: &measure::Measurement,
+    host: Option<&[FrameTiming]>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json = serde_json::json!({ "report": report, "raw": m, "host_frames": host });
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    std::fs::write(dir.join("report.html"), report::html(report))?;
+    Ok(())
+}
+
+/// The host's per-frame timings from edgedesk's `/stats` (next to the WHEP URL), for the
+/// session the URL names; an explanation when there are none.
+async fn fetch_host_timings(whep: &str) -> Result<Vec<FrameTiming>, String> {
+    let Some((origin, session)) = whep.split_once("/whep/") else {
+        return Err("the WHEP URL has no /whep/ path: not edgedesk, no host timings".into());
+    };
+    let (url, session) = (format!("{origin}/stats"), session.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let body = ureq::get(&url)
+            .timeout(Duration::from_secs(5))
+            .call()
+            .map_err(|e| format!("no host timings ({url}: {e}); not edgedesk?"))?
+            .into_string()
+            .map_err(|e| format!("reading {url}: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
+        let s = v["sessions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == session.as_str()))
+            .ok_or_else(|| format!("{url} has no session {session:?}"))?;
+        serde_json::from_value(s["frames"].clone()).map_err(|e| format!("{url}: frames: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }

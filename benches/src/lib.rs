@@ -1,0 +1,9 @@
+//! The pieces of `edgedesk-bench`, the latency benchmark tool: the stimulus X client that
+//! draws frame codes, the frame code itself, the measuring WebRTC client, statistics, and the
+//! report (table, JSON, HTML). The binary (`src/main.rs`) puts them together.
+
+pub mod framecode;
+pub mod measure;
+pub mod report;
+pub mod stats;
+pub mod stimulus;

@@ -1,0 +1,711 @@
+//! Figures from a [`Measurement`]: glass-to-glass and click-to-photon latency, received fps,
+//! bitrate, loss, jitter, unreadable and skipped frame codes, and — when the host's per-frame
+//! timings are at hand (edgedesk's `/stats`, same machine) — where each millisecond went.
+//! Rendered as a text table, JSON and a self-contained HTML page (inline SVG, no scripts).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use host::timing::FrameTiming;
+use serde::Serialize;
+
+use crate::measure::{FrameSample, Measurement};
+use crate::stats::{Arrivals, Distribution, FpsPoint, Samples, Summary};
+use crate::stimulus::Record;
+
+/// The stages of glass-to-glass, in order; their times add up to the total for every frame.
+pub const STAGES: [(&str, &str); 9] = [
+    (
+        "capture_wait",
+        "drawn → host grab starts (damage, frame pacing)",
+    ),
+    ("grab", "X server copies the screen (MIT-SHM)"),
+    ("queue", "captured → encoder takes it"),
+    ("convert", "BGRA → YUV"),
+    ("encode", "encoder"),
+    ("send", "encoded → packets written (RTP, SRTP)"),
+    ("network", "sent → last packet received (loopback, jitter)"),
+    ("decode", "received → decoded (FFmpeg)"),
+    ("total", "drawn → decoded"),
+];
+
+#[derive(Debug, Serialize)]
+pub struct CodeStats {
+    /// Decoded frames whose code was read.
+    pub readable_frames: u64,
+    /// Decoded frames whose code could not be read (a transition, blur, or no code there).
+    pub unreadable_frames: u64,
+    /// Distinct codes seen.
+    pub codes_seen: u64,
+    /// Codes drawn (between the first and last seen) that no decoded frame showed.
+    pub codes_skipped: u64,
+    /// Frames the stimulus drew later than their slot (it fell behind itself).
+    pub stimulus_late: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stage {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub ms: Summary,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub target: String,
+    /// What was run (command line settings), for the record.
+    pub settings: BTreeMap<String, String>,
+    pub width: u32,
+    pub height: u32,
+    pub first_frame_ms: f64,
+    pub seconds: f64,
+    pub frames_decoded: u64,
+    pub fps: Option<f64>,
+    pub bitrate_kbps: f64,
+    /// Mean absolute change of the frames' inter-arrival time.
+    pub jitter_ms: Option<f64>,
+    pub lost_packets: u64,
+    pub late_packets: u64,
+    pub decode_ms_mean: f64,
+    pub codes: Option<CodeStats>,
+    pub glass_to_glass_ms: Option<Distribution>,
+    pub click_to_photon_ms: Option<Distribution>,
+    /// Click sent → the stimulus got the button press.
+    pub click_input_ms: Option<Summary>,
+    /// Button press → the flip drawn (the stimulus' own time).
+    pub click_flip_ms: Option<Summary>,
+    /// Flip drawn → the viewer decoded a frame showing it.
+    pub click_photon_ms: Option<Summary>,
+    pub clicks_sent: u64,
+    pub clicks_seen: u64,
+    pub clicks_note: Option<String>,
+    /// The glass-to-glass breakdown (frames whose host timings could be matched).
+    pub stages: Vec<Stage>,
+    pub stages_note: Option<String>,
+    pub fps_series: Vec<FpsPoint>,
+    pub notes: Vec<String>,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+fn dms(later: u64, earlier: u64) -> f64 {
+    (later as f64 - earlier as f64) / 1e6
+}
+
+/// Turns the raw samples into figures. `host` is the host's per-frame timings (or why there
+/// are none).
+pub fn analyse(
+    m: &Measurement,
+    record: Option<&Record>,
+    host: Result<&[FrameTiming], String>,
+    settings: BTreeMap<String, String>,
+) -> Report {
+    let secs = ms(m.end_ns.saturating_sub(m.start_ns)) / 1e3;
+    let arrivals = Arrivals::from_secs(
+        m.frames
+            .iter()
+            .map(|f| ms(f.decoded_ns.saturating_sub(m.start_ns)) / 1e3),
+    );
+    let received = Arrivals::from_secs(
+        m.frames
+            .iter()
+            .map(|f| ms(f.received_ns.saturating_sub(m.start_ns)) / 1e3),
+    );
+    let bytes: u64 = m.frames.iter().map(|f| u64::from(f.bytes)).sum();
+    let mut report = Report {
+        target: m.whep.clone(),
+        settings,
+        width: m.width,
+        height: m.height,
+        first_frame_ms: m.first_frame_ms,
+        seconds: secs,
+        frames_decoded: m.frames.len() as u64,
+        fps: arrivals.fps(),
+        bitrate_kbps: bytes as f64 * 8.0 / secs.max(1e-9) / 1e3,
+        jitter_ms: received.jitter_ms(),
+        lost_packets: m.lost_packets,
+        late_packets: m.late_packets,
+        decode_ms_mean: m.decode_ms_mean,
+        codes: None,
+        glass_to_glass_ms: None,
+        click_to_photon_ms: None,
+        click_input_ms: None,
+        click_flip_ms: None,
+        click_photon_ms: None,
+        clicks_sent: m.clicks.len() as u64,
+        clicks_seen: m.clicks.iter().filter(|c| c.seen_ns.is_some()).count() as u64,
+        clicks_note: m.clicks_skipped.clone(),
+        stages: Vec::new(),
+        stages_note: None,
+        fps_series: arrivals.fps_series(0.0, secs, 1.0),
+        notes: Vec::new(),
+    };
+    let Some(record) = record else {
+        report.notes.push(
+            "no stimulus on the streamed display: no frame codes, so no glass-to-glass".into(),
+        );
+        return report;
+    };
+
+    // Glass-to-glass: each code's first decoded frame.
+    let mut first_seen: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, f) in m.frames.iter().enumerate() {
+        if let Some(code) = f.code {
+            if record.drawn.contains_key(&code) {
+                first_seen.entry(code).or_insert(i);
+            }
+        }
+    }
+    let readable = m.frames.iter().filter(|f| f.code.is_some()).count() as u64;
+    let skipped = match (first_seen.keys().next(), first_seen.keys().next_back()) {
+        (Some(&lo), Some(&hi)) => record
+            .order
+            .iter()
+            .filter(|(c, _)| (lo..=hi).contains(c) && !first_seen.contains_key(c))
+            .count() as u64,
+        _ => 0,
+    };
+    report.codes = Some(CodeStats {
+        readable_frames: readable,
+        unreadable_frames: m.frames.len() as u64 - readable,
+        codes_seen: first_seen.len() as u64,
+        codes_skipped: skipped,
+        stimulus_late: record.late,
+    });
+    let g2g: Samples = first_seen
+        .iter()
+        .map(|(code, &i)| dms(m.frames[i].decoded_ns, record.drawn[code]))
+        .collect();
+    if !g2g.is_empty() {
+        report.glass_to_glass_ms = Some(g2g.distribution(40, 200));
+    }
+
+    // Click-to-photon, and its input leg from the stimulus' record of arrivals.
+    let c2p: Samples = m
+        .clicks
+        .iter()
+        .filter_map(|c| Some(dms(c.seen_ns?, c.sent_ns)))
+        .collect();
+    if !c2p.is_empty() {
+        report.click_to_photon_ms = Some(c2p.distribution(40, 200));
+    }
+    let (mut input, mut flip, mut photon) = (Vec::new(), Vec::new(), Vec::new());
+    for c in &m.clicks {
+        let Some((arrived, drawn, _)) = record
+            .clicks
+            .iter()
+            .find(|(a, _, white)| *a >= c.sent_ns && *white == c.white)
+        else {
+            continue;
+        };
+        input.push(dms(*arrived, c.sent_ns));
+        flip.push(dms(*drawn, *arrived));
+        if let Some(seen) = c.seen_ns {
+            photon.push(dms(seen, *drawn));
+        }
+    }
+    report.click_input_ms = Summary::of(&input);
+    report.click_flip_ms = Summary::of(&flip);
+    report.click_photon_ms = Summary::of(&photon);
+
+    // The breakdown: each decoded frame's host frame, found by RTP timestamp.
+    match host {
+        Err(why) => report.stages_note = Some(why),
+        Ok(host) => {
+            let wanted: Vec<usize> = first_seen.values().copied().collect();
+            let carried = match_host_frames(&m.frames, &wanted, host);
+            let mut per_stage: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+            let mut matched = 0;
+            for (code, &i) in &first_seen {
+                let f = &m.frames[i];
+                let drawn = record.drawn[code];
+                let Some(h) = carried.get(&i) else {
+                    continue;
+                };
+                if h.sent_ns == 0 || h.sent_ns > f.received_ns {
+                    continue;
+                }
+                let convert = f64::from(h.convert_us) / 1e3;
+                let values = [
+                    dms(h.grab_start_ns, drawn),
+                    dms(h.captured_ns, h.grab_start_ns),
+                    dms(h.encode_start_ns, h.captured_ns),
+                    convert,
+                    dms(h.encoded_ns, h.encode_start_ns) - convert,
+                    dms(h.sent_ns, h.encoded_ns),
+                    dms(f.received_ns, h.sent_ns),
+                    dms(f.decoded_ns, f.received_ns),
+                    dms(f.decoded_ns, drawn),
+                ];
+                for (v, s) in values.iter().zip(per_stage.iter_mut()) {
+                    s.push(*v);
+                }
+                matched += 1;
+            }
+            if matched == 0 {
+                report.stages_note = Some(
+                    "no frame could be matched with the host's timings (is the host on this \
+                     machine?)"
+                        .into(),
+                );
+            } else {
+                report.stages = STAGES
+                    .iter()
+                    .zip(per_stage)
+                    .filter_map(|((name, what), v)| {
+                        Some(Stage {
+                            name,
+                            what,
+                            ms: Summary::of(&v)?,
+                        })
+                    })
+                    .collect();
+                if matched < first_seen.len() {
+                    report.stages_note = Some(format!(
+                        "{matched} of {} frames matched with host timings",
+                        first_seen.len()
+                    ));
+                }
+            }
+        }
+    }
+    report
+}
+
+/// How close (ns) a host frame's capture time must be to the one an RTP timestamp implies.
+const RTP_MATCH_NS: i64 = 300_000;
+
+/// The host frame each of `frames[wanted]` carries. edgedesk stamps every frame's RTP
+/// timestamp from its capture time (90 kHz), so differences of RTP timestamps are
+/// differences of capture times; one anchor — a decoded frame and the last host frame sent
+/// before it arrived — fixes the offset. Of a few anchors, the one that explains the most
+/// frames wins (a wrong anchor explains almost none).
+fn match_host_frames<'h>(
+    frames: &[FrameSample],
+    wanted: &[usize],
+    host: &'h [FrameTiming],
+) -> HashMap<usize, &'h FrameTiming> {
+    let mut by_capture: Vec<&FrameTiming> = host.iter().filter(|h| h.captured_ns > 0).collect();
+    by_capture.sort_by_key(|h| h.captured_ns);
+    let find = |at: i64| -> Option<&'h FrameTiming> {
+        let i = by_capture.partition_point(|h| (h.captured_ns as i64) < at - RTP_MATCH_NS);
+        by_capture
+            .get(i)
+            .filter(|h| (h.captured_ns as i64 - at).abs() <= RTP_MATCH_NS)
+            .copied()
+    };
+    let predict = |anchor: (u32, u64), rtp: u32| -> i64 {
+        let ticks = i64::from(rtp.wrapping_sub(anchor.0) as i32);
+        anchor.1 as i64 + ticks * 1_000_000_000 / 90_000
+    };
+    let step = (wanted.len() / 16).max(1);
+    let anchors = wanted.iter().step_by(step).filter_map(|&i| {
+        let f = &frames[i];
+        let h = host
+            .iter()
+            .filter(|h| h.sent_ns != 0 && h.sent_ns <= f.received_ns)
+            .max_by_key(|h| h.sent_ns)?;
+        Some((f.rtp_timestamp, h.captured_ns))
+    });
+    let mut best = HashMap::new();
+    for anchor in anchors {
+        let matched: HashMap<usize, &FrameTiming> = wanted
+            .iter()
+            .filter_map(|&i| Some((i, find(predict(anchor, frames[i].rtp_timestamp))?)))
+            .collect();
+        if matched.len() > best.len() {
+            best = matched;
+        }
+    }
+    best
+}
+
+fn fmt_opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or("—".into(), |v| format!("{v:.1} {unit}"))
+}
+
+fn fmt_summary(s: &Option<Summary>) -> String {
+    match s {
+        Some(s) => format!(
+            "p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1} ms  (n={})",
+            s.p50, s.p90, s.p99, s.max, s.count
+        ),
+        None => "—".into(),
+    }
+}
+
+/// The plain-text table.
+pub fn table(r: &Report) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<22} {v}");
+    };
+    row("target", r.target.clone());
+    row("resolution", format!("{}x{}", r.width, r.height));
+    row("first frame", format!("{:.0} ms", r.first_frame_ms));
+    row("measured", format!("{:.1} s", r.seconds));
+    row("frames decoded", r.frames_decoded.to_string());
+    row("received fps", fmt_opt(r.fps, "fps"));
+    row("bitrate", format!("{:.0} kbit/s", r.bitrate_kbps));
+    row("jitter", fmt_opt(r.jitter_ms, "ms"));
+    row(
+        "packets lost / late",
+        format!("{} / {}", r.lost_packets, r.late_packets),
+    );
+    row("decode", format!("{:.2} ms/frame", r.decode_ms_mean));
+    if let Some(c) = &r.codes {
+        row(
+            "frame codes",
+            format!(
+                "{} seen, {} skipped, {} unreadable frames",
+                c.codes_seen, c.codes_skipped, c.unreadable_frames
+            ),
+        );
+    }
+    row(
+        "glass-to-glass",
+        fmt_summary(&r.glass_to_glass_ms.as_ref().and_then(|d| d.summary.clone())),
+    );
+    let c2p = r
+        .click_to_photon_ms
+        .as_ref()
+        .and_then(|d| d.summary.clone());
+    row(
+        "click-to-photon",
+        match (&c2p, &r.clicks_note) {
+            (None, Some(why)) => format!("— ({why})"),
+            _ => format!(
+                "{}  [{} of {} clicks seen]",
+                fmt_summary(&c2p),
+                r.clicks_seen,
+                r.clicks_sent
+            ),
+        },
+    );
+    if let (Some(i), Some(f), Some(p)) = (&r.click_input_ms, &r.click_flip_ms, &r.click_photon_ms) {
+        row(
+            "  p50 by leg",
+            format!(
+                "input {:.2} + stimulus redraw {:.2} + redraw to decoded {:.2} ms",
+                i.p50, f.p50, p.p50
+            ),
+        );
+    }
+    if !r.stages.is_empty() {
+        let _ = writeln!(out, "\nwhere the time goes (ms)   p50     mean    p99");
+        for s in &r.stages {
+            let _ = writeln!(
+                out,
+                "  {:<22} {:>6.2}  {:>6.2}  {:>6.2}   {}",
+                s.name, s.ms.p50, s.ms.mean, s.ms.p99, s.what
+            );
+        }
+    }
+    if let Some(n) = &r.stages_note {
+        let _ = writeln!(out, "stage breakdown: {n}");
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const W: f64 = 560.0;
+const H: f64 = 200.0;
+const PAD: f64 = 36.0;
+
+fn svg_open(title: &str) -> String {
+    format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" \
+         height=\"{H}\" role=\"img\">",
+        esc(title)
+    )
+}
+
+/// Axis lines and min/max labels.
+fn axes(out: &mut String, x0: f64, x1: f64, y1: f64, xunit: &str) {
+    let _ = write!(
+        out,
+        "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#555\"/>\
+         <line x1=\"{PAD}\" y1=\"8\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#555\"/>\
+         <text x=\"{PAD}\" y=\"{t}\" font-size=\"11\">{x0:.1}</text>\
+         <text x=\"{r}\" y=\"{t}\" font-size=\"11\" text-anchor=\"end\">{x1:.1} {xunit}</text>\
+         <text x=\"{l}\" y=\"14\" font-size=\"11\" text-anchor=\"end\">{y1:.0}</text>",
+        b = H - 20.0,
+        r = W - 8.0,
+        t = H - 6.0,
+        l = PAD - 4.0,
+    );
+}
+
+fn histogram_svg(title: &str, d: &Distribution) -> String {
+    let mut out = svg_open(title);
+    let (Some(first), Some(last)) = (d.histogram.first(), d.histogram.last()) else {
+        return out + "</svg></figure>";
+    };
+    let (x0, x1) = (first.lo, last.hi.max(first.lo + 1e-9));
+    let top = d
+        .histogram
+        .iter()
+        .map(|b| b.count)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    axes(&mut out, x0, x1, top, "ms");
+    let sx = (W - 8.0 - PAD) / (x1 - x0);
+    let sy = (H - 28.0) / top;
+    for b in &d.histogram {
+        let h = b.count as f64 * sy;
+        let _ = write!(
+            out,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#3b7dd8\"/>",
+            PAD + (b.lo - x0) * sx,
+            H - 20.0 - h,
+            ((b.hi - b.lo) * sx - 1.0).max(1.0),
+        );
+    }
+    out + "</svg></figure>"
+}
+
+fn line_svg(title: &str, points: &[(f64, f64)], y_top: f64, xunit: &str) -> String {
+    let mut out = svg_open(title);
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return out + "</svg></figure>";
+    };
+    let (x0, x1) = (first.0, last.0.max(first.0 + 1e-9));
+    axes(&mut out, x0, x1, y_top, xunit);
+    let sx = (W - 8.0 - PAD) / (x1 - x0);
+    let sy = (H - 28.0) / y_top.max(1e-9);
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", PAD + (x - x0) * sx, H - 20.0 - y * sy))
+        .collect();
+    let _ = write!(
+        out,
+        "<polyline fill=\"none\" stroke=\"#d8553b\" stroke-width=\"2\" points=\"{}\"/>",
+        path.join(" ")
+    );
+    out + "</svg></figure>"
+}
+
+fn stages_svg(stages: &[Stage]) -> String {
+    let mut out = svg_open("glass-to-glass, mean ms per stage");
+    let parts: Vec<&Stage> = stages.iter().filter(|s| s.name != "total").collect();
+    let total: f64 = parts
+        .iter()
+        .map(|s| s.ms.mean.max(0.0))
+        .sum::<f64>()
+        .max(1e-9);
+    let colours = [
+        "#3b7dd8", "#47a447", "#e0a030", "#8e44ad", "#d8553b", "#16a3a3", "#777", "#c0392b",
+    ];
+    let mut x = PAD;
+    let span = W - 8.0 - PAD;
+    for (i, s) in parts.iter().enumerate() {
+        let w = s.ms.mean.max(0.0) / total * span;
+        let c = colours[i % colours.len()];
+        let _ = write!(
+            out,
+            "<rect x=\"{x:.1}\" y=\"20\" width=\"{w:.1}\" height=\"40\" fill=\"{c}\">\
+             <title>{}: {:.2} ms</title></rect>\
+             <rect x=\"{PAD}\" y=\"{ly:.1}\" width=\"10\" height=\"10\" fill=\"{c}\"/>\
+             <text x=\"{tx}\" y=\"{ty:.1}\" font-size=\"11\">{} {:.2} ms</text>",
+            s.name,
+            s.ms.mean,
+            s.name,
+            s.ms.mean,
+            ly = 72.0 + i as f64 * 15.0,
+            tx = PAD + 14.0,
+            ty = 81.0 + i as f64 * 15.0,
+        );
+        x += w;
+    }
+    out + "</svg></figure>"
+}
+
+/// A self-contained HTML page: the table, histograms and CDFs of each latency, fps over time
+/// and the stage breakdown.
+pub fn html(r: &Report) -> String {
+    let mut out = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>edgedesk-bench report</title>\
+         <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1200px}\
+         pre{background:#f4f4f4;padding:1em}figure{display:inline-block;margin:0 1em 1em 0}\
+         figcaption{font-weight:600}svg{background:#fafafa;border:1px solid #ddd}</style>\
+         </head><body><h1>edgedesk-bench</h1>",
+    );
+    let _ = write!(out, "<pre>{}</pre>", esc(&table(r)));
+    for (name, d) in [
+        ("glass-to-glass", &r.glass_to_glass_ms),
+        ("click-to-photon", &r.click_to_photon_ms),
+    ] {
+        let Some(d) = d else { continue };
+        out.push_str(&histogram_svg(&format!("{name}: histogram"), d));
+        let cdf: Vec<(f64, f64)> = d
+            .cdf
+            .iter()
+            .map(|p| (p.value, p.fraction * 100.0))
+            .collect();
+        out.push_str(&line_svg(
+            &format!("{name}: CDF (% of frames ≤ x)"),
+            &cdf,
+            100.0,
+            "ms",
+        ));
+    }
+    let fps: Vec<(f64, f64)> = r.fps_series.iter().map(|p| (p.t, p.fps)).collect();
+    let top = fps.iter().map(|p| p.1).fold(60.0, f64::max);
+    out.push_str(&line_svg("received fps over time", &fps, top, "s"));
+    if !r.stages.is_empty() {
+        out.push_str(&stages_svg(&r.stages));
+    }
+    let _ = writeln!(
+        out,
+        "<h2>settings</h2><pre>{}</pre></body></html>",
+        esc(&serde_json::to_string_pretty(&r.settings).unwrap_or_default())
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::ClickSample;
+
+    fn frame(code: u32, received_ms: u64, decoded_ms: u64) -> FrameSample {
+        FrameSample {
+            received_ns: received_ms * 1_000_000,
+            decoded_ns: decoded_ms * 1_000_000,
+            bytes: 1000,
+            // Captured 6.5 ms before it arrived, on an RTP clock that starts at 1000.
+            rtp_timestamp: 1000 + ((received_ms * 1000 - 6500) * 90 / 1000) as u32,
+            code: Some(code),
+            click_white: Some(false),
+        }
+    }
+
+    /// Known inputs: three codes drawn at 0, 16, 32 ms; code 2 never shown; host timings for
+    /// code 1's frame make a breakdown whose stages add up to the total.
+    #[test]
+    fn figures_from_known_samples() {
+        let mut record = Record::default();
+        for (code, at) in [(1u32, 0u64), (2, 16), (3, 32)] {
+            record.drawn.insert(code, at * 1_000_000);
+            record.order.push((code, at * 1_000_000));
+        }
+        record.clicks.push((105_000_000, 110_000_000, true));
+        let m = Measurement {
+            whep: "http://x/whep/s".into(),
+            first_frame_ms: 100.0,
+            width: 640,
+            height: 360,
+            frames: vec![
+                frame(1, 9, 10),
+                frame(1, 20, 21),
+                frame(3, 40, 44),
+                FrameSample {
+                    code: None,
+                    ..frame(0, 50, 51)
+                },
+            ],
+            clicks: vec![ClickSample {
+                sent_ns: 100_000_000,
+                white: true,
+                seen_ns: Some(125_000_000),
+            }],
+            clicks_skipped: None,
+            lost_packets: 0,
+            late_packets: 0,
+            client_frames_dropped: 0,
+            decode_ms_mean: 1.0,
+            start_ns: 10_000_000,
+            end_ns: 1_010_000_000,
+        };
+        let host = [FrameTiming {
+            sequence: 1,
+            grab_start_ns: 2_000_000,
+            captured_ns: 2_500_000,
+            encode_start_ns: 3_000_000,
+            convert_us: 500,
+            encoded_ns: 7_000_000,
+            sent_ns: 7_500_000,
+            bytes: 1000,
+            keyframe: true,
+        }];
+        let r = analyse(&m, Some(&record), Ok(&host), BTreeMap::new());
+        let g = r
+            .glass_to_glass_ms
+            .as_ref()
+            .unwrap()
+            .summary
+            .clone()
+            .unwrap();
+        assert_eq!((g.count, g.min, g.max), (2, 10.0, 12.0));
+        let c = r.codes.as_ref().unwrap();
+        assert_eq!(
+            (c.codes_seen, c.codes_skipped, c.unreadable_frames),
+            (2, 1, 1)
+        );
+        let c2p = r
+            .click_to_photon_ms
+            .as_ref()
+            .unwrap()
+            .summary
+            .clone()
+            .unwrap();
+        assert_eq!(c2p.p50, 25.0);
+        assert_eq!(r.click_input_ms.as_ref().unwrap().p50, 5.0);
+        assert_eq!(r.click_flip_ms.as_ref().unwrap().p50, 5.0);
+        assert_eq!(r.click_photon_ms.as_ref().unwrap().p50, 15.0);
+        // Only code 1 matched (no host frame for code 3): every stage of it, adding up.
+        let stage = |n: &str| r.stages.iter().find(|s| s.name == n).unwrap().ms.p50;
+        assert_eq!(stage("capture_wait"), 2.0);
+        assert_eq!(stage("grab"), 0.5);
+        assert_eq!(stage("queue"), 0.5);
+        assert_eq!(stage("convert"), 0.5);
+        assert_eq!(stage("encode"), 3.5);
+        assert_eq!(stage("send"), 0.5);
+        assert_eq!(stage("network"), 1.5);
+        assert_eq!(stage("decode"), 1.0);
+        let parts: f64 = r
+            .stages
+            .iter()
+            .filter(|s| s.name != "total")
+            .map(|s| s.ms.p50)
+            .sum();
+        assert!((parts - stage("total")).abs() < 1e-9);
+        assert_eq!(
+            r.stages_note.as_deref(),
+            Some("1 of 2 frames matched with host timings")
+        );
+        assert_eq!(r.bitrate_kbps, 32.0);
+
+        // The renderings carry the figures.
+        let t = table(&r);
+        assert!(t.contains("2 seen, 1 skipped, 1 unreadable frames"), "{t}");
+        let page = html(&r);
+        assert!(page.contains("<svg") && page.contains("glass-to-glass: CDF"));
+        assert!(!page.contains("<script"));
+
+        // Without host timings: a note instead of stages.
+        let r = analyse(
+            &m,
+            Some(&record),
+            Err("not edgedesk".into()),
+            BTreeMap::new(),
+        );
+        assert!(r.stages.is_empty());
+        assert_eq!(r.stages_note.as_deref(), Some("not edgedesk"));
+        // Without a stimulus: no latency at all, said so.
+        let r = analyse(&m, None, Err(String::new()), BTreeMap::new());
+        assert!(r.glass_to_glass_ms.is_none() && !r.notes.is_empty());
+    }
+}

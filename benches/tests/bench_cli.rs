@@ -1,0 +1,189 @@
+//! The bench tool end to end, as a user runs it: a short `local` run (Xvfb, stimulus, the
+//! real `edgedesk` binary, the measuring client) gives plausible latencies — not the targets,
+//! which are for the benchmark, not CI — and the error cases say clearly what is wrong.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_edgedesk-bench");
+
+/// The `edgedesk` binary next to this package's binaries (built if missing).
+fn edgedesk() -> PathBuf {
+    let path = PathBuf::from(BENCH).with_file_name("edgedesk");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "edgedesk-signaling", "--bin", "edgedesk"])
+            .status()
+            .expect("cargo");
+        assert!(status.success(), "building edgedesk failed");
+    }
+    path
+}
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(BENCH)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("edgedesk-bench runs")
+}
+
+#[test]
+fn a_short_local_run_measures_plausible_latencies() {
+    let out_dir = std::env::temp_dir().join(format!("edgedesk-bench-test-{}", std::process::id()));
+    let edgedesk = edgedesk();
+    let out = bench(&[
+        "local",
+        "--size",
+        "640x360",
+        "--fps",
+        "30",
+        "--bitrate",
+        "2M",
+        "--seconds",
+        "3",
+        "--json",
+        "--quiet",
+        "--edgedesk",
+        edgedesk.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "edgedesk-bench local failed: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+
+    assert_eq!(
+        (r["width"].as_u64(), r["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert!(num(&r["fps"]) > 10.0, "{r}");
+    assert!(num(&r["bitrate_kbps"]) > 0.0);
+    assert!(r["codes"]["codes_seen"].as_u64().unwrap() > 30, "{r}");
+    let g2g = &r["glass_to_glass_ms"]["summary"];
+    assert!(num(&g2g["p50"]) > 0.0 && num(&g2g["p99"]) < 500.0, "{g2g}");
+    let c2p = &r["click_to_photon_ms"]["summary"];
+    assert!(c2p["count"].as_u64().unwrap() >= 1, "{r}");
+    assert!(num(&c2p["p50"]) > 0.0 && num(&c2p["p50"]) < 1000.0, "{c2p}");
+    // The breakdown adds up: the stages' means make the total's mean.
+    let stages = r["stages"].as_array().expect("a stage breakdown");
+    let mean = |name: &str| num(&stages.iter().find(|s| s["name"] == name).unwrap()["ms"]["mean"]);
+    let parts: f64 = [
+        "capture_wait",
+        "grab",
+        "queue",
+        "convert",
+        "encode",
+        "send",
+        "network",
+        "decode",
+    ]
+    .iter()
+    .map(|s| mean(s))
+    .sum();
+    assert!(
+        (parts - mean("total")).abs() < 0.01,
+        "{parts} vs {}",
+        mean("total")
+    );
+    assert!(mean("encode") > 0.0 && mean("decode") > 0.0);
+
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("glass-to-glass: CDF"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert!(json["raw"]["frames"].as_array().unwrap().len() > 30);
+    let _ = std::fs::remove_dir_all(out_dir);
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    // Nothing listening.
+    let out = bench(&[
+        "run",
+        "--whep",
+        "http://127.0.0.1:9/whep/x",
+        "--seconds",
+        "1",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("connecting to http://127.0.0.1:9/whep/x"),
+        "{err}"
+    );
+
+    // A real edgedesk with another token: refused, and said so.
+    let mut server = Command::new(edgedesk())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--size",
+            "640x360",
+            "--token",
+            "right",
+        ])
+        .args(["--app", "", "--wm", ""])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let whep = {
+        use std::io::BufRead;
+        std::io::BufReader::new(server.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("WHEP: ").map(str::to_owned))
+            .expect("edgedesk prints its WHEP URL")
+    };
+    let out = bench(&[
+        "run",
+        "--whep",
+        &whep,
+        "--token",
+        "wrong",
+        "--seconds",
+        "1",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("401"), "{err}");
+
+    // The stimulus on a display that is not the streamed one: no frame code, said so.
+    let other = VirtualDisplay::start(DisplayOptions {
+        width: 640,
+        height: 360,
+        kind: DisplayKind::Xvfb,
+        ..DisplayOptions::default()
+    })
+    .unwrap();
+    let out = bench(&[
+        "run",
+        "--whep",
+        &whep,
+        "--token",
+        "right",
+        "--stimulus-display",
+        &other.name(),
+        "--seconds",
+        "8",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no frame code could be read"),
+        "{err}"
+    );
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
+    let _ = server.wait();
+}
