@@ -166,8 +166,17 @@ impl Stimulus {
                     }
                 })?
         };
+        // The click thread draws with its own GC: colour changes of the two threads must not
+        // interleave (a shared GC would sometimes fill the click area with the code's colour).
+        let click_gc = conn.generate_id()?;
+        conn.create_gc(click_gc, window, &CreateGCAux::new().foreground(black))?
+            .check()?;
         let clicks = {
-            let (p, record, stop) = (painter, record.clone(), stop.clone());
+            let p = Painter {
+                gc: click_gc,
+                ..painter
+            };
+            let (record, stop) = (record.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("stimulus-click".into())
                 .spawn(move || {
