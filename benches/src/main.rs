@@ -66,6 +66,9 @@ struct Output {
     /// No progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Do not click (click-to-photon needs edgedesk's input channel and a control token).
+    #[arg(long)]
+    no_clicks: bool,
 }
 
 #[derive(Args)]
@@ -83,9 +86,6 @@ struct RunArgs {
     /// Stimulus frame rate.
     #[arg(long, default_value_t = 60)]
     stimulus_fps: u32,
-    /// Do not click (click-to-photon needs edgedesk's input channel and a control token).
-    #[arg(long)]
-    no_clicks: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -98,6 +98,10 @@ struct LocalArgs {
     /// Frame rate of the stimulus and edgedesk's --fps.
     #[arg(long, default_value_t = 60)]
     fps: u32,
+    /// An idle desktop: the stimulus draws once and then only answers clicks, so the report
+    /// shows the idle CPU and bitrate and how fast a change on a still screen arrives.
+    #[arg(long)]
+    idle: bool,
     /// edgedesk's --bitrate.
     #[arg(long, default_value = "8M")]
     bitrate: String,
@@ -145,9 +149,10 @@ async fn run(args: RunArgs) -> Result<()> {
         args.whep,
         args.token,
         stimulus.as_ref(),
-        !args.no_clicks,
+        !args.output.no_clicks,
         &args.output,
         settings,
+        None,
     )
     .await
 }
@@ -186,7 +191,7 @@ async fn local(args: LocalArgs) -> Result<()> {
         ..DisplayOptions::default()
     })
     .context("starting Xvfb (scripts/setup.sh installs it)")?;
-    let stimulus = Stimulus::start(&display.name(), args.fps)?;
+    let stimulus = Stimulus::start(&display.name(), if args.idle { 0 } else { args.fps })?;
     let token = format!("bench-{:016x}", rand_u64());
     let mut child = Command::new(&edgedesk)
         .args([
@@ -226,13 +231,16 @@ async fn local(args: LocalArgs) -> Result<()> {
     ] {
         settings.insert(k.to_string(), v);
     }
+    settings.insert("idle".into(), args.idle.to_string());
+    let cpu = CpuClock::of(server.0.id());
     let result = measure_and_report(
         whep,
         Some(token),
         Some(&stimulus),
-        true,
+        !args.output.no_clicks,
         &args.output,
         settings,
+        cpu,
     )
     .await;
     drop(server);
@@ -253,6 +261,7 @@ async fn measure_and_report(
     clicks: bool,
     output: &Output,
     mut settings: BTreeMap<String, String>,
+    server_cpu: Option<CpuClock>,
 ) -> Result<()> {
     settings.insert("seconds".into(), output.seconds.to_string());
     let config = Config {
@@ -264,6 +273,7 @@ async fn measure_and_report(
         progress: !output.quiet,
     };
     let m = measure::measure(config).await?;
+    let cpu_percent = server_cpu.and_then(|c| c.percent_since());
     let host = fetch_host_timings(&whep).await;
     let record = stimulus.map(|s| s.record.lock().unwrap());
     let report = report::analyse(
@@ -273,6 +283,8 @@ async fn measure_and_report(
         settings,
     );
     drop(record);
+    let mut report = report;
+    report.server_cpu_percent = cpu_percent;
     if output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -299,6 +311,41 @@ fn write_reports(
     )?;
     std::fs::write(dir.join("report.html"), report::html(report))?;
     Ok(())
+}
+
+/// CPU time of a process (its threads together) from `/proc/PID/stat`.
+struct CpuClock {
+    pid: u32,
+    cpu_s: f64,
+    at: std::time::Instant,
+}
+
+impl CpuClock {
+    fn of(pid: u32) -> Option<Self> {
+        Some(CpuClock {
+            pid,
+            cpu_s: cpu_seconds(pid)?,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    /// Percent of one core used since [`CpuClock::of`].
+    fn percent_since(&self) -> Option<f64> {
+        let used = cpu_seconds(self.pid)? - self.cpu_s;
+        Some(used / self.at.elapsed().as_secs_f64() * 100.0)
+    }
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / hz as f64)
 }
 
 /// The host's per-frame timings from edgedesk's `/stats` (next to the WHEP URL), for the

@@ -194,6 +194,11 @@ async fn receive(
     clicker.finish(&mut m);
     if config.clicks && m.clicks.is_empty() && m.clicks_skipped.is_none() {
         m.clicks_skipped = Some("no click could be sent".into());
+    } else if !config.clicks {
+        m.clicks_skipped = Some(match config.stimulus {
+            None => "not measured: no stimulus on the streamed display".into(),
+            Some(_) => "not measured: --no-clicks".into(),
+        });
     }
     let ClientCounters {
         lost_packets,

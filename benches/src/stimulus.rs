@@ -107,7 +107,8 @@ pub struct Stimulus {
 }
 
 impl Stimulus {
-    /// Covers `display` and starts drawing at `fps`.
+    /// Covers `display` and starts drawing at `fps`; with `fps` 0 the code and the bar are
+    /// drawn once and the screen stays still (only clicks change it: an idle desktop).
     pub fn start(display: &str, fps: u32) -> Result<Self> {
         let (conn, screen) = RustConnection::connect(Some(display))
             .with_context(|| format!("stimulus: cannot open X display {display}"))?;
@@ -272,6 +273,7 @@ impl Painter {
     }
 
     fn draw_loop(&self, fps: u32, record: &Mutex<Record>, stop: &AtomicBool) -> Result<()> {
+        let still = fps == 0;
         let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
         let l = self.layout;
         let bar_w = (l.bar.w / 16).max(4);
@@ -293,6 +295,12 @@ impl Painter {
                 let mut r = record.lock().unwrap();
                 r.drawn.insert(code, drawn);
                 r.order.push((code, drawn));
+            }
+            if still {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                break;
             }
             code = code.wrapping_add(1);
             next += interval;
