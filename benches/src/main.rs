@@ -211,14 +211,22 @@ async fn local(args: LocalArgs) -> Result<()> {
         .with_context(|| format!("starting {}", edgedesk.display()))?;
     let stdout = child.stdout.take().expect("piped");
     let server = Server(child);
-    let whep = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .find_map(|l| l.strip_prefix("WHEP: ").map(str::to_owned))
-    })
-    .await?
-    .context("edgedesk exited without printing its WHEP URL")?;
+    // Read the WHEP line, then keep draining stdout until edgedesk exits (closing the pipe
+    // early would make its next write fail).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("WHEP: ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        }
+    });
+    let whep = rx
+        .await
+        .context("edgedesk exited without printing its WHEP URL")?;
     let mut settings = BTreeMap::new();
     for (k, v) in [
         ("mode", "local".to_string()),

@@ -291,10 +291,17 @@ async fn up(args: UpArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let base = format!("http://{addr}");
-    println!("Display: {display_name}");
-    println!("Open: {base}/?session={}#token={token}", args.session);
-    println!("WHEP: {base}/whep/{}", args.session);
-    println!("Token: {token}");
+    // Where to connect, on stdout. A reader that stops reading (`| head`, a script that found
+    // its line) must not take the server down: write errors are ignored, never a panic.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "Display: {display_name}")
+            .and_then(|_| writeln!(out, "Open: {base}/?session={}#token={token}", args.session))
+            .and_then(|_| writeln!(out, "WHEP: {base}/whep/{}", args.session))
+            .and_then(|_| writeln!(out, "Token: {token}"))
+            .and_then(|_| out.flush());
+    }
     tracing::info!(%addr, session = %args.session, "serving");
 
     axum::serve(listener, app(state))
