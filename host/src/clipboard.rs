@@ -434,18 +434,8 @@ impl Worker {
             return Ok(());
         }
         // Read a little more than the cap, to tell "exactly the cap" from "over it".
-        let words = u32::try_from(self.max_bytes / 4 + 2).unwrap_or(u32::MAX);
-        let reply = self
-            .conn
-            .get_property(
-                true,
-                self.window,
-                self.atoms.EDGEDESK_CLIPBOARD,
-                AtomEnum::ANY,
-                0,
-                words,
-            )?
-            .reply()?;
+        let reply =
+            self.take_property(u32::try_from(self.max_bytes / 4 + 2).unwrap_or(u32::MAX))?;
         if reply.type_ == self.atoms.INCR {
             // Deleting the property (done above) asks the owner for the first chunk.
             self.read = Read::Incr {
@@ -463,12 +453,9 @@ impl Worker {
         Ok(())
     }
 
-    /// The owner wrote the next INCR chunk; an empty chunk ends the transfer.
-    fn incr_chunk(&mut self) -> Result<(), ClipboardError> {
-        if !matches!(self.read, Read::Incr { .. } | Read::Discarding) {
-            return Ok(());
-        }
-        let reply = self
+    /// Reads and deletes the reply property (at most `words` 32-bit units of it).
+    fn take_property(&self, words: u32) -> Result<xproto::GetPropertyReply, ClipboardError> {
+        Ok(self
             .conn
             .get_property(
                 true,
@@ -476,9 +463,17 @@ impl Worker {
                 self.atoms.EDGEDESK_CLIPBOARD,
                 AtomEnum::ANY,
                 0,
-                u32::MAX / 4,
+                words,
             )?
-            .reply()?;
+            .reply()?)
+    }
+
+    /// The owner wrote the next INCR chunk; an empty chunk ends the transfer.
+    fn incr_chunk(&mut self) -> Result<(), ClipboardError> {
+        if !matches!(self.read, Read::Incr { .. } | Read::Discarding) {
+            return Ok(());
+        }
+        let reply = self.take_property(u32::MAX / 4)?;
         self.conn.flush()?;
         let done = reply.value.is_empty();
         match &mut self.read {

@@ -235,75 +235,77 @@ impl Session {
             m.counter(metric, help, &l, total);
         }
         let p = self.pipeline.stats();
-        m.counter(
-            "edgedesk_frames_captured_total",
-            "Screen frames captured.",
-            &l,
-            p.frames_captured,
-        );
-        m.counter(
-            "edgedesk_frames_encoded_total",
-            "Frames encoded (once for all viewers).",
-            &l,
-            p.frames_encoded,
-        );
-        m.counter(
-            "edgedesk_frames_dropped_total",
-            "Captured frames replaced by a newer one before encoding.",
-            &l,
-            p.frames_dropped,
-        );
-        m.counter(
-            "edgedesk_encoded_bytes_total",
-            "Bytes of encoded video.",
-            &l,
-            p.bytes_encoded,
-        );
-        m.counter(
-            "edgedesk_keyframes_total",
-            "Keyframes encoded.",
-            &l,
-            p.keyframes,
-        );
-        m.gauge(
-            "edgedesk_encode_seconds",
-            "Encode time of the last frame.",
-            &l,
-            p.last_encode_us as f64 / 1e6,
-        );
-        m.gauge(
-            "edgedesk_convert_seconds",
-            "Colour conversion time of the last frame.",
-            &l,
-            p.last_convert_us as f64 / 1e6,
-        );
+        for (metric, help, v) in [
+            (
+                "edgedesk_frames_captured_total",
+                "Screen frames captured.",
+                p.frames_captured,
+            ),
+            (
+                "edgedesk_frames_encoded_total",
+                "Frames encoded (once for all viewers).",
+                p.frames_encoded,
+            ),
+            (
+                "edgedesk_frames_dropped_total",
+                "Captured frames replaced by a newer one before encoding.",
+                p.frames_dropped,
+            ),
+            (
+                "edgedesk_encoded_bytes_total",
+                "Bytes of encoded video.",
+                p.bytes_encoded,
+            ),
+            (
+                "edgedesk_keyframes_total",
+                "Keyframes encoded.",
+                p.keyframes,
+            ),
+        ] {
+            m.counter(metric, help, &l, v);
+        }
+        for (metric, help, us) in [
+            (
+                "edgedesk_encode_seconds",
+                "Encode time of the last frame.",
+                p.last_encode_us,
+            ),
+            (
+                "edgedesk_convert_seconds",
+                "Colour conversion time of the last frame.",
+                p.last_convert_us,
+            ),
+        ] {
+            m.gauge(metric, help, &l, us as f64 / 1e6);
+        }
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         if let Some(input) = &self.input {
             let s = &input.stats;
-            m.counter(
-                "edgedesk_input_injected_total",
-                "Input events injected through XTest.",
-                &l,
-                s.injected.load(Ordering::Relaxed),
-            );
-            m.counter(
-                "edgedesk_input_failed_total",
-                "Input injections that failed.",
-                &l,
-                s.failed.load(Ordering::Relaxed),
-            );
-            m.counter(
-                "edgedesk_input_dropped_total",
-                "Input messages dropped because the input queue was full.",
-                &l,
-                s.dropped.load(Ordering::Relaxed),
-            );
-            m.counter(
-                "edgedesk_input_releases_total",
-                "Keys and buttons released for a viewer that left or went silent.",
-                &l,
-                s.releases.load(Ordering::Relaxed),
-            );
-            if let Some((p50, p99)) = input.stats.latency_percentiles() {
+            for (metric, help, v) in [
+                (
+                    "edgedesk_input_injected_total",
+                    "Input events injected through XTest.",
+                    load(&s.injected),
+                ),
+                (
+                    "edgedesk_input_failed_total",
+                    "Input injections that failed.",
+                    load(&s.failed),
+                ),
+                (
+                    "edgedesk_input_dropped_total",
+                    "Input messages dropped because the input queue was full.",
+                    load(&s.dropped),
+                ),
+                (
+                    "edgedesk_input_releases_total",
+                    "Keys and buttons released for a viewer that left or went silent.",
+                    load(&s.releases),
+                ),
+            ] {
+                m.counter(metric, help, &l, v);
+            }
+            if let Some((p50, p99)) = s.latency_percentiles() {
                 for (q, v) in [("0.5", p50), ("0.99", p99)] {
                     m.gauge(
                         "edgedesk_input_latency_seconds",
@@ -316,24 +318,25 @@ impl Session {
         }
         if let Some(c) = &self.clipboard {
             let s = &c.stats;
-            m.counter(
-                "edgedesk_clipboard_desktop_copies_total",
-                "Desktop clipboard texts read and published to viewers.",
-                &l,
-                s.from_desktop.load(Ordering::Relaxed),
-            );
-            m.counter(
-                "edgedesk_clipboard_too_large_total",
-                "Desktop clipboard texts over the cap, not sent.",
-                &l,
-                s.too_large.load(Ordering::Relaxed),
-            );
-            m.counter(
-                "edgedesk_clipboard_read_failed_total",
-                "Desktop clipboard texts that could not be read.",
-                &l,
-                s.failed.load(Ordering::Relaxed),
-            );
+            for (metric, help, v) in [
+                (
+                    "edgedesk_clipboard_desktop_copies_total",
+                    "Desktop clipboard texts read and published to viewers.",
+                    load(&s.from_desktop),
+                ),
+                (
+                    "edgedesk_clipboard_too_large_total",
+                    "Desktop clipboard texts over the cap, not sent.",
+                    load(&s.too_large),
+                ),
+                (
+                    "edgedesk_clipboard_read_failed_total",
+                    "Desktop clipboard texts that could not be read.",
+                    load(&s.failed),
+                ),
+            ] {
+                m.counter(metric, help, &l, v);
+            }
         }
     }
 
