@@ -21,7 +21,7 @@ mod common;
 
 use std::cell::OnceCell;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{ms, size_label, Ratios, Row, Timing, SIZES};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -141,10 +141,7 @@ fn av_frame(src: &VideoFrame) -> ffmpeg::frame::Video {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config(20);
     targets = bench
 }
 criterion_main!(benches);

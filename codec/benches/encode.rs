@@ -42,7 +42,7 @@ use std::cell::OnceCell;
 use std::hint::black_box;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{ms, size_label, Ratios, Row, Timing, SIZES};
 use criterion::{
@@ -261,10 +261,7 @@ fn run_cli(w: u32, h: u32, frames: &[VideoFrame], bitrate: u64) -> Result<(), St
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = common::config(10);
     targets = bench
 }
 criterion_main!(benches);

@@ -183,14 +183,20 @@ struct Shared {
     latest: Option<Arc<str>>,
 }
 
-/// The X clipboard bridge of one display (see the module docs).
-pub struct Clipboard {
-    conn: Arc<RustConnection>,
+/// What the bridge's handle and its thread share.
+struct Inner {
+    conn: RustConnection,
     window: Window,
     atoms: Atoms,
-    shared: Arc<Mutex<Shared>>,
+    shared: Mutex<Shared>,
     updates: broadcast::Sender<ClipboardUpdate>,
     max_bytes: usize,
+    stats: Arc<ClipboardStats>,
+}
+
+/// The X clipboard bridge of one display (see the module docs).
+pub struct Clipboard {
+    inner: Arc<Inner>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<ClipboardStats>,
 }
@@ -203,11 +209,10 @@ impl Clipboard {
                 display: display.to_owned(),
                 reason: e.to_string(),
             })?;
-        let conn = Arc::new(conn);
         conn.xfixes_query_version(5, 0)?
             .reply()
             .map_err(|e| ClipboardError::X(format!("no XFIXES extension: {e}")))?;
-        let atoms = Atoms::new(&*conn)?.reply()?;
+        let atoms = Atoms::new(&conn)?.reply()?;
         let root = conn.setup().roots[screen].root;
         let window = conn.generate_id()?;
         conn.create_window(
@@ -232,17 +237,18 @@ impl Clipboard {
                 | SelectionEventMask::SELECTION_CLIENT_CLOSE,
         )?
         .check()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let (updates, _) = broadcast::channel(16);
         let stats = Arc::new(ClipboardStats::default());
-        let mut worker = Worker {
-            conn: conn.clone(),
+        let inner = Arc::new(Inner {
+            conn,
             window,
             atoms,
-            shared: shared.clone(),
-            updates: updates.clone(),
+            shared: Mutex::default(),
+            updates: broadcast::channel(16).0,
             max_bytes,
             stats: stats.clone(),
+        });
+        let mut worker = Worker {
+            inner: inner.clone(),
             read: Read::Idle,
         };
         let thread = std::thread::Builder::new()
@@ -250,12 +256,7 @@ impl Clipboard {
             .spawn(move || worker.run())
             .map_err(|e| ClipboardError::X(format!("cannot start the clipboard thread: {e}")))?;
         Ok(Clipboard {
-            conn,
-            window,
-            atoms,
-            shared,
-            updates,
-            max_bytes,
+            inner,
             thread: Some(thread),
             stats,
         })
@@ -264,12 +265,7 @@ impl Clipboard {
     /// New clipboard texts, from the desktop or from a viewer. A slow subscriber skips to the
     /// newest texts (older ones are stale anyway).
     pub fn subscribe(&self) -> broadcast::Receiver<ClipboardUpdate> {
-        self.updates.subscribe()
-    }
-
-    /// The last text seen either way, if any.
-    pub fn current(&self) -> Option<Arc<str>> {
-        self.shared.lock().unwrap().latest.clone()
+        self.inner.updates.subscribe()
     }
 
     /// Puts a viewer's text on the desktop's `CLIPBOARD` (blocking: a few X round trips).
@@ -277,8 +273,9 @@ impl Clipboard {
         // One ChangeProperty must carry the text (no INCR sending): stay under the server's
         // request size too.
         let max = self
+            .inner
             .max_bytes
-            .min(self.conn.maximum_request_bytes().saturating_sub(64));
+            .min(self.inner.conn.maximum_request_bytes().saturating_sub(64));
         if text.len() > max {
             return Err(ClipboardError::TooLarge {
                 len: text.len(),
@@ -287,42 +284,50 @@ impl Clipboard {
         }
         let text: Arc<str> = Arc::from(text);
         {
-            let mut s = self.shared.lock().unwrap();
+            let mut s = self.inner.shared.lock().unwrap();
             s.owned = Some(text.clone());
             s.latest = Some(text.clone());
         }
-        self.conn
-            .set_selection_owner(self.window, self.atoms.CLIPBOARD, CURRENT_TIME)?
+        self.inner
+            .conn
+            .set_selection_owner(self.inner.window, self.inner.atoms.CLIPBOARD, CURRENT_TIME)?
             .check()?;
         let owner = self
+            .inner
             .conn
-            .get_selection_owner(self.atoms.CLIPBOARD)?
+            .get_selection_owner(self.inner.atoms.CLIPBOARD)?
             .reply()?
             .owner;
-        if owner != self.window {
-            self.shared.lock().unwrap().owned = None;
+        if owner != self.inner.window {
+            self.inner.shared.lock().unwrap().owned = None;
             return Err(ClipboardError::NotOwner);
         }
         self.stats.to_desktop.fetch_add(1, Ordering::Relaxed);
-        let _ = self.updates.send(ClipboardUpdate { text, origin });
+        let _ = self.inner.updates.send(ClipboardUpdate { text, origin });
         Ok(())
     }
 }
 
 impl Drop for Clipboard {
     fn drop(&mut self) {
-        let stop = ClientMessageEvent::new(32, self.window, self.atoms.EDGEDESK_STOP, [0u32; 5]);
+        let stop = ClientMessageEvent::new(
+            32,
+            self.inner.window,
+            self.inner.atoms.EDGEDESK_STOP,
+            [0u32; 5],
+        );
         let sent = self
+            .inner
             .conn
-            .send_event(false, self.window, EventMask::NO_EVENT, stop)
-            .and_then(|_| self.conn.flush());
+            .send_event(false, self.inner.window, EventMask::NO_EVENT, stop)
+            .and_then(|_| self.inner.conn.flush());
         if let Some(t) = self.thread.take() {
             if sent.is_ok() {
                 let _ = t.join();
             }
         }
-        let _ = self.conn.destroy_window(self.window);
-        let _ = self.conn.flush();
+        let _ = self.inner.conn.destroy_window(self.inner.window);
+        let _ = self.inner.conn.flush();
     }
 }
 
@@ -340,21 +345,16 @@ enum Read {
     Discarding,
 }
 
+/// The bridge's thread: the shared parts plus where a read stands.
 struct Worker {
-    conn: Arc<RustConnection>,
-    window: Window,
-    atoms: Atoms,
-    shared: Arc<Mutex<Shared>>,
-    updates: broadcast::Sender<ClipboardUpdate>,
-    max_bytes: usize,
-    stats: Arc<ClipboardStats>,
+    inner: Arc<Inner>,
     read: Read,
 }
 
 impl Worker {
     fn run(&mut self) {
         loop {
-            let event = match self.conn.wait_for_event() {
+            let event = match self.inner.conn.wait_for_event() {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(error = %e, "clipboard: X connection lost");
@@ -363,22 +363,23 @@ impl Worker {
             };
             let handled = match event {
                 Event::ClientMessage(m)
-                    if m.window == self.window && m.type_ == self.atoms.EDGEDESK_STOP =>
+                    if m.window == self.inner.window
+                        && m.type_ == self.inner.atoms.EDGEDESK_STOP =>
                 {
                     return;
                 }
                 Event::XfixesSelectionNotify(n) => self.owner_changed(n),
-                Event::SelectionNotify(n) if n.requestor == self.window => self.converted(n),
+                Event::SelectionNotify(n) if n.requestor == self.inner.window => self.converted(n),
                 Event::PropertyNotify(p)
-                    if p.window == self.window
-                        && p.atom == self.atoms.EDGEDESK_CLIPBOARD
+                    if p.window == self.inner.window
+                        && p.atom == self.inner.atoms.EDGEDESK_CLIPBOARD
                         && p.state == Property::NEW_VALUE =>
                 {
                     self.incr_chunk()
                 }
                 Event::SelectionRequest(r) => self.answer(r),
-                Event::SelectionClear(c) if c.owner == self.window => {
-                    self.shared.lock().unwrap().owned = None;
+                Event::SelectionClear(c) if c.owner == self.inner.window => {
+                    self.inner.shared.lock().unwrap().owned = None;
                     Ok(())
                 }
                 Event::Error(e) => {
@@ -396,24 +397,28 @@ impl Worker {
 
     /// Another client owns CLIPBOARD now: ask it for the text.
     fn owner_changed(&mut self, n: xfixes::SelectionNotifyEvent) -> Result<(), ClipboardError> {
-        if n.selection != self.atoms.CLIPBOARD || n.owner == self.window || n.owner == NONE {
+        if n.selection != self.inner.atoms.CLIPBOARD
+            || n.owner == self.inner.window
+            || n.owner == NONE
+        {
             return Ok(());
         }
-        self.convert(self.atoms.UTF8_STRING, n.selection_timestamp)
+        self.convert(self.inner.atoms.UTF8_STRING, n.selection_timestamp)
     }
 
     fn convert(&mut self, target: Atom, time: u32) -> Result<(), ClipboardError> {
         // A stale property would be mistaken for the reply.
-        self.conn
-            .delete_property(self.window, self.atoms.EDGEDESK_CLIPBOARD)?;
-        self.conn.convert_selection(
-            self.window,
-            self.atoms.CLIPBOARD,
+        self.inner
+            .conn
+            .delete_property(self.inner.window, self.inner.atoms.EDGEDESK_CLIPBOARD)?;
+        self.inner.conn.convert_selection(
+            self.inner.window,
+            self.inner.atoms.CLIPBOARD,
             target,
-            self.atoms.EDGEDESK_CLIPBOARD,
+            self.inner.atoms.EDGEDESK_CLIPBOARD,
             time,
         )?;
-        self.conn.flush()?;
+        self.inner.conn.flush()?;
         self.read = Read::Converting(target);
         Ok(())
     }
@@ -425,18 +430,18 @@ impl Worker {
         };
         if n.property == NONE {
             // Refused: old clients know only STRING.
-            if target == self.atoms.UTF8_STRING {
+            if target == self.inner.atoms.UTF8_STRING {
                 return self.convert(AtomEnum::STRING.into(), n.time);
             }
             self.read = Read::Idle;
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.failed.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("clipboard: the owner offers no text");
             return Ok(());
         }
         // Read a little more than the cap, to tell "exactly the cap" from "over it".
         let reply =
-            self.take_property(u32::try_from(self.max_bytes / 4 + 2).unwrap_or(u32::MAX))?;
-        if reply.type_ == self.atoms.INCR {
+            self.take_property(u32::try_from(self.inner.max_bytes / 4 + 2).unwrap_or(u32::MAX))?;
+        if reply.type_ == self.inner.atoms.INCR {
             // Deleting the property (done above) asks the owner for the first chunk.
             self.read = Read::Incr {
                 target,
@@ -445,7 +450,7 @@ impl Worker {
             return Ok(());
         }
         self.read = Read::Idle;
-        if reply.bytes_after > 0 || reply.value.len() > self.max_bytes {
+        if reply.bytes_after > 0 || reply.value.len() > self.inner.max_bytes {
             self.too_large(reply.value.len() + reply.bytes_after as usize);
             return Ok(());
         }
@@ -456,11 +461,12 @@ impl Worker {
     /// Reads and deletes the reply property (at most `words` 32-bit units of it).
     fn take_property(&self, words: u32) -> Result<xproto::GetPropertyReply, ClipboardError> {
         Ok(self
+            .inner
             .conn
             .get_property(
                 true,
-                self.window,
-                self.atoms.EDGEDESK_CLIPBOARD,
+                self.inner.window,
+                self.inner.atoms.EDGEDESK_CLIPBOARD,
                 AtomEnum::ANY,
                 0,
                 words,
@@ -474,7 +480,7 @@ impl Worker {
             return Ok(());
         }
         let reply = self.take_property(u32::MAX / 4)?;
-        self.conn.flush()?;
+        self.inner.conn.flush()?;
         let done = reply.value.is_empty();
         match &mut self.read {
             Read::Incr { target, data } => {
@@ -482,7 +488,7 @@ impl Worker {
                     let (target, data) = (*target, std::mem::take(data));
                     self.read = Read::Idle;
                     self.publish(target, data);
-                } else if data.len() + reply.value.len() > self.max_bytes {
+                } else if data.len() + reply.value.len() > self.inner.max_bytes {
                     let len = data.len() + reply.value.len();
                     self.read = Read::Discarding;
                     self.too_large(len);
@@ -497,10 +503,10 @@ impl Worker {
     }
 
     fn too_large(&self, len: usize) {
-        self.stats.too_large.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.too_large.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             bytes = len,
-            max = self.max_bytes,
+            max = self.inner.max_bytes,
             "desktop clipboard text over the cap; not sent to viewers"
         );
     }
@@ -516,29 +522,35 @@ impl Worker {
         };
         let text: Arc<str> = Arc::from(text);
         {
-            let mut s = self.shared.lock().unwrap();
+            let mut s = self.inner.shared.lock().unwrap();
             if s.latest.as_deref() == Some(&*text) {
                 return;
             }
             s.latest = Some(text.clone());
         }
-        self.stats.from_desktop.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .from_desktop
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(bytes = text.len(), "desktop clipboard changed");
-        let _ = self.updates.send(ClipboardUpdate { text, origin: None });
+        let _ = self
+            .inner
+            .updates
+            .send(ClipboardUpdate { text, origin: None });
     }
 
     /// Another client wants our text (ICCCM §2.2).
     fn answer(&self, r: SelectionRequestEvent) -> Result<(), ClipboardError> {
-        let owned = self.shared.lock().unwrap().owned.clone();
+        let owned = self.inner.shared.lock().unwrap().owned.clone();
         // Obsolete clients send no property: use the target's name.
         let property = if r.property == NONE {
             r.target
         } else {
             r.property
         };
-        let a = &self.atoms;
+        let a = &self.inner.atoms;
         let stored = match owned {
-            Some(text) if r.selection == a.CLIPBOARD && r.owner == self.window => {
+            Some(text) if r.selection == a.CLIPBOARD && r.owner == self.inner.window => {
                 if r.target == a.TARGETS {
                     let targets = [
                         a.TARGETS,
@@ -548,7 +560,7 @@ impl Worker {
                         AtomEnum::STRING.into(),
                         a.TEXT_PLAIN,
                     ];
-                    self.conn.change_property32(
+                    self.inner.conn.change_property32(
                         PropMode::REPLACE,
                         r.requestor,
                         property,
@@ -565,7 +577,7 @@ impl Worker {
                     } else {
                         r.target
                     };
-                    self.conn.change_property8(
+                    self.inner.conn.change_property8(
                         PropMode::REPLACE,
                         r.requestor,
                         property,
@@ -578,7 +590,7 @@ impl Worker {
                         .chars()
                         .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
                         .collect();
-                    self.conn.change_property8(
+                    self.inner.conn.change_property8(
                         PropMode::REPLACE,
                         r.requestor,
                         property,
@@ -593,7 +605,7 @@ impl Worker {
             _ => false,
         };
         if stored {
-            self.stats.served.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.served.fetch_add(1, Ordering::Relaxed);
         }
         let notify = SelectionNotifyEvent {
             response_type: xproto::SELECTION_NOTIFY_EVENT,
@@ -604,9 +616,10 @@ impl Worker {
             target: r.target,
             property: if stored { property } else { NONE },
         };
-        self.conn
+        self.inner
+            .conn
             .send_event(false, r.requestor, EventMask::NO_EVENT, notify)?;
-        self.conn.flush()?;
+        self.inner.conn.flush()?;
         Ok(())
     }
 }

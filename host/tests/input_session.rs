@@ -58,15 +58,8 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
 
     // A view-only viewer clicks: nothing reaches X, and it is counted.
     let (viewer, viewer_id) = common::connect(&session, false).await;
+    common::input_open(&viewer).await;
     let dc = viewer.input.clone();
-    let open = Instant::now();
-    while dc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
-        assert!(
-            open.elapsed() < Duration::from_secs(5),
-            "data channel opens"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let click = [
         ClientMessage::PointerAbs {
             x: 100,
@@ -102,15 +95,8 @@ async fn view_only_input_is_ignored_and_malformed_input_is_counted() {
     // A controlling viewer: malformed messages are counted, the channel stays usable, and a
     // click afterwards lands.
     let (control, control_id) = common::connect(&session, true).await;
+    common::input_open(&control).await;
     let cdc = control.input.clone();
-    let open = Instant::now();
-    while cdc.ready_state().await.map(|s| s.to_string()) != Ok("open".into()) {
-        assert!(
-            open.elapsed() < Duration::from_secs(5),
-            "data channel opens"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     for junk in [
         &[0xffu8][..],
         &[0x10, 1, 2],

@@ -26,6 +26,15 @@ use std::time::Duration;
 pub const SIZES: [(u32, u32); 4] = [(1280, 720), (1920, 1080), (3840, 2160), (7680, 4320)];
 
 /// `WxH`, the form used in bench ids, ratio lines and the JSON.
+/// The run settings every bench starts from (flags on the command line still override them):
+/// `samples` per measurement, 1 s warm-up, 3 s measuring.
+pub fn config(samples: usize) -> criterion::Criterion {
+    criterion::Criterion::default()
+        .sample_size(samples)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
 pub fn size_label(w: u32, h: u32) -> String {
     format!("{w}x{h}")
 }
