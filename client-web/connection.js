@@ -101,6 +101,7 @@ export class Connection extends EventTarget {
     const video = pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
     preferH264(video);
+    negotiateCaptureTime(video);
     tuneForLowLatency(video.receiver);
 
     const channel = pc.createDataChannel('input', { ordered: true });
@@ -272,6 +273,28 @@ export function preferH264(transceiver) {
   if (rank(codecs[0]) === 2) return false; // no H.264 in this browser
   try {
     transceiver.setCodecPreferences(codecs);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const ABS_CAPTURE_TIME_URI = 'http://www.webrtc.org/experiments/rtp-hdrext/abs-capture-time';
+
+/**
+ * Offers the abs-capture-time header extension (Chromium offers it only when asked): with it the
+ * host stamps each frame's capture time, and requestVideoFrameCallback reports `captureTime`,
+ * so the stats overlay can estimate glass-to-glass latency. Returns whether it is offered.
+ * (The playout-delay extension, which Chromium offers by default, is left as it is.)
+ */
+export function negotiateCaptureTime(transceiver) {
+  if (typeof transceiver.getHeaderExtensionsToNegotiate !== 'function' || typeof transceiver.setHeaderExtensionsToNegotiate !== 'function') return false;
+  try {
+    const exts = transceiver.getHeaderExtensionsToNegotiate();
+    const abs = exts.find((e) => e.uri === ABS_CAPTURE_TIME_URI);
+    if (!abs) return false;
+    if (abs.direction === 'stopped') abs.direction = 'sendrecv';
+    transceiver.setHeaderExtensionsToNegotiate(exts);
     return true;
   } catch {
     return false;

@@ -89,6 +89,11 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   assert.match(answer, /a=rtpmap:\d+ rtx\/90000/);
   assert.match(answer, /a=ssrc-group:FID \d+ \d+/);
   assert.match(answer, /a=rtcp-fb:\d+ nack pli/);
+  // Playout delay (Chromium offers it; the host answers it and sends min = max = 0 on every
+  // packet: host/tests/playout_delay.rs checks the packets) and abs-capture-time (offered because
+  // connection.js asks for it).
+  assert.match(answer, /a=extmap:\d+ http:\/\/www\.webrtc\.org\/experiments\/rtp-hdrext\/playout-delay\r?\n/);
+  assert.match(answer, /a=extmap:\d+ http:\/\/www\.webrtc\.org\/experiments\/rtp-hdrext\/abs-capture-time\r?\n/);
 
   await waitForPixel(page, 350, 250, [255, 0, 0], 10000);
   const outside = await readVideoPixel(page, 50, 50);

@@ -11,8 +11,11 @@ use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
 use rtc::rtp::packetizer::Depacketizer;
-use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -79,6 +82,25 @@ pub struct ClientCounters {
     /// Packets older than the newest seen (reordered or retransmitted late); ignored.
     pub late_packets: u64,
     pub frames_dropped: u64,
+    /// Packets carrying the negotiated playout-delay extension, and the last value seen
+    /// (min, max in 10 ms units).
+    pub playout_delay_packets: u64,
+    pub playout_delay: Option<(u16, u16)>,
+}
+
+/// What the headless client offers.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOptions {
+    /// Offer the playout-delay header extension for video, as Chromium does.
+    pub playout_delay: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            playout_delay: true,
+        }
+    }
 }
 
 /// A headless viewer.
@@ -89,12 +111,22 @@ pub struct ViewerClient {
     counters: Arc<std::sync::Mutex<ClientCounters>>,
     pub input: Arc<dyn DataChannel>,
     state: RTCPeerConnectionState,
+    /// The playout-delay extension id the answer negotiated (0: none).
+    playout_delay_id: Arc<AtomicU8>,
 }
 
 impl ViewerClient {
     /// Builds the peer connection and returns the client with its complete (non-trickle)
     /// offer.
     pub async fn new(udp_addrs: Vec<String>) -> Result<(ViewerClient, String), ClientError> {
+        Self::with_options(udp_addrs, ClientOptions::default()).await
+    }
+
+    /// [`ViewerClient::new`] with a choice of what is offered.
+    pub async fn with_options(
+        udp_addrs: Vec<String>,
+        options: ClientOptions,
+    ) -> Result<(ViewerClient, String), ClientError> {
         let mut media = MediaEngine::default();
         media.register_codec(
             RTCRtpCodecParameters {
@@ -109,6 +141,15 @@ impl ViewerClient {
             },
             RtpCodecKind::Video,
         )?;
+        if options.playout_delay {
+            media.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: crate::rtp::PLAYOUT_DELAY_URI.into(),
+                },
+                RtpCodecKind::Video,
+                None,
+            )?;
+        }
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
         let loopback = udp_addrs.iter().any(|a| a.starts_with("127."));
         let (tx, mut events) = mpsc::unbounded_channel();
@@ -157,6 +198,7 @@ impl ViewerClient {
                 counters: Arc::default(),
                 input,
                 state: RTCPeerConnectionState::New,
+                playout_delay_id: Arc::default(),
             },
             sdp,
         ))
@@ -164,6 +206,8 @@ impl ViewerClient {
 
     /// Applies the server's answer.
     pub async fn accept_answer(&self, sdp: String) -> Result<(), ClientError> {
+        let id = extmap_id(&sdp, crate::rtp::PLAYOUT_DELAY_URI).unwrap_or(0);
+        self.playout_delay_id.store(id, Ordering::Relaxed);
         let answer = RTCSessionDescription::answer(sdp)?;
         self.pc.set_remote_description(answer).await?;
         Ok(())
@@ -185,7 +229,8 @@ impl ViewerClient {
                 let (tx, rx) = mpsc::channel(64);
                 self.frames = Some(rx);
                 let counters = self.counters.clone();
-                tokio::spawn(receive_track(track, tx, counters));
+                let ext = self.playout_delay_id.load(Ordering::Relaxed);
+                tokio::spawn(receive_track(track, tx, counters, ext));
             }
         }
     }
@@ -225,6 +270,7 @@ async fn receive_track(
     track: Arc<dyn TrackRemote>,
     tx: mpsc::Sender<ReceivedFrame>,
     counters: Arc<std::sync::Mutex<ClientCounters>>,
+    playout_delay_id: u8,
 ) {
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
     let mut depack = H264Packet::default();
@@ -251,6 +297,17 @@ async fn receive_track(
             let mut c = counters.lock().unwrap();
             c.packets += 1;
             c.bytes += pkt.payload.len() as u64;
+            if playout_delay_id != 0 {
+                if let Some(b) = pkt.header.get_extension(playout_delay_id) {
+                    if b.len() == 3 {
+                        c.playout_delay_packets += 1;
+                        c.playout_delay = Some((
+                            u16::from(b[0]) << 4 | u16::from(b[1]) >> 4,
+                            u16::from(b[1] & 0x0f) << 8 | u16::from(b[2]),
+                        ));
+                    }
+                }
+            }
             if let Some(exp) = expected_seq {
                 let gap = seq.wrapping_sub(exp);
                 if gap >= 0x8000 {
@@ -319,6 +376,16 @@ async fn receive_track(
     }
 }
 
+/// The id of the `a=extmap` line for `uri` in `sdp` (the first one), if any.
+pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
+    sdp.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("a=extmap:")?;
+        let (id, tail) = rest.split_once(' ')?;
+        let id = id.split('/').next()?.parse().ok()?;
+        (tail.split_whitespace().next()? == uri).then_some(id)
+    })
+}
+
 /// True if an Annex B access unit holds an IDR slice (NAL type 5).
 pub fn contains_idr(annexb: &[u8]) -> bool {
     annexb
@@ -328,7 +395,15 @@ pub fn contains_idr(annexb: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::contains_idr;
+    use super::{contains_idr, extmap_id};
+
+    #[test]
+    fn finds_extmap_ids() {
+        let sdp = "v=0\r\na=extmap:3 urn:x\r\na=extmap:12/sendonly http://y z\r\n";
+        assert_eq!(extmap_id(sdp, "urn:x"), Some(3));
+        assert_eq!(extmap_id(sdp, "http://y"), Some(12));
+        assert_eq!(extmap_id(sdp, "urn:none"), None);
+    }
 
     #[test]
     fn finds_idr_nal() {

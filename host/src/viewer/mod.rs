@@ -16,7 +16,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpRtxParameters, RtpCodecKind,
+    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -38,7 +38,13 @@ use input_channel::{input_channel, InputContext};
 use crate::clipboard::{Clipboard, ClipboardConfig};
 use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::Pipeline;
-use crate::rtp::{H264Packetizer, H264_FMTP};
+use crate::rtp::{
+    H264Packetizer, PlayoutDelay, ABS_CAPTURE_TIME_URI, H264_FMTP, PLAYOUT_DELAY_URI,
+};
+
+/// Environment variable that sets [`PeerSettings::playout_delay`]'s default: `off`, `MS` or
+/// `MIN-MAX` (milliseconds). Unset: 0 (render at once).
+pub const PLAYOUT_DELAY_ENV: &str = "EDGEDESK_PLAYOUT_DELAY";
 
 const H264_PAYLOAD_TYPE: u8 = 102;
 /// RFC 4588 retransmissions of the H.264 stream (apt=102): NACKed packets are resent on their
@@ -54,6 +60,11 @@ pub struct PeerSettings {
     pub ice_servers: Vec<RTCIceServer>,
     /// Answer only after gathering completes or this long.
     pub gather_timeout: Duration,
+    /// Playout delay asked of viewers that offer the playout-delay header extension (Chromium
+    /// does): 0/0 makes Chromium render each frame as soon as it is decoded instead of holding
+    /// it in its jitter buffer (≈ 8 ms at 1080p60 here). `None`: the extension is not
+    /// negotiated. The default comes from [`PLAYOUT_DELAY_ENV`] (0 when unset or unreadable).
+    pub playout_delay: Option<PlayoutDelay>,
 }
 
 impl Default for PeerSettings {
@@ -62,7 +73,18 @@ impl Default for PeerSettings {
             udp_addrs: vec!["127.0.0.1:0".into()],
             ice_servers: vec![],
             gather_timeout: Duration::from_secs(2),
+            playout_delay: playout_delay_from_env(),
         }
+    }
+}
+
+fn playout_delay_from_env() -> Option<PlayoutDelay> {
+    match std::env::var(PLAYOUT_DELAY_ENV) {
+        Err(_) => Some(PlayoutDelay::default()),
+        Ok(v) => PlayoutDelay::parse(&v).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring {PLAYOUT_DELAY_ENV}; using 0");
+            Some(PlayoutDelay::default())
+        }),
     }
 }
 
@@ -192,6 +214,10 @@ struct TaskParts {
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
+    /// The negotiated playout-delay extension id and the delay to ask for.
+    playout_delay: Option<(u8, PlayoutDelay)>,
+    /// The negotiated abs-capture-time extension id.
+    abs_capture_time: Option<u8>,
     events: mpsc::UnboundedReceiver<PeerEvent>,
     early: Vec<PeerEvent>,
     links: SessionLinks,
@@ -350,6 +376,23 @@ impl Viewer {
             },
             RtpCodecKind::Video,
         )?;
+        if settings.playout_delay.is_some() {
+            media.register_header_extension(
+                RTCRtpHeaderExtensionCapability {
+                    uri: PLAYOUT_DELAY_URI.to_owned(),
+                },
+                RtpCodecKind::Video,
+                None,
+            )?;
+        }
+        // Answered only when the viewer offers it (Chromium does when the page asks).
+        media.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: ABS_CAPTURE_TIME_URI.to_owned(),
+            },
+            RtpCodecKind::Video,
+            None,
+        )?;
         let registry = register_default_interceptors(Registry::new(), &mut media)?
             .with(Slot::from(14_000), KeyframeRequests::default());
         let loopback = settings.udp_addrs.iter().any(|a| a.starts_with("127."));
@@ -405,12 +448,10 @@ impl Viewer {
                 .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer).await?;
+            let params = sender.get_parameters().await?.rtp_parameters;
             // The payload type negotiated for H.264 packetization-mode 1; none means the
             // offer's H.264 could not be matched and nothing we send would be accepted.
-            let payload_type = sender
-                .get_parameters()
-                .await?
-                .rtp_parameters
+            let payload_type = params
                 .codecs
                 .first()
                 .map(|c| c.payload_type)
@@ -419,10 +460,22 @@ impl Viewer {
                         "no H.264 with packetization-mode=1 could be negotiated".into(),
                     )
                 })?;
-            Ok::<_, ViewerError>(payload_type)
+            // Only with the id the answer holds: a packet with any other id is rejected.
+            let negotiated = |uri: &str| {
+                params
+                    .header_extensions
+                    .iter()
+                    .find(|h| h.uri == uri)
+                    .and_then(|h| u8::try_from(h.id).ok().filter(|id| (1..=14).contains(id)))
+            };
+            let playout_delay = settings
+                .playout_delay
+                .and_then(|delay| negotiated(PLAYOUT_DELAY_URI).map(|id| (id, delay)));
+            let abs_capture_time = negotiated(ABS_CAPTURE_TIME_URI);
+            Ok::<_, ViewerError>((payload_type, playout_delay, abs_capture_time))
         }
         .await;
-        let payload_type = match result {
+        let (payload_type, playout_delay, abs_capture_time) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = pc.close().await;
@@ -458,6 +511,8 @@ impl Viewer {
                 track,
                 ssrc,
                 payload_type,
+                playout_delay,
+                abs_capture_time,
                 events,
                 early,
                 links,
@@ -523,6 +578,8 @@ async fn run_viewer(
         track,
         ssrc,
         payload_type,
+        playout_delay,
+        abs_capture_time,
         mut events,
         early,
         links,
@@ -535,6 +592,14 @@ async fn run_viewer(
     drop(early_tx);
     let mut frames: Option<broadcast::Receiver<Arc<codec::EncodedFrame>>> = None;
     let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
+    if let Some((ext_id, delay)) = playout_delay {
+        tracing::debug!(viewer = id, ext_id, ?delay, "playout delay negotiated");
+        packetizer.set_playout_delay(ext_id, delay);
+    }
+    if let Some(ext_id) = abs_capture_time {
+        tracing::debug!(viewer = id, ext_id, "abs-capture-time negotiated");
+        packetizer.set_abs_capture_time(ext_id, (Instant::now(), std::time::SystemTime::now()));
+    }
     let mut waiting_for_keyframe = true;
     let mut joined = false;
     let mut input_started = false;
