@@ -49,6 +49,11 @@ enum Cmd {
         display: String,
         #[arg(long, default_value_t = 60)]
         fps: u32,
+        /// Print, on stdout, `layout X Y W H SCREEN_W SCREEN_H` (the code's rectangle) once,
+        /// then `drawn CODE NS` for every frame code the X server has drawn (NS: CLOCK_MONOTONIC
+        /// nanoseconds), for a measuring client that is not this program (a browser harness).
+        #[arg(long)]
+        print_drawn: bool,
     },
 }
 
@@ -124,15 +129,54 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Local(args) => rt.block_on(local(args)),
         Cmd::Run(args) => rt.block_on(run(args)),
-        Cmd::Stimulus { display, fps } => {
+        Cmd::Stimulus {
+            display,
+            fps,
+            print_drawn,
+        } => {
             let s = Stimulus::start(&display, fps)?;
             eprintln!(
                 "stimulus on {display} at {fps} fps: code at {:?}, click area {:?} (Ctrl-C ends)",
                 s.layout.code, s.layout.click
             );
-            loop {
-                std::thread::sleep(Duration::from_secs(3600));
+            if !print_drawn {
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
             }
+            print_drawn_codes(&s)
+        }
+    }
+}
+
+/// `stimulus --print-drawn`: the layout, then every drawn code with its time, until stdout
+/// closes (the reader went away) or the process is interrupted.
+fn print_drawn_codes(s: &Stimulus) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let (c, l) = (s.layout.code, s.layout);
+    writeln!(
+        out,
+        "layout {} {} {} {} {} {}",
+        c.x, c.y, c.w, c.h, l.width, l.height
+    )?;
+    out.flush()?;
+    let mut next = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let fresh: Vec<(u32, u64)> = {
+            let r = s.record.lock().unwrap();
+            let v = r.order[next.min(r.order.len())..].to_vec();
+            next = r.order.len();
+            v
+        };
+        for (code, ns) in fresh {
+            if writeln!(out, "drawn {code} {ns}").is_err() {
+                return Ok(());
+            }
+        }
+        if out.flush().is_err() {
+            return Ok(());
         }
     }
 }

@@ -1,0 +1,601 @@
+#!/usr/bin/env node
+// tests/tools/browser-latency.mjs — latency as the user sees it: glass-to-glass in headless
+// Chromium on edgedesk's own page. Not part of the default test run (node --test only picks up
+// *.test.mjs).
+//
+//   Xvfb :N (WxH)  ◄── edgedesk-bench stimulus --print-drawn   (frame codes; "drawn CODE NS")
+//        │
+//   edgedesk up --display :N ──► WebRTC ──► Chromium (the printed Open: URL)
+//                                             requestVideoFrameCallback: read the frame code
+//                                             from the presented frame (VideoFrame luma), note
+//                                             expectedDisplayTime / presentationTime / now
+//
+// glass-to-glass (displayed) = `now` of the first requestVideoFrameCallback showing code n (the
+//                              time of the rendering step that first shows it) − when the X
+//                              server had code n drawn.
+// Also: presentationTime − drawn (the frame handed to the compositor: a lower bound of display),
+// receiveTime − drawn (host + network: the frame's last packet in) and now − receiveTime
+// (browser: jitter buffer, decode, wait for the next rendering step).
+// expectedDisplayTime is recorded but not used: headless Chromium reports it one frame interval
+// *before* `now`, often before the frame was even received (measured here: exp ≈ now − 16.7 ms).
+// Headless Chromium renders on its own 60 Hz begin-frame clock: a frame waits for its next tick
+// (0–16.7 ms), and the phase between that clock and the stimulus' drifts only slowly, so one
+// 10 s run may sample a single phase; compare runs by the presented figures too, which do not
+// depend on the phase.
+//
+// Clocks: the stimulus stamps CLOCK_MONOTONIC; node's process.hrtime is CLOCK_MONOTONIC too
+// (libuv). The page's performance.now() is mapped onto it by round trips (node hrtime → page
+// performance.now() → node hrtime), keeping the one with the smallest round trip; the
+// uncertainty is half that round trip (printed; typically ≈ 0.1–0.5 ms), plus Chromium's
+// coarsening of performance.now() (≤ 0.1 ms). The mapping is measured before and after the run
+// and both are printed: a difference means the clocks drift, and the figures are not to be
+// trusted.
+//
+// Usage (from client-web/; binaries from `cargo build --release -p edgedesk-signaling
+// -p edgedesk-bench`):
+//   node tests/tools/browser-latency.mjs --size 1920x1080 --fps 60 --seconds 10 \
+//        [--playout-delay 0|off|MIN-MAX] [--bitrate 8M] [--json out.json] [--chromium-arg X]...
+//   node tests/tools/browser-latency.mjs --self-check     # reader checks + a short 3 s run
+//
+// Playout delay: passed to edgedesk as EDGEDESK_PLAYOUT_DELAY (unset = 0 = edgedesk's default).
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launchChromium, waitForState, waitForFrames, CLIENT_WEB_DIR } from '../lib.mjs';
+import { readLuma, paintLuma } from './framecode.mjs';
+
+// ---- arguments -----------------------------------------------------------------------------
+
+function parseArgs(argv) {
+  const o = {
+    size: '1920x1080',
+    fps: 60,
+    seconds: 10,
+    warmup: 2,
+    bitrate: '8M',
+    playoutDelay: null,
+    json: null,
+    binDir: path.resolve(CLIENT_WEB_DIR, '../target/release'),
+    chromiumArgs: [],
+    viewport: null,
+    selfCheck: false,
+    quiet: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    switch (a) {
+      case '--size': o.size = next(); break;
+      case '--fps': o.fps = Number(next()); break;
+      case '--seconds': o.seconds = Number(next()); break;
+      case '--warmup': o.warmup = Number(next()); break;
+      case '--bitrate': o.bitrate = next(); break;
+      case '--playout-delay': o.playoutDelay = next(); break;
+      case '--json': o.json = next(); break;
+      case '--bin-dir': o.binDir = path.resolve(next()); break;
+      case '--chromium-arg': o.chromiumArgs.push(next()); break;
+      case '--viewport': o.viewport = next(); break;
+      case '--self-check': o.selfCheck = true; break;
+      case '--quiet': o.quiet = true; break;
+      case '--raw': o.raw = true; break;
+      case '-h':
+      case '--help':
+        console.log(readHeader());
+        process.exit(0);
+        break;
+      default: throw new Error(`unknown argument ${a} (see --help)`);
+    }
+  }
+  const m = /^(\d+)x(\d+)$/.exec(o.size);
+  if (!m) throw new Error(`--size wants WxH, got ${o.size}`);
+  [o.width, o.height] = [Number(m[1]), Number(m[2])];
+  if (o.viewport) {
+    const v = /^(\d+)x(\d+)$/.exec(o.viewport);
+    if (!v) throw new Error(`--viewport wants WxH, got ${o.viewport}`);
+    o.viewport = { width: Number(v[1]), height: Number(v[2]) };
+  } else {
+    o.viewport = { width: 1280, height: 720 };
+  }
+  if (o.selfCheck) {
+    o.seconds = Math.min(o.seconds, 3);
+    o.warmup = 1;
+  }
+  return o;
+}
+
+function readHeader() {
+  return 'browser-latency.mjs: see the comment at the top of client-web/tests/tools/browser-latency.mjs';
+}
+
+// ---- processes -----------------------------------------------------------------------------
+
+const children = [];
+
+/** Spawns `cmd` in its own process group (so a kill reaches its children, and an X server does
+ *  not outlive us when we are killed with our group); stdout lines go to `onLine`. */
+function start(cmd, args, { env, onLine, stdio } = {}) {
+  const child = spawn(cmd, args, {
+    stdio: stdio ?? ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    detached: true,
+  });
+  children.push(child);
+  if (onLine && child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
+  const errTail = [];
+  if (child.stderr) {
+    createInterface({ input: child.stderr }).on('line', (l) => {
+      errTail.push(l);
+      if (errTail.length > 20) errTail.shift();
+    });
+  }
+  child.errTail = errTail;
+  return child;
+}
+
+function killAll() {
+  for (const c of children.reverse()) {
+    if (c.exitCode === null && c.signalCode === null) {
+      try {
+        process.kill(-c.pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+    }
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+async function waitFor(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = pred();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+/** Xvfb on a free display number (-displayfd); resolves to ":N". */
+let xvfbChild = null;
+const xvfbPid = () => xvfbChild?.pid;
+
+async function startXvfb(width, height) {
+  let out = '';
+  const x = start('Xvfb', ['-displayfd', '3', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp', '-noreset'], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+  });
+  xvfbChild = x;
+  x.stdio[3].on('data', (d) => { out += d; });
+  const n = await waitFor(() => (/^(\d+)\n/.exec(out) || [])[1], 10000, 'Xvfb to print its display number');
+  return `:${n}`;
+}
+
+// ---- statistics ------------------------------------------------------------------------------
+
+function quantile(sorted, q) {
+  if (!sorted.length) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+
+function summary(values) {
+  const s = values.filter(Number.isFinite).sort((a, b) => a - b);
+  return {
+    n: s.length,
+    p50: quantile(s, 0.5),
+    p90: quantile(s, 0.9),
+    p99: quantile(s, 0.99),
+    max: s.length ? s[s.length - 1] : NaN,
+    mean: s.length ? s.reduce((a, b) => a + b, 0) / s.length : NaN,
+  };
+}
+
+const f1 = (v) => (Number.isFinite(v) ? v.toFixed(1) : '-');
+
+// ---- the page side -------------------------------------------------------------------------
+
+/** Installed in the page: on every requestVideoFrameCallback, reads the frame code from the
+ *  presented frame and stores a sample in window.__meter.samples. */
+function installMeter({ rect, readLumaSrc }) {
+  // eslint-disable-next-line no-new-func
+  const readLuma = new Function(`return (${readLumaSrc})`)();
+  const video = window.edgedesk.video;
+  const meter = { samples: [], errors: {}, path: null, running: true };
+  window.__meter = meter;
+  // The copy rectangle: the code's rectangle widened to even edges (I420 chroma alignment).
+  const x0 = rect.x & ~1;
+  const y0 = rect.y & ~1;
+  const x1 = (rect.x + rect.w + 1) & ~1;
+  const y1 = (rect.y + rect.h + 1) & ~1;
+  const copy = { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+  const inner = { x: rect.x - x0, y: rect.y - y0, w: rect.w, h: rect.h };
+  let buf = new Uint8Array(copy.width * copy.height * 4);
+  const canvas = document.createElement('canvas');
+  canvas.width = copy.width;
+  canvas.height = copy.height;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const lumaFromCanvas = () => {
+    ctx.drawImage(video, copy.x, copy.y, copy.width, copy.height, 0, 0, copy.width, copy.height);
+    const d = ctx.getImageData(0, 0, copy.width, copy.height).data;
+    const y = new Uint8Array(copy.width * copy.height);
+    for (let i = 0, j = 0; i < y.length; i++, j += 4) y[i] = (16 + ((66 * d[j] + 129 * d[j + 1] + 25 * d[j + 2] + 128) >> 8));
+    return y;
+  };
+  const noteError = (e) => { meter.errors[e] = (meter.errors[e] ?? 0) + 1; };
+  const onFrame = async (now, md) => {
+    if (!meter.running) return;
+    video.requestVideoFrameCallback(onFrame);
+    const s = {
+      entry: performance.now(),
+      now,
+      expectedDisplayTime: md.expectedDisplayTime,
+      presentationTime: md.presentationTime,
+      receiveTime: md.receiveTime,
+      captureTime: md.captureTime,
+      processingDuration: md.processingDuration,
+      presentedFrames: md.presentedFrames,
+      rtpTimestamp: md.rtpTimestamp,
+      mediaTime: md.mediaTime,
+      code: null,
+    };
+    meter.samples.push(s);
+    let y = null;
+    let stride = copy.width;
+    try {
+      if (meter.path !== 'canvas') {
+        const vf = new VideoFrame(video);
+        try {
+          if (vf.format === 'I420' || vf.format === 'NV12' || vf.format === 'I420A') {
+            const size = vf.allocationSize({ rect: copy });
+            if (buf.length < size) buf = new Uint8Array(size);
+            const layout = await vf.copyTo(buf, { rect: copy });
+            y = buf;
+            stride = layout[0].stride;
+            if (layout[0].offset) y = buf.subarray(layout[0].offset);
+            meter.path = 'videoframe';
+          } else {
+            meter.path = 'canvas';
+            meter.format = vf.format;
+          }
+        } finally {
+          vf.close();
+        }
+      }
+      if (!y) y = lumaFromCanvas();
+      const r = readLuma(y, stride, inner);
+      if (r.error !== undefined) noteError(r.error);
+      else s.code = r.code;
+    } catch (e) {
+      noteError(String(e.message ?? e));
+      if (meter.path !== 'canvas') meter.path = 'canvas';
+    }
+    s.readMs = performance.now() - now;
+  };
+  video.requestVideoFrameCallback(onFrame);
+}
+
+/** Chromium's inbound video stats (cumulative), or null. */
+async function pageStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.edgedesk?.pc;
+    if (!pc) return null;
+    let v = null;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') v = s;
+    });
+    if (!v) return null;
+    const keys = ['framesReceived', 'framesDecoded', 'framesDropped', 'keyFramesDecoded', 'framesRendered',
+      'jitterBufferDelay', 'jitterBufferEmittedCount', 'jitterBufferTargetDelay', 'jitterBufferMinimumDelay',
+      'totalProcessingDelay', 'totalDecodeTime', 'totalAssemblyTime', 'framesAssembledFromMultiplePackets',
+      'totalInterFrameDelay', 'totalSquaredInterFrameDelay', 'freezeCount', 'totalFreezesDuration',
+      'pauseCount', 'packetsReceived', 'packetsLost', 'nackCount', 'pliCount', 'bytesReceived', 'jitter',
+      'decoderImplementation', 'frameWidth', 'frameHeight', 'timestamp'];
+    const o = {};
+    for (const k of keys) o[k] = v[k];
+    return o;
+  });
+}
+
+/** Maps page performance.now() (ms) to CLOCK_MONOTONIC (ms): offset = mono − pageNow. */
+async function clockOffset(page, rounds = 25) {
+  let best = null;
+  for (let i = 0; i < rounds; i++) {
+    const t0 = process.hrtime.bigint();
+    const p = await page.evaluate(() => performance.now());
+    const t1 = process.hrtime.bigint();
+    const rtt = Number(t1 - t0) / 1e6;
+    const mid = Number((t0 + t1) / 2n) / 1e6;
+    if (!best || rtt < best.rtt) best = { offset: mid - p, rtt };
+  }
+  return { offset: best.offset, uncertaintyMs: best.rtt / 2 };
+}
+
+// ---- self-check of the reader --------------------------------------------------------------
+
+function checkReader() {
+  const w = 200;
+  const h = 180;
+  const rect = { x: 17, y: 9, w: 160, h: 160 };
+  for (const code of [0, 1, 2, 0xffff, 0x12345678, 0xa5a50f0f, 0xffffffff, 4242]) {
+    const y = new Uint8Array(w * h).fill(126);
+    paintLuma(y, w, rect, code);
+    const r = readLuma(y, w, rect);
+    if (r.code !== code) throw new Error(`reader self-check: painted ${code}, read ${JSON.stringify(r)}`);
+  }
+  // The layout of benches/src/framecode.rs (its test layout_has_references_and_48_data_cells):
+  // code 0xA5A50F0F has row 1 = W B W B B W B W.
+  const y = new Uint8Array(w * h);
+  paintLuma(y, w, rect, 0xa5a50f0f);
+  const row1 = [...Array(8).keys()].map((c) => y[(rect.y + 30) * w + rect.x + c * 20 + 10] > 128);
+  if (row1.join() !== [true, false, true, false, false, true, false, true].join()) throw new Error(`reader self-check: row 1 is ${row1}`);
+  // A blend of two codes and a blank area are refused, not misread.
+  const a = new Uint8Array(w * h).fill(126);
+  const b = new Uint8Array(w * h).fill(126);
+  paintLuma(a, w, rect, 1000);
+  paintLuma(b, w, rect, 1001 ^ 0xffff);
+  const mix = a.map((v, i) => (v + b[i]) >> 1);
+  if (readLuma(mix, w, rect).code !== undefined) throw new Error('reader self-check: a blend was read');
+  if (readLuma(new Uint8Array(w * h).fill(126), w, rect).code !== undefined) throw new Error('reader self-check: blank was read');
+}
+
+// ---- the run ---------------------------------------------------------------------------------
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  checkReader();
+  const log = (...a) => { if (!o.quiet) console.error('#', ...a); };
+  const bench = path.join(o.binDir, 'edgedesk-bench');
+  const edgedesk = path.join(o.binDir, 'edgedesk');
+  for (const f of [bench, edgedesk]) {
+    if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
+  }
+
+  const display = await startXvfb(o.width, o.height);
+  log(`Xvfb ${display} ${o.width}x${o.height}`);
+
+  const drawn = new Map(); // code → ms on CLOCK_MONOTONIC
+  let layout = null;
+  const stim = start(bench, ['stimulus', '--display', display, '--fps', String(o.fps), '--print-drawn'], {
+    onLine: (l) => {
+      const p = l.split(' ');
+      if (p[0] === 'drawn') drawn.set(Number(p[1]), Number(BigInt(p[2])) / 1e6);
+      else if (p[0] === 'layout') layout = { x: +p[1], y: +p[2], w: +p[3], h: +p[4], width: +p[5], height: +p[6] };
+    },
+  });
+  await waitFor(() => layout, 10000, 'the stimulus layout').catch((e) => {
+    throw new Error(`${e.message}; stimulus: ${stim.errTail.join(' | ')}`);
+  });
+
+  const env = {};
+  if (o.playoutDelay !== null) env.EDGEDESK_PLAYOUT_DELAY = o.playoutDelay;
+  let openUrl = null;
+  const token = `latency-${process.pid}`;
+  const server = start(edgedesk, ['up', '--display', display, '--listen', '127.0.0.1:0', '--fps', String(o.fps),
+    '--bitrate', o.bitrate, '--token', token, '--encoder', 'software'], {
+    env: { RUST_LOG: 'warn', ...env },
+    onLine: (l) => { if (l.startsWith('Open: ')) openUrl = l.slice(6).trim(); },
+  });
+  await waitFor(() => openUrl, 20000, 'edgedesk to print Open:').catch((e) => {
+    throw new Error(`${e.message}; edgedesk: ${server.errTail.join(' | ')}`);
+  });
+  log(`edgedesk ${openUrl.replace(/#.*/, '#…')} playout-delay ${o.playoutDelay ?? '(default)'}`);
+
+  const browser = await launchChromium({ args: o.chromiumArgs });
+  try {
+    const page = await browser.newPage({ viewport: o.viewport });
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(openUrl);
+    await waitForState(page, 'connected', 20000);
+    await waitForFrames(page, 1, 20000);
+    const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
+    const extmaps = answer.split(/\r?\n/).filter((l) => l.startsWith('a=extmap:'));
+    const sync0 = await clockOffset(page);
+    await page.evaluate(installMeter, { rect: layout, readLumaSrc: readLuma.toString() });
+    await new Promise((r) => setTimeout(r, o.warmup * 1000));
+    const stats0 = await pageStats(page);
+    const cpu0 = cpuTimes({ edgedesk: server.pid, stimulus: stim.pid, xvfb: xvfbPid() });
+    const t0 = await page.evaluate(() => performance.now());
+    await new Promise((r) => setTimeout(r, o.seconds * 1000));
+    const t1 = await page.evaluate(() => performance.now());
+    const cpu1 = cpuTimes({ edgedesk: server.pid, stimulus: stim.pid, xvfb: xvfbPid() });
+    // getStats is cached for a few ms: wait a little so the second read is fresh.
+    await new Promise((r) => setTimeout(r, 100));
+    const stats1 = await pageStats(page);
+    const meter = await page.evaluate(() => {
+      window.__meter.running = false;
+      return window.__meter;
+    });
+    const sync1 = await clockOffset(page);
+    await page.close();
+
+    const result = analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1, extmaps, cpu0, cpu1 });
+    result.pageErrors = pageErrors;
+    if (o.raw) {
+      result.raw = { offsetMs: (sync0.offset + sync1.offset) / 2, samples: meter.samples, drawn: [...drawn.entries()] };
+    }
+    printReport(result);
+    if (o.json) writeFileSync(o.json, JSON.stringify(result, null, 2));
+    if (o.selfCheck) selfCheck(result);
+    return result;
+  } finally {
+    await browser.close();
+    killAll();
+  }
+}
+
+/** CPU seconds (user + system) of the given pids' process groups, from /proc/PID/stat. */
+function cpuTimes(named) {
+  const out = {};
+  for (const [name, pid] of Object.entries(named)) {
+    try {
+      const f = readProc(`/proc/${pid}/stat`);
+      const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      out[name] = (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks (100 Hz)
+    } catch {
+      out[name] = NaN;
+    }
+  }
+  out.at = process.hrtime.bigint();
+  const cpu = readProc('/proc/stat').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  out.total = cpu.reduce((x, y) => x + y, 0);
+  out.busy = out.total - cpu[3] - (cpu[4] ?? 0); // minus idle and iowait
+  return out;
+}
+
+/** Busy CPU of the whole machine between two cpuTimes() reads, % of one core. */
+function machineBusy(a, b) {
+  return ((b.busy - a.busy) / (b.total - a.total)) * os.cpus().length * 100;
+}
+
+function readProc(p) {
+  return String(readFileSync(p));
+}
+
+function analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1, extmaps, cpu0, cpu1 }) {
+  const off = (sync0.offset + sync1.offset) / 2;
+  const toMono = (pageMs) => pageMs + off;
+  const firstDrawn = Math.min(...drawn.values());
+  const window = meter.samples.filter((s) => s.now >= t0 && s.now <= t1);
+  const seconds = (t1 - t0) / 1000;
+  const read = window.filter((s) => s.code !== null);
+  const seen = new Set();
+  const displayed = [];
+  const presentedLat = [];
+  const expectedMinusNow = [];
+  const hostNet = [];
+  const browserSide = [];
+  const processing = [];
+  let unknownCodes = 0;
+  for (const s of read) {
+    if (seen.has(s.code)) continue; // the first callback showing each code
+    seen.add(s.code);
+    const d = drawn.get(s.code);
+    if (d === undefined) {
+      unknownCodes++;
+      continue;
+    }
+    displayed.push(toMono(s.now) - d);
+    presentedLat.push(toMono(s.presentationTime) - d);
+    expectedMinusNow.push(s.expectedDisplayTime - s.now);
+    if (Number.isFinite(s.receiveTime)) {
+      hostNet.push(toMono(s.receiveTime) - d);
+      browserSide.push(s.now - s.receiveTime);
+    }
+    if (Number.isFinite(s.processingDuration)) processing.push(s.processingDuration * 1000);
+  }
+  // Codes drawn during the window (by the stimulus' clock) and how many of them were shown.
+  const m0 = toMono(t0);
+  const m1 = toMono(t1);
+  const drawnInWindow = [...drawn.entries()].filter(([, t]) => t >= m0 - 30 && t <= m1 - 30).map(([c]) => c);
+  const shownInWindow = drawnInWindow.filter((c) => seen.has(c)).length;
+  const presented = window.length
+    ? (window[window.length - 1].presentedFrames - window[0].presentedFrames) / seconds
+    : 0;
+  const per = (a, b, key, count) => {
+    if (!a || !b) return NaN;
+    const n = b[count] - a[count];
+    return n > 0 ? ((b[key] - a[key]) / n) * 1000 : NaN;
+  };
+  const d = (k) => (stats0 && stats1 ? stats1[k] - stats0[k] : NaN);
+  const cpuPct = (name) => ((cpu1[name] - cpu0[name]) / (Number(cpu1.at - cpu0.at) / 1e9)) * 100;
+  return {
+    settings: {
+      size: `${o.width}x${o.height}`, fps: o.fps, seconds, bitrate: o.bitrate,
+      playoutDelay: o.playoutDelay ?? 'default (0)', viewport: `${o.viewport.width}x${o.viewport.height}`,
+      chromiumArgs: o.chromiumArgs, codeRect: layout,
+    },
+    clock: {
+      offsetStartMs: sync0.offset, offsetEndMs: sync1.offset, driftMs: sync1.offset - sync0.offset,
+      uncertaintyMs: Math.max(sync0.uncertaintyMs, sync1.uncertaintyMs),
+    },
+    answerExtmaps: extmaps,
+    readPath: meter.path,
+    readErrors: meter.errors,
+    callbacks: window.length,
+    callbacksPerSecond: window.length / seconds,
+    presentedFps: presented,
+    codesRead: read.length,
+    distinctCodesShown: seen.size,
+    distinctCodesPerSecond: seen.size / seconds,
+    drawnInWindow: drawnInWindow.length,
+    shownOfDrawn: drawnInWindow.length ? shownInWindow / drawnInWindow.length : NaN,
+    unknownCodes,
+    codesBeforeFirstDrawn: firstDrawn,
+    readMs: summary(window.map((s) => s.readMs)),
+    glassToGlassDisplayed: summary(displayed),
+    glassToGlassPresented: summary(presentedLat),
+    expectedDisplayMinusNow: summary(expectedMinusNow),
+    drawnToReceived: summary(hostNet),
+    receivedToDisplayed: summary(browserSide),
+    processingDurationMs: summary(processing),
+    chromium: {
+      framesReceived: d('framesReceived'),
+      framesDecoded: d('framesDecoded'),
+      framesDropped: d('framesDropped'),
+      decodedFps: d('framesDecoded') / seconds,
+      jitterBufferDelayMsPerFrame: per(stats0, stats1, 'jitterBufferDelay', 'jitterBufferEmittedCount'),
+      jitterBufferTargetDelayMsPerFrame: per(stats0, stats1, 'jitterBufferTargetDelay', 'jitterBufferEmittedCount'),
+      jitterBufferMinimumDelayMsPerFrame: per(stats0, stats1, 'jitterBufferMinimumDelay', 'jitterBufferEmittedCount'),
+      processingDelayMsPerFrame: per(stats0, stats1, 'totalProcessingDelay', 'framesDecoded'),
+      decodeMsPerFrame: per(stats0, stats1, 'totalDecodeTime', 'framesDecoded'),
+      assemblyMsPerFrame: per(stats0, stats1, 'totalAssemblyTime', 'framesAssembledFromMultiplePackets'),
+      interFrameMsMean: per(stats0, stats1, 'totalInterFrameDelay', 'framesDecoded'),
+      freezes: d('freezeCount'),
+      packetsLost: d('packetsLost'),
+      nacks: d('nackCount'),
+      plis: d('pliCount'),
+      mbps: (d('bytesReceived') * 8) / seconds / 1e6,
+      decoder: stats1?.decoderImplementation,
+      frame: stats1 ? `${stats1.frameWidth}x${stats1.frameHeight}` : null,
+    },
+    cpuPercent: { edgedesk: cpuPct('edgedesk'), stimulus: cpuPct('stimulus'), xvfb: cpuPct('xvfb'), machine: machineBusy(cpu0, cpu1) },
+  };
+}
+
+function printReport(r) {
+  const g = (name, s) => console.log(`${name.padEnd(34)} p50 ${f1(s.p50).padStart(6)}  p90 ${f1(s.p90).padStart(6)}  p99 ${f1(s.p99).padStart(6)}  max ${f1(s.max).padStart(6)}  (n=${s.n}) ms`);
+  const c = r.chromium;
+  console.log(`browser latency: ${r.settings.size}@${r.settings.fps} ${r.settings.bitrate} playout-delay ${r.settings.playoutDelay}, ${r.settings.seconds.toFixed(1)} s`);
+  console.log(`answer extmaps: ${r.answerExtmaps.map((l) => l.slice(9)).join(' | ') || '(none)'}`);
+  console.log(`clock: page→monotonic offset ±${f1(r.clock.uncertaintyMs)} ms, drift over the run ${r.clock.driftMs.toFixed(2)} ms; frame read via ${r.readPath}`);
+  g('glass-to-glass (displayed)', r.glassToGlassDisplayed);
+  g('glass-to-glass (presented)', r.glassToGlassPresented);
+  g('  drawn → received (host+net)', r.drawnToReceived);
+  g('  received → displayed (browser)', r.receivedToDisplayed);
+  g('  rVFC processingDuration', r.processingDurationMs);
+  console.log(`presented fps ${f1(r.presentedFps)} (rVFC callbacks ${f1(r.callbacksPerSecond)}/s, distinct codes shown ${f1(r.distinctCodesPerSecond)}/s, ${(r.shownOfDrawn * 100).toFixed(1)} % of drawn codes shown)`);
+  console.log(`chromium per frame: jitter buffer ${f1(c.jitterBufferDelayMsPerFrame)} ms (target ${f1(c.jitterBufferTargetDelayMsPerFrame)}, minimum ${f1(c.jitterBufferMinimumDelayMsPerFrame)}), processing ${f1(c.processingDelayMsPerFrame)} ms, decode ${f1(c.decodeMsPerFrame)} ms, assembly ${f1(c.assemblyMsPerFrame)} ms`);
+  console.log(`chromium: ${f1(c.decodedFps)} decoded fps, received ${c.framesReceived}, decoded ${c.framesDecoded}, dropped ${c.framesDropped}, freezes ${c.freezes}, lost ${c.packetsLost}, nacks ${c.nacks}, plis ${c.plis}, ${f1(c.mbps)} Mbit/s, ${c.frame} ${c.decoder ?? ''}`);
+  console.log(`cpu (% of one core): edgedesk ${f1(r.cpuPercent.edgedesk)}, stimulus ${f1(r.cpuPercent.stimulus)}, Xvfb ${f1(r.cpuPercent.xvfb)}, whole machine ${f1(r.cpuPercent.machine)} of ${os.cpus().length * 100}; frame read p50 ${f1(r.readMs.p50)} ms; unreadable ${r.callbacks - r.codesRead} of ${r.callbacks} ${JSON.stringify(r.readErrors)}`);
+}
+
+function selfCheck(r) {
+  const fail = [];
+  if (!(r.clock.uncertaintyMs < 3)) fail.push(`clock mapping too uncertain (±${r.clock.uncertaintyMs} ms)`);
+  if (!(Math.abs(r.clock.driftMs) < 1)) fail.push(`page clock drifts against CLOCK_MONOTONIC (${r.clock.driftMs} ms)`);
+  if (!(r.codesRead >= 0.9 * r.callbacks && r.callbacks > 0)) fail.push(`only ${r.codesRead} of ${r.callbacks} frames read`);
+  if (r.unknownCodes) fail.push(`${r.unknownCodes} codes the stimulus never drew`);
+  const g = r.glassToGlassDisplayed;
+  if (!(g.n > 0 && g.p50 > 0 && g.max < 1000)) fail.push(`implausible glass-to-glass ${JSON.stringify(g)}`);
+  if (!(r.glassToGlassPresented.p50 > 0) || !(r.drawnToReceived.p50 > 0)) fail.push('a frame arrived before it was drawn: clock mapping is wrong');
+  if (fail.length) {
+    console.log(`SELF-CHECK FAILED: ${fail.join('; ')}`);
+    process.exitCode = 1;
+  } else {
+    console.log('self-check ok');
+  }
+}
+
+main().catch((e) => {
+  console.error(`browser-latency: ${e.stack ?? e}`);
+  killAll();
+  process.exit(1);
+});
