@@ -57,6 +57,10 @@ use x11rb::x11_utils::X11Error;
 
 use super::keymap;
 
+mod map;
+
+use map::{has_case, KeyboardMap, Spare, Spares};
+
 /// Hi-res wheel units per notch (the browser's `WheelEvent` in pixels, normalised by the
 /// client, and Windows' `WHEEL_DELTA`).
 pub const WHEEL_NOTCH: i32 = 120;
@@ -211,94 +215,6 @@ impl WheelAccumulator {
     pub fn reset(&mut self) {
         (self.x, self.y) = (0, 0);
     }
-}
-
-/// One spare keycode and what [`Injector::text`] has put on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Spare {
-    keycode: Keycode,
-    /// `None`: unmapped (`NoSymbol`, as found).
-    keysym: Option<Keysym>,
-    last_used: Option<Instant>,
-}
-
-/// The spare keycodes (pure bookkeeping; the X requests are the injector's).
-#[derive(Debug, Default)]
-struct Spares {
-    slots: Vec<Spare>,
-}
-
-impl Spares {
-    fn find(&self, keysym: Keysym) -> Option<usize> {
-        self.slots.iter().position(|s| s.keysym == Some(keysym))
-    }
-
-    /// The slot to remap next: a free one, else the least recently used.
-    fn victim(&self) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.keysym.is_none())
-            .or_else(|| (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used))
-    }
-
-    fn in_use(&self) -> usize {
-        self.slots.iter().filter(|s| s.keysym.is_some()).count()
-    }
-}
-
-/// The core keyboard mapping of keycodes `min..=max`.
-#[derive(Debug, Default)]
-struct KeyboardMap {
-    min: Keycode,
-    per: usize,
-    syms: Vec<Keysym>,
-}
-
-impl KeyboardMap {
-    fn row(&self, keycode: Keycode) -> &[Keysym] {
-        let i = usize::from(keycode.saturating_sub(self.min)) * self.per;
-        self.syms.get(i..i + self.per).unwrap_or(&[])
-    }
-
-    fn row_mut(&mut self, keycode: Keycode) -> &mut [Keysym] {
-        let i = usize::from(keycode.saturating_sub(self.min)) * self.per;
-        self.syms.get_mut(i..i + self.per).unwrap_or(&mut [])
-    }
-
-    /// Group-1 levels (unshifted, shifted) of a keycode, with the core protocol's rule for a
-    /// missing second keysym (a cased letter gives its upper case, anything else itself).
-    fn levels(&self, keycode: Keycode) -> (Keysym, Keysym) {
-        let row = self.row(keycode);
-        let first = row.first().copied().unwrap_or(NO_SYMBOL);
-        let second = row.get(1).copied().unwrap_or(NO_SYMBOL);
-        if second != NO_SYMBOL {
-            return (first, second);
-        }
-        let upper = keysym_char(first)
-            .filter(|c| c.is_lowercase())
-            .and_then(|c| {
-                let mut up = c.to_uppercase();
-                match (up.next(), up.next()) {
-                    (Some(u), None) => keysym_for_char(u),
-                    _ => None,
-                }
-            })
-            .unwrap_or(first);
-        (first, upper)
-    }
-}
-
-/// The character of a Latin-1 or Unicode keysym (what [`keysym_for_char`] produces).
-fn keysym_char(keysym: Keysym) -> Option<char> {
-    match keysym {
-        0x20..=0x7e | 0xa0..=0xff => char::from_u32(keysym),
-        0x0100_0100..=0x0110_ffff => char::from_u32(keysym & 0x00ff_ffff),
-        _ => None,
-    }
-}
-
-fn has_case(c: char) -> bool {
-    c.is_lowercase() || c.is_uppercase()
 }
 
 /// Injects keyboard and pointer input into one X display through XTest (see the module docs).
@@ -916,6 +832,7 @@ impl Drop for Injector {
 
 #[cfg(test)]
 mod tests {
+    use super::map::keysym_char;
     use super::*;
 
     #[test]
@@ -984,53 +901,6 @@ mod tests {
         for c in ['a', 'é', '€', 'ж', '😀', '~'] {
             assert_eq!(keysym_char(keysym_for_char(c).unwrap()), Some(c));
         }
-    }
-
-    #[test]
-    fn core_levels_follow_the_protocol_rule() {
-        let map = KeyboardMap {
-            min: 8,
-            per: 2,
-            syms: vec![
-                0x61, 0x41, // 8: a A
-                0xe9, 0, // 9: eacute NoSymbol → É
-                0xff0d, 0, // 10: Return NoSymbol → Return
-                0, 0, // 11: nothing
-            ],
-        };
-        assert_eq!(map.levels(8), (0x61, 0x41));
-        assert_eq!(map.levels(9), (0xe9, 0xc9));
-        assert_eq!(map.levels(10), (0xff0d, 0xff0d));
-        assert_eq!(map.levels(11), (0, 0));
-        assert_eq!(map.levels(200), (0, 0)); // out of range
-    }
-
-    #[test]
-    fn spares_are_least_recently_used() {
-        let t0 = Instant::now();
-        let mut s = Spares {
-            slots: (0..3)
-                .map(|i| Spare {
-                    keycode: 250 - i,
-                    keysym: None,
-                    last_used: None,
-                })
-                .collect(),
-        };
-        assert_eq!(s.victim(), Some(0));
-        s.slots[0].keysym = Some(1);
-        s.slots[0].last_used = Some(t0 + Duration::from_millis(5));
-        assert_eq!(s.victim(), Some(1));
-        s.slots[1].keysym = Some(2);
-        s.slots[1].last_used = Some(t0 + Duration::from_millis(1));
-        s.slots[2].keysym = Some(3);
-        s.slots[2].last_used = Some(t0 + Duration::from_millis(9));
-        assert_eq!(s.find(3), Some(2));
-        assert_eq!(s.find(4), None);
-        assert_eq!(s.in_use(), 3);
-        // All taken: the least recently used goes.
-        assert_eq!(s.victim(), Some(1));
-        assert_eq!(Spares::default().victim(), None);
     }
 
     #[test]
