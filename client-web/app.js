@@ -72,8 +72,17 @@ conn.addEventListener('state', render);
 
 // ---- input: keyboard, mouse, wheel, touch → the "input" channel (input.js) ------------------
 
-const input = new InputCapture(video);
+const input = new InputCapture(video, $('keyboard-sink'));
 conn.addEventListener('channel', (ev) => input.attach(ev.detail));
+// Touch devices get a button that raises the on-screen keyboard (focuses the keyboard sink).
+const btnKeyboard = $('btn-keyboard');
+btnKeyboard.hidden = !input.touchDevice;
+btnKeyboard.addEventListener('pointerdown', (ev) => ev.preventDefault()); // keep the sink's focus
+btnKeyboard.addEventListener('click', () => {
+  const sink = $('keyboard-sink');
+  if (document.activeElement === sink && sink.inputMode === 'text') sink.blur();
+  else input.focusSink(true);
+});
 
 /** Draws the state indicator and the notice from the connection's current state. */
 function render() {

@@ -22,9 +22,15 @@ export const CLIPBOARD_PART_BYTES = 61440;
 /** Wheel units in one notch (like Windows' WHEEL_DELTA); + is right/down, as DOM WheelEvent. */
 export const WHEEL_NOTCH = 120;
 
+/** locks flags: Caps Lock and Num Lock on. */
+export const LOCK_CAPS = 1;
+export const LOCK_NUM = 2;
+/** X keysyms are 29-bit values (0 is NoSymbol). */
+export const MAX_KEYSYM = 0x1fffffff;
+
 /** Client → host opcodes. */
 export const OP = Object.freeze({
-  keyDown: 0x01, keyUp: 0x02, text: 0x03,
+  keyDown: 0x01, keyUp: 0x02, text: 0x03, keysymDown: 0x04, locks: 0x05,
   pointerAbs: 0x10, pointerRel: 0x11, buttonDown: 0x12, buttonUp: 0x13, wheel: 0x14,
   touch: 0x18,
   clipboard: 0x20, resize: 0x21, clipboardPart: 0x22,
@@ -129,6 +135,18 @@ export const encode = Object.freeze({
   /** A physical key (KeyboardEvent.code) pressed; null for a code not in KEY_CODES. */
   keyDown: (code) => key(OP.keyDown, code),
   keyUp: (code) => key(OP.keyUp, code),
+  /** The key `code` pressed, making X keysym `keysym` in the user's layout (see keyboard.js);
+   *  released with keyUp(code). null for an unknown code or a keysym out of 1..MAX_KEYSYM. */
+  keysymDown: (code, keysym) => {
+    const index = KEY_INDEX.get(code);
+    if (index === undefined || !Number.isInteger(keysym) || keysym < 1 || keysym > MAX_KEYSYM) return null;
+    return message(OP.keysymDown, 6, (v) => {
+      v.setUint16(1, index, true);
+      v.setUint32(3, keysym, true);
+    });
+  },
+  /** The user's lock keys: LOCK_CAPS | LOCK_NUM. */
+  locks: (flags) => message(OP.locks, 1, (v) => v.setUint8(1, Number(flags) & (LOCK_CAPS | LOCK_NUM))),
   /** Characters to type as they are; null when over maxBytes (see splitText). */
   text: (s, maxBytes = MAX_TEXT_BYTES) => str(OP.text, s, 2, Math.min(maxBytes, 0xffff)),
   /** Pointer at (x, y) of a w×h video (video pixels, not CSS pixels). */

@@ -1,13 +1,19 @@
 // input.js — the desktop's keyboard, mouse, wheel and touch, captured over the <video> and sent
 // on the "input" data channel in the binary protocol of input-protocol.js.
 //
-// * Keys travel as physical keys (KeyboardEvent.code): the server's keymap decides the
-//   character, as with a local keyboard, whatever the client's layout. Characters without a
-//   physical key (IME composition, dead-key results) travel as text. The client's own shortcuts
-//   (Ctrl+Alt+Shift+…, shortcuts.js) are never forwarded. Browser shortcuts that a desktop user
-//   expects to reach the desktop (Tab, F1–F12, Ctrl+S, Ctrl+P, Backspace…) are prevented; the
-//   few a page cannot stop (Ctrl+W, Ctrl+T, Ctrl+N) are caught in fullscreen through Keyboard
-//   Lock where the browser offers it. Esc held leaves fullscreen/pointer lock (browser rule).
+// * Keys type what the user's own layout prints on them (keyboard.js decides: a key that makes
+//   a character goes as its X keysym, other keys as physical keys, KeyboardEvent.code), so a
+//   German, French or Russian keyboard types its own characters on any desktop keymap; Caps
+//   Lock and Num Lock travel as state (locks) and the desktop's follow. Text that arrives
+//   without key events — IME composition, phone and tablet keyboards, emoji pickers, dictation,
+//   dead-key results — is typed as text: a hidden, focused <textarea> (the keyboard sink)
+//   receives it through beforeinput/compositionend. On touch devices a keyboard button focuses
+//   it to raise the on-screen keyboard (Backspace and Enter included, also as input events).
+//   The client's own shortcuts (Ctrl+Alt+Shift+…, shortcuts.js) are never forwarded. Browser
+//   shortcuts that a desktop user expects to reach the desktop (Tab, F1–F12, Ctrl+S, Ctrl+P,
+//   Backspace…) are prevented; the few a page cannot stop (Ctrl+W, Ctrl+T, Ctrl+N) are caught
+//   in fullscreen through Keyboard Lock where the browser offers it. Esc held leaves
+//   fullscreen/pointer lock (browser rule).
 // * The pointer is sent in video pixels (the <video> letterboxes with object-fit: contain, so
 //   the position is mapped through the displayed rectangle); with pointer lock, relative motion.
 // * Wheel deltas become hi-res units (120 = one notch) so trackpads scroll smoothly.
@@ -27,6 +33,7 @@
 
 import { encode, decodeHost, splitText, clipboardMessages, ClipboardAssembler } from './input-protocol.js';
 import { clientShortcut } from './shortcuts.js';
+import { keyAction, lockFlags, codeForKey } from './keyboard.js';
 
 const HEARTBEAT_MS = 1000;
 const RESIZE_DEBOUNCE_MS = 400;
@@ -37,10 +44,17 @@ const WHEEL_UNITS_PER_LINE = 40; // 3 lines per notch → 120 units
 const TOUCH_DRAG_PX = 8; // a finger moving further than this drags (button held)
 
 export class InputCapture extends EventTarget {
-  /** @param {HTMLVideoElement} video */
-  constructor(video) {
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {HTMLTextAreaElement} [sink] the keyboard sink: a hidden editable element that takes
+   *   the focus, so IMEs, on-screen keyboards and text insertion have somewhere to type
+   */
+  constructor(video, sink = null) {
     super();
     this.video = video;
+    this.sink = sink;
+    this.locksSent = null; // the lock flags last sent (null: none yet on this channel)
+    this.touchDevice = (navigator.maxTouchPoints ?? 0) > 0 || matchMedia('(any-pointer: coarse)').matches;
     this.channel = null;
     this.pressed = new Set(); // codes down
     this.buttons = new Set();
@@ -61,9 +75,11 @@ export class InputCapture extends EventTarget {
   /** Use this data channel (a new one after each reconnect). */
   attach(channel) {
     this.channel = channel;
+    this.locksSent = null;
     channel.binaryType = 'arraybuffer';
     channel.addEventListener('message', (ev) => this.onHostMessage(ev.data));
     this.requestResize();
+    if (!this.touchDevice && document.hasFocus()) this.focusSink();
   }
 
   /** Asks the desktop for the window's size in device pixels (the host applies it when its
@@ -120,10 +136,65 @@ export class InputCapture extends EventTarget {
 
   flushPasteKey() {
     if (!this.pasteKey) return;
-    const code = this.pasteKey;
+    const { code, bytes } = this.pasteKey;
     this.pasteKey = null;
-    const bytes = encode.keyDown(code);
     if (bytes && this.send(bytes)) this.pressed.add(code);
+  }
+
+  /** The message that presses a key as keyboard.js decides (null: nothing to press). */
+  keyDownBytes(ev, code) {
+    const action = keyAction({ ...pick(ev), code });
+    if (action.kind === 'keysym') return encode.keysymDown(code, action.keysym);
+    if (action.kind === 'code') return encode.keyDown(code);
+    return null;
+  }
+
+  /** Sends the lock state when it changed (after the key's own message). */
+  syncLocks(ev) {
+    const flags = lockFlags(ev);
+    if (flags === null || flags === this.locksSent) return;
+    if (this.send(encode.locks(flags))) this.locksSent = flags;
+  }
+
+  /** Taps a named key (Backspace, Enter…) for input events that come without key events. */
+  tapKey(code) {
+    if (this.pressed.has(code)) return;
+    this.send(encode.keyDown(code));
+    this.send(encode.keyUp(code));
+  }
+
+  /** Gives the keyboard sink the focus; `raise` also asks for the on-screen keyboard. */
+  focusSink(raise = false) {
+    const k = this.sink;
+    if (!k) return;
+    if (raise) k.inputMode = 'text';
+    if (document.activeElement !== k) k.focus({ preventScroll: true });
+  }
+
+  /** Text input without key events (IME, on-screen keyboards, dictation, insertText). */
+  onBeforeInput(ev) {
+    if (ev.isComposing || ev.inputType === 'insertCompositionText') return; // compositionend sends it
+    switch (ev.inputType) {
+      case 'insertText':
+      case 'insertReplacementText':
+        for (const part of ev.data ? splitText(ev.data) : []) this.send(encode.text(part));
+        break;
+      case 'insertLineBreak':
+      case 'insertParagraph':
+        this.tapKey('Enter');
+        break;
+      case 'deleteContentBackward':
+      case 'deleteWordBackward':
+        this.tapKey('Backspace');
+        break;
+      case 'deleteContentForward':
+      case 'deleteWordForward':
+        this.tapKey('Delete');
+        break;
+      default:
+        return; // a paste is handled by onPaste; anything else is left alone
+    }
+    ev.preventDefault();
   }
 
   send(bytes) {
@@ -171,7 +242,16 @@ export class InputCapture extends EventTarget {
     window.addEventListener('keyup', (ev) => this.onKey(ev, false), { capture: true });
     window.addEventListener('compositionend', (ev) => {
       for (const part of ev.data ? splitText(ev.data) : []) this.send(encode.text(part));
+      if (this.sink) setTimeout(() => { this.sink.value = ''; }, 0);
     });
+    if (this.sink) {
+      const k = this.sink;
+      k.addEventListener('beforeinput', (ev) => this.onBeforeInput(ev));
+      k.addEventListener('input', (ev) => { if (!ev.isComposing) k.value = ''; });
+      // On a touch device the on-screen keyboard comes up only from the keyboard button.
+      k.addEventListener('blur', () => { if (this.touchDevice) k.inputMode = 'none'; });
+      k.inputMode = this.touchDevice ? 'none' : 'text';
+    }
     window.addEventListener('blur', () => this.releaseAll());
     window.addEventListener('paste', (ev) => this.onPaste(ev));
     window.addEventListener('focus', () => {
@@ -186,6 +266,7 @@ export class InputCapture extends EventTarget {
 
     v.addEventListener('mousemove', (ev) => this.sendPointer(ev));
     v.addEventListener('mousedown', (ev) => {
+      if (!this.touchDevice) this.focusSink();
       if (!this.sendPointer(ev) && document.pointerLockElement !== v) return;
       ev.preventDefault();
       // Only a press that was sent is remembered, so no orphan release goes out later.
@@ -218,12 +299,14 @@ export class InputCapture extends EventTarget {
     if (clientShortcut(ev)) return; // app.js handles it
     if (ev.isComposing || ev.keyCode === 229) return; // IME: the result comes as text
     if (down && this.pendingClipboard !== null) this.writeClipboard(this.pendingClipboard);
+    // On-screen keyboards often give no code: a named key (Backspace, Enter) still has one.
+    const code = ev.code || codeForKey(ev.key) || '';
     if (down && isPasteShortcut(ev) && this.channel?.readyState === 'open' && !ev.repeat) {
       // Let the browser make its paste event (onPaste sends the text, then this key). If no
       // paste event comes (nothing to paste, or a browser without one), send the key anyway.
       ev.stopPropagation();
       this.flushPasteKey();
-      this.pasteKey = ev.code;
+      this.pasteKey = { code, bytes: this.keyDownBytes(ev, code) };
       setTimeout(() => this.flushPasteKey(), 0);
       return;
     }
@@ -233,20 +316,24 @@ export class InputCapture extends EventTarget {
     ev.stopPropagation();
     if (!this.channel || this.channel.readyState !== 'open') return;
     // The desktop's X server repeats held keys itself; the browser's repeats are not sent.
-    if (down && ev.repeat && this.pressed.has(ev.code)) return;
+    if (down && ev.repeat && this.pressed.has(code)) return;
     // macOS sends no keyup for keys released while Cmd is down: release them with Cmd.
-    if (!down && IS_MAC && (ev.code === 'MetaLeft' || ev.code === 'MetaRight')) {
-      for (const code of this.pressed) if (code !== ev.code) this.send(encode.keyUp(code));
+    if (!down && IS_MAC && (code === 'MetaLeft' || code === 'MetaRight')) {
+      for (const c of this.pressed) if (c !== code) this.send(encode.keyUp(c));
       this.pressed.clear();
     }
-    const bytes = down ? encode.keyDown(ev.code) : encode.keyUp(ev.code);
-    if (bytes) {
-      if (down) this.pressed.add(ev.code);
-      else this.pressed.delete(ev.code);
-      this.send(bytes);
-    } else if (down && ev.key.length > 0 && [...ev.key].length === 1) {
-      this.send(encode.text(ev.key)); // a key without a known code: send its character
+    if (down) {
+      const bytes = this.keyDownBytes(ev, code);
+      if (bytes) {
+        this.pressed.add(code);
+        this.send(bytes);
+      } else if (keyAction(ev).kind !== 'none' && ev.key.length > 0 && [...ev.key].length === 1) {
+        this.send(encode.text(ev.key)); // a key without a known code: send its character
+      }
+    } else if (this.pressed.delete(code)) {
+      this.send(encode.keyUp(code));
     }
+    this.syncLocks(ev);
   }
 
   onTouch(ev) {
@@ -305,6 +392,18 @@ function isPasteShortcut(ev) {
   if (ev.code === 'Insert') return ev.shiftKey && !ev.ctrlKey && !ev.altKey && !ev.metaKey;
   if (ev.code !== 'KeyV' || ev.altKey) return false;
   return IS_MAC ? ev.metaKey && !ev.ctrlKey : ev.ctrlKey && !ev.metaKey;
+}
+
+/** The fields of a KeyboardEvent that keyboard.js reads (a spread of the event copies none). */
+function pick(ev) {
+  return {
+    key: ev.key,
+    code: ev.code,
+    ctrlKey: ev.ctrlKey,
+    altKey: ev.altKey,
+    metaKey: ev.metaKey,
+    getModifierState: (k) => ev.getModifierState?.(k) ?? false,
+  };
 }
 
 function clamp16(v) {

@@ -14,6 +14,9 @@
 //   startProcess(cmd, args)               → { child, lines, waitLine(pred, ms), kill() }
 //   openConnected(browser, url, viewport)  → a page showing video with its input channel open
 //   clientPoint(page, x, y)                → client coordinates of video pixel (x, y)
+//   desktopWithXevents(t, size, setup)     → { url, xev, display }: `edgedesk up` on its own Xvfb
+//                                            (no WM, no app) with edgedesk-xevents covering it
+//   pressedChars(xev, n)                   → the first n characters of its key presses
 //
 // The page's test handle is documented at the top of app.js (window.edgedesk).
 
@@ -26,6 +29,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const CLIENT_WEB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The edgedesk binary under test (EDGEDESK_BIN, else the debug build) and the X test client. */
+export const EDGEDESK_BIN = process.env.EDGEDESK_BIN ?? path.resolve(CLIENT_WEB_DIR, '../target/debug/edgedesk');
+export const XEVENTS_BIN = path.join(path.dirname(EDGEDESK_BIN), 'edgedesk-xevents');
 export const CHROMIUM_PATH = process.env.EDGEDESK_CHROMIUM ?? '/usr/bin/chromium';
 export const CHROMIUM_ARGS = Object.freeze([
   '--headless',
@@ -233,4 +239,28 @@ export async function openConnected(browser, url, viewport, options = {}) {
   await waitForFrames(page, 1, 15000);
   await page.waitForFunction(() => window.edgedesk.inputChannel?.readyState === 'open', null, { timeout: 10000 });
   return page;
+}
+
+/** edgedesk on its own Xvfb (no WM, no app) with edgedesk-xevents covering it; returns both. */
+export async function desktopWithXevents(t, size = [640, 480], setup = () => {}) {
+  const server = startProcess(EDGEDESK_BIN, ['up', '--listen', '127.0.0.1:0', '--size', `${size[0]}x${size[1]}`, '--fps', '30', '--token', 'input-e2e', '--app', '', '--wm', '']);
+  t.after(server.kill);
+  const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
+  setup(display);
+  const xev = startProcess(XEVENTS_BIN, ['--display', display, '--rect', `0,0,${size[0]},${size[1]}`]);
+  t.after(xev.kill);
+  await xev.waitLine((l) => l === 'READY');
+  return { url, xev, display };
+}
+
+/** The characters the X client got from key presses, until `n` of them came. */
+export async function pressedChars(xev, n) {
+  const chars = [];
+  while (chars.length < n) {
+    const line = await xev.waitLine((l) => l.startsWith('key press '));
+    const text = line.split(' ').slice(4).join(' ');
+    if (text) chars.push(text);
+  }
+  return chars;
 }

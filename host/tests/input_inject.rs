@@ -488,3 +488,111 @@ fn dropping_the_injector_releases_everything() {
     assert_eq!(xe.query(&mut probe, "state"), "state 0x0");
     assert_eq!(keyboard_mapping(&d.name()), before);
 }
+
+/// Presses and releases the key that makes `keysym` (as the client's `keysymDown`/`keyUp`).
+fn keysym_tap(inj: &mut Injector, keysym: u32) {
+    let k = inj.keysym_press(keysym).unwrap();
+    inj.keycode_release(k).unwrap();
+}
+
+#[test]
+fn keysyms_type_what_the_clients_layout_made_on_a_us_keymap() {
+    let d = xvfb(640, 480);
+    let mut xe = XEvents::start(&d);
+    let mut inj = Injector::connect(&d.name()).unwrap();
+
+    // A German keyboard: Z and Y print z and y; Shift+2 prints " (US: Shift+'), Shift+7 prints
+    // / (US: no Shift: the user's Shift is let go around it); ö ä ü ß are not on the US keymap
+    // (spare keycodes); AltGr+Q prints @ (US: Shift+2, AltGr let go around it).
+    for c in "zy".chars() {
+        keysym_tap(&mut inj, u32::from(c));
+    }
+    inj.key("ShiftLeft", true).unwrap();
+    keysym_tap(&mut inj, u32::from('"'));
+    keysym_tap(&mut inj, u32::from('/'));
+    keysym_tap(&mut inj, u32::from('Z'));
+    inj.key("ShiftLeft", false).unwrap();
+    for c in "öäüß".chars() {
+        keysym_tap(&mut inj, u32::from(c));
+    }
+    let altgr = inj.keysym_press(0xfe03).unwrap(); // ISO_Level3_Shift
+    keysym_tap(&mut inj, u32::from('@'));
+    keysym_tap(&mut inj, u32::from('{'));
+    inj.keycode_release(altgr).unwrap();
+    keysym_tap(&mut inj, 0x0100_20ac); // €
+    let ev = xe.events(&mut inj);
+    assert_eq!(typed(&ev), "zy\"/Zöäüß@{€", "{ev:#?}");
+    // The user's Shift was released around '/' and pressed again after it.
+    let around_slash: Vec<&String> = ev
+        .iter()
+        .skip_while(|l| !l.contains(" 0x22 "))
+        .take_while(|l| !l.contains(" 0x5a "))
+        .collect();
+    assert!(
+        around_slash
+            .iter()
+            .any(|l| l.starts_with("key release 50 ")),
+        "{around_slash:#?}"
+    );
+    assert!(inj.pressed_keys().is_empty(), "{:?}", inj.pressed_keys());
+    assert_eq!(xe.query(&mut inj, "keys"), "keys");
+
+    // Ctrl stays held: Ctrl+z is Control and the key of z.
+    inj.key("ControlLeft", true).unwrap();
+    keysym_tap(&mut inj, u32::from('z'));
+    inj.key("ControlLeft", false).unwrap();
+    let ev = xe.events(&mut inj);
+    assert_eq!(
+        ev.iter()
+            .filter(|l| l.starts_with("key press "))
+            .map(|l| l.split(' ').nth(2).unwrap())
+            .collect::<Vec<_>>(),
+        ["37", "52"],
+        "{ev:#?}"
+    );
+}
+
+#[test]
+fn keysyms_follow_caps_lock_and_locks_follow_the_client() {
+    let d = xvfb(640, 480);
+    let mut xe = XEvents::start(&d);
+    let mut inj = Injector::connect(&d.name()).unwrap();
+
+    // The client says Caps Lock is on: the desktop's turns on (Lock is bit 0x2).
+    assert!(inj.set_locks(true, false).unwrap());
+    assert!(
+        !inj.set_locks(true, false).unwrap(),
+        "already on: nothing to tap"
+    );
+    let state = xe.query(&mut inj, "state");
+    let mask = u32::from_str_radix(state.trim_start_matches("state 0x"), 16).unwrap();
+    assert_eq!(mask & 0x2, 0x2, "{state}");
+    // With Caps Lock on, 'A' is the a key without Shift and 'a' the a key with Shift; the
+    // spare-typed 'ö' keeps its case.
+    for ks in [
+        u32::from('A'),
+        u32::from('a'),
+        u32::from('ö'),
+        u32::from('1'),
+    ] {
+        keysym_tap(&mut inj, ks);
+    }
+    let ev = xe.events(&mut inj);
+    assert_eq!(typed(&ev), "Aaö1", "{ev:#?}");
+    // Off again; Num Lock on (Mod2, 0x10) and a keypad digit.
+    inj.set_locks(false, true).unwrap();
+    keysym_tap(&mut inj, 0xffb1); // KP_1
+    inj.set_locks(false, false).unwrap();
+    keysym_tap(&mut inj, 0xffb2); // KP_2, Num Lock off: Shift around it
+    let ev = xe.events(&mut inj);
+    let keypad: Vec<&str> = ev
+        .iter()
+        .filter(|l| l.starts_with("key press ") && !l.starts_with("key press 50 "))
+        .filter_map(|l| l.split(' ').nth(3))
+        .filter(|ks| ks.starts_with("0xffb"))
+        .collect();
+    assert_eq!(keypad, ["0xffb1", "0xffb2"], "{ev:#?}");
+    let state = xe.query(&mut inj, "state");
+    assert_eq!(state, "state 0x0");
+    assert!(inj.pressed_keys().is_empty());
+}

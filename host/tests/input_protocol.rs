@@ -183,6 +183,10 @@ fn client_json(msg: &ClientMessage) -> Value {
         ClientMessage::KeyDown { key } | ClientMessage::KeyUp { key } => {
             json!({"type": t, "code": key.code()})
         }
+        ClientMessage::KeysymDown { key, keysym } => {
+            json!({"type": t, "code": key.code(), "keysym": keysym})
+        }
+        ClientMessage::Locks { flags } => json!({"type": t, "flags": flags}),
         ClientMessage::Text { text }
         | ClientMessage::Clipboard { text }
         | ClientMessage::ClipboardPart { text } => {

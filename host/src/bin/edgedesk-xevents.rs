@@ -20,8 +20,9 @@
 //!
 //! The keysym is looked up without Xlib: the core mapping (`GetKeyboardMapping`, refreshed on
 //! `MappingNotify`), column 1 with Shift in the event's state (column 0 when that is empty),
-//! else column 0; with Mod5 (AltGr) columns 4/5 (XKB's levels 3/4). Lock and group modifiers
-//! are not interpreted.
+//! else column 0; with Mod5 (AltGr) columns 4/5 (XKB's levels 3/4). Lock swaps columns 0/1 of
+//! a letter's case pair (XKB's ALPHABETIC type), Mod2 (Num Lock) those of a keypad key; group
+//! modifiers are not interpreted.
 //!
 //! stdin takes one command per line; its reply comes after every event the server had sent
 //! before it (the command travels as a ClientMessage through the server):
@@ -140,7 +141,12 @@ impl Keymap {
         let i = usize::from(keycode.saturating_sub(self.min)) * self.per;
         let row = self.syms.get(i..i + self.per).unwrap_or(&[]);
         let col = |n: usize| row.get(n).copied().unwrap_or(0);
-        let shift = state.contains(KeyButMask::SHIFT);
+        // Caps Lock swaps the levels of a letter's lower/upper case pair, as XKB's
+        // ALPHABETIC type does; other keys ignore it.
+        // Num Lock (Mod2 in XKB's default modifier map) does the same on keypad keys.
+        let lock = state.contains(KeyButMask::LOCK) && is_case_pair(col(0), col(1));
+        let num = state.contains(KeyButMask::MOD2) && (0xff80..=0xffbd).contains(&col(1));
+        let shift = state.contains(KeyButMask::SHIFT) != (lock || num);
         // AltGr (ISO_Level3_Shift, on Mod5 in XKB's default modifier map): levels 3 and 4,
         // which XKB puts in core columns 4 and 5.
         if state.contains(KeyButMask::MOD5) && col(4) != 0 {
@@ -155,6 +161,12 @@ impl Keymap {
             col(0)
         }
     }
+}
+
+/// Whether two keysyms are one letter in lower and upper case.
+fn is_case_pair(lower: Keysym, upper: Keysym) -> bool {
+    let (l, u) = (keysym_text(lower), keysym_text(upper));
+    !l.is_empty() && l != u && l.to_uppercase() == u
 }
 
 /// The printable character of a Latin-1 or Unicode keysym, if any.

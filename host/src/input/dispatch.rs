@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::inject::{InjectError, Injector};
-use super::protocol::{ClientMessage, TouchPhase};
+use super::protocol::{ClientMessage, TouchPhase, LOCK_CAPS, LOCK_NUM};
 
 /// A viewer holding keys or buttons that sends nothing for this long gets them released.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -158,12 +158,28 @@ impl Drop for InputDispatcher {
     }
 }
 
+/// How a viewer's key is held: as its physical key, or as the keycode a keysym was typed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Physical,
+    Keycode(u8),
+}
+
 /// What one viewer holds down on the X server, so that exactly that can be released.
 #[derive(Default)]
 struct ViewerState {
     last_seen: Option<Instant>,
-    keys: HashSet<&'static str>,
+    /// By `KeyboardEvent.code`.
+    keys: HashMap<&'static str, Held>,
     buttons: HashSet<u8>,
+}
+
+/// Lets go of one held key.
+fn release_key(inj: &mut Injector, code: &str, held: Held) -> Result<(), InjectError> {
+    match held {
+        Held::Physical => inj.key(code, false),
+        Held::Keycode(k) => inj.keycode_release(k),
+    }
 }
 
 impl ViewerState {
@@ -202,7 +218,10 @@ fn run(
                 // When it arrived, not when it was dequeued: a backlog must not make an
                 // active viewer look silent.
                 state.last_seen = Some(received);
-                if matches!(msg, ClientMessage::Text { .. }) {
+                if matches!(
+                    msg,
+                    ClientMessage::Text { .. } | ClientMessage::KeysymDown { .. }
+                ) {
                     last_text = Some(Instant::now());
                 }
                 if matches!(msg, ClientMessage::Wheel { .. }) {
@@ -266,8 +285,8 @@ fn release(
     }
     stats.releases.fetch_add(1, Ordering::Relaxed);
     let mut result = Ok(());
-    for code in state.keys.drain() {
-        result = result.and(inj.key(code, false));
+    for (code, held) in state.keys.drain() {
+        result = result.and(release_key(inj, code, held));
     }
     for b in state.buttons.drain() {
         result = result.and(inj.button(b, false));
@@ -289,16 +308,36 @@ fn apply(
 ) -> Result<bool, InjectError> {
     match msg {
         ClientMessage::KeyDown { key } => {
-            if !state.keys.insert(key.code()) {
+            if state.keys.contains_key(key.code()) {
                 return Ok(false);
             }
+            state.keys.insert(key.code(), Held::Physical);
             inj.key(key.code(), true)?;
         }
-        ClientMessage::KeyUp { key } => {
-            if !state.keys.remove(key.code()) {
+        ClientMessage::KeysymDown { key, keysym } => {
+            if state.keys.contains_key(key.code()) {
                 return Ok(false);
             }
-            inj.key(key.code(), false)?;
+            let held = match inj.keysym_press(*keysym) {
+                Ok(k) => Held::Keycode(k),
+                // A modifier the desktop's keymap lacks (AltGr on a keymap without Level 3):
+                // the physical key is the best guess.
+                Err(InjectError::NotInKeymap(_)) => {
+                    inj.key(key.code(), true)?;
+                    Held::Physical
+                }
+                Err(e) => return Err(e),
+            };
+            state.keys.insert(key.code(), held);
+        }
+        ClientMessage::KeyUp { key } => {
+            let Some(held) = state.keys.remove(key.code()) else {
+                return Ok(false);
+            };
+            release_key(inj, key.code(), held)?;
+        }
+        ClientMessage::Locks { flags } => {
+            inj.set_locks(flags & LOCK_CAPS != 0, flags & LOCK_NUM != 0)?;
         }
         ClientMessage::Text { text } => inj.text(text)?,
         ClientMessage::PointerAbs {
@@ -357,8 +396,8 @@ fn apply(
             moved?;
         }
         ClientMessage::ReleaseAll => {
-            for code in state.keys.drain() {
-                inj.key(code, false)?;
+            for (code, held) in state.keys.drain() {
+                release_key(inj, code, held)?;
             }
             for b in state.buttons.drain() {
                 inj.button(b, false)?;

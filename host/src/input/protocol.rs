@@ -16,6 +16,8 @@
 //! | `0x01` | `keyDown`    | `code: u16`                                                  | physical key pressed; index into [`KEY_CODES`] (`KeyboardEvent.code`) |
 //! | `0x02` | `keyUp`      | `code: u16`                                                  | physical key released |
 //! | `0x03` | `text`       | `text: str16`                                                | characters to type as they are (IME, compose, characters the keymap lacks); at most [`Limits::max_text_bytes`] |
+//! | `0x04` | `keysymDown` | `code: u16, keysym: u32`                                     | the key `code` was pressed and makes X keysym `keysym` (1..=0x1fffffff) in the *client's* layout; the host types that keysym and holds it until `keyUp` of `code` |
+//! | `0x05` | `locks`      | `flags: u8`                                                  | the client's lock keys: bit 0 Caps Lock, bit 1 Num Lock (other bits 0); the host makes the desktop's locks match |
 //! | `0x10` | `pointerAbs` | `x: u16, y: u16, width: u16, height: u16`                    | pointer at (x, y) of a `width`×`height` video; `x < width`, `y < height` |
 //! | `0x11` | `pointerRel` | `dx: i16, dy: i16`                                           | relative motion (pointer lock); + is right/down |
 //! | `0x12` | `buttonDown` | `button: u8`                                                 | 0 left, 1 middle, 2 right, 3 back, 4 forward (as `MouseEvent.button`) |
@@ -69,12 +71,20 @@ pub const CLIPBOARD_PART_BYTES: usize = 60 * 1024;
 /// Wheel units in one notch of a classic mouse wheel (like Windows' `WHEEL_DELTA`); smaller
 /// deltas from trackpads accumulate on the host.
 pub const WHEEL_NOTCH: i16 = 120;
+/// `locks` flag: Caps Lock is on.
+pub const LOCK_CAPS: u8 = 1;
+/// `locks` flag: Num Lock is on.
+pub const LOCK_NUM: u8 = 2;
+/// The largest X keysym (keysyms are 29-bit values).
+pub const MAX_KEYSYM: u32 = 0x1fff_ffff;
 
 /// Opcodes, as in the table at the top of this module.
 pub mod op {
     pub const KEY_DOWN: u8 = 0x01;
     pub const KEY_UP: u8 = 0x02;
     pub const TEXT: u8 = 0x03;
+    pub const KEYSYM_DOWN: u8 = 0x04;
+    pub const LOCKS: u8 = 0x05;
     pub const POINTER_ABS: u8 = 0x10;
     pub const POINTER_REL: u8 = 0x11;
     pub const BUTTON_DOWN: u8 = 0x12;
@@ -326,6 +336,15 @@ pub enum ClientMessage {
     Text {
         text: String,
     },
+    /// A key that makes `keysym` in the client's layout (see the table).
+    KeysymDown {
+        key: KeyCode,
+        keysym: u32,
+    },
+    /// The client's lock state ([`LOCK_CAPS`], [`LOCK_NUM`]).
+    Locks {
+        flags: u8,
+    },
     PointerAbs {
         x: u16,
         y: u16,
@@ -448,6 +467,8 @@ impl ClientMessage {
             Self::KeyDown { .. } => op::KEY_DOWN,
             Self::KeyUp { .. } => op::KEY_UP,
             Self::Text { .. } => op::TEXT,
+            Self::KeysymDown { .. } => op::KEYSYM_DOWN,
+            Self::Locks { .. } => op::LOCKS,
             Self::PointerAbs { .. } => op::POINTER_ABS,
             Self::PointerRel { .. } => op::POINTER_REL,
             Self::ButtonDown { .. } => op::BUTTON_DOWN,
@@ -469,6 +490,8 @@ impl ClientMessage {
             Self::KeyDown { .. } => "keyDown",
             Self::KeyUp { .. } => "keyUp",
             Self::Text { .. } => "text",
+            Self::KeysymDown { .. } => "keysymDown",
+            Self::Locks { .. } => "locks",
             Self::PointerAbs { .. } => "pointerAbs",
             Self::PointerRel { .. } => "pointerRel",
             Self::ButtonDown { .. } => "buttonDown",
@@ -503,6 +526,15 @@ impl ClientMessage {
                 Ok(())
             }
             Self::Text { text } => put_str16(out, text),
+            Self::KeysymDown { key, keysym } => {
+                put_u16(out, key.index());
+                out.extend_from_slice(&keysym.to_le_bytes());
+                Ok(())
+            }
+            Self::Locks { flags } => {
+                out.push(*flags);
+                Ok(())
+            }
             Self::PointerAbs {
                 x,
                 y,
@@ -582,6 +614,8 @@ impl ClientMessage {
                 nonzero(dpr_percent, "dprPercent")
             }
             Self::Ping { client_time, .. } => finite(client_time, "clientTime"),
+            Self::KeysymDown { keysym, .. } if keysym == 0 || keysym > MAX_KEYSYM => Err("keysym"),
+            Self::Locks { flags } if flags & !(LOCK_CAPS | LOCK_NUM) != 0 => Err("flags"),
             _ => Ok(()),
         }
     }
@@ -684,6 +718,17 @@ pub fn decode_client(buf: &[u8], limits: &Limits) -> Result<ClientMessage, Decod
         op::TEXT => ClientMessage::Text {
             text: r.str16(limits.max_text_bytes)?,
         },
+        op::KEYSYM_DOWN => {
+            r.exact(6)?;
+            ClientMessage::KeysymDown {
+                key: r.key()?,
+                keysym: r.u32()?,
+            }
+        }
+        op::LOCKS => {
+            r.exact(1)?;
+            ClientMessage::Locks { flags: r.u8()? }
+        }
         op::POINTER_ABS => {
             r.exact(8)?;
             ClientMessage::PointerAbs {
@@ -1064,6 +1109,18 @@ mod tests {
             },
             ClientMessage::Text {
                 text: String::new(),
+            },
+            ClientMessage::KeysymDown {
+                key: key("KeyY"),
+                keysym: 0x7a,
+            },
+            ClientMessage::KeysymDown {
+                key: key("Digit2"),
+                keysym: MAX_KEYSYM,
+            },
+            ClientMessage::Locks { flags: 0 },
+            ClientMessage::Locks {
+                flags: LOCK_CAPS | LOCK_NUM,
             },
             ClientMessage::PointerAbs {
                 x: 1919,

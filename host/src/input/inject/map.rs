@@ -28,12 +28,18 @@ impl Spares {
         self.slots.iter().position(|s| s.keysym == Some(keysym))
     }
 
-    /// The slot to remap next: a free one, else the least recently used.
-    pub(super) fn victim(&self) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.keysym.is_none())
-            .or_else(|| (0..self.slots.len()).min_by_key(|&i| self.slots[i].last_used))
+    /// The slot to remap next: a free one, else the least recently used; never one whose
+    /// keycode `held` says is down.
+    pub(super) fn victim(&self, held: impl Fn(Keycode) -> bool) -> Option<usize> {
+        let free = |i: &usize| !held(self.slots[*i].keycode);
+        (0..self.slots.len())
+            .filter(free)
+            .find(|&i| self.slots[i].keysym.is_none())
+            .or_else(|| {
+                (0..self.slots.len())
+                    .filter(free)
+                    .min_by_key(|&i| self.slots[i].last_used)
+            })
     }
 
     pub(super) fn in_use(&self) -> usize {
@@ -133,10 +139,10 @@ mod tests {
                 })
                 .collect(),
         };
-        assert_eq!(s.victim(), Some(0));
+        assert_eq!(s.victim(|_| false), Some(0));
         s.slots[0].keysym = Some(1);
         s.slots[0].last_used = Some(t0 + Duration::from_millis(5));
-        assert_eq!(s.victim(), Some(1));
+        assert_eq!(s.victim(|_| false), Some(1));
         s.slots[1].keysym = Some(2);
         s.slots[1].last_used = Some(t0 + Duration::from_millis(1));
         s.slots[2].keysym = Some(3);
@@ -145,7 +151,10 @@ mod tests {
         assert_eq!(s.find(4), None);
         assert_eq!(s.in_use(), 3);
         // All taken: the least recently used goes.
-        assert_eq!(s.victim(), Some(1));
-        assert_eq!(Spares::default().victim(), None);
+        assert_eq!(s.victim(|_| false), Some(1));
+        // A held spare is never taken.
+        assert_eq!(s.victim(|k| k == 249), Some(0));
+        assert_eq!(s.victim(|_| true), None);
+        assert_eq!(Spares::default().victim(|_| false), None);
     }
 }

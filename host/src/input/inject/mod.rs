@@ -57,8 +57,11 @@ use x11rb::x11_utils::X11Error;
 
 use super::keymap;
 
+mod keysym;
 mod map;
 
+pub use keysym::is_modifier_keysym;
+use keysym::{XK_ISO_LEVEL3_SHIFT, XK_MODE_SWITCH, XK_NUM_LOCK};
 use map::{has_case, KeyboardMap, Spare, Spares};
 
 /// Hi-res wheel units per notch (the browser's `WheelEvent` in pixels, normalised by the
@@ -113,6 +116,12 @@ pub enum InjectError {
     /// A control character in text (other than newline and tab).
     #[error("cannot type control character U+{:04X}", u32::from(*.0))]
     UnsupportedChar(char),
+    /// A modifier keysym that no key of the keymap makes (modifiers cannot go on spares).
+    #[error("keysym {0:#x} is a modifier the keymap lacks")]
+    NotInKeymap(Keysym),
+    /// A keysym the keymap lacks, and every spare keycode is held down.
+    #[error("cannot press keysym {0:#x}: it is not in the keymap and every spare keycode is held")]
+    NoSpareForKeysym(Keysym),
     /// The keymap has no spare keycode to remap for a character it lacks.
     #[error("cannot type U+{:04X}: it is not in the keymap and there is no spare keycode to remap", u32::from(*.0))]
     NoSpareKeycode(char),
@@ -217,6 +226,19 @@ impl WheelAccumulator {
     }
 }
 
+/// The modifier keys that change levels and locks, from the modifier mapping.
+#[derive(Debug, Default, Clone)]
+struct ModKeys {
+    /// The Num_Lock key and its modifier bit.
+    num_lock: Option<(Keycode, u16)>,
+    /// An `ISO_Level3_Shift` key and its modifier bit (AltGr).
+    level3: Option<(Keycode, u16)>,
+    /// Every key that is a Shift modifier.
+    shifts: Vec<Keycode>,
+    /// Every key that is `ISO_Level3_Shift` or `Mode_switch`.
+    level3_keys: Vec<Keycode>,
+}
+
 /// Injects keyboard and pointer input into one X display through XTest (see the module docs).
 pub struct Injector {
     conn: RustConnection,
@@ -230,6 +252,7 @@ pub struct Injector {
     map_stale: bool,
     shift_keycode: Option<Keycode>,
     caps_lock_keycode: Option<Keycode>,
+    mods: ModKeys,
     modifier_keycodes: BTreeSet<Keycode>,
     /// Keycodes the `code` table can produce (never used as spares).
     table_keycodes: BTreeSet<Keycode>,
@@ -305,6 +328,7 @@ impl Injector {
             map_stale: true,
             shift_keycode: None,
             caps_lock_keycode: None,
+            mods: ModKeys::default(),
             modifier_keycodes: BTreeSet::new(),
             table_keycodes,
             spares: Spares::default(),
@@ -532,6 +556,9 @@ impl Injector {
                 continue;
             };
             let keycode = self.spares.slots[i].keycode;
+            if self.pressed_keys.contains(&keycode) {
+                continue; // a key held by keysym: restored once released and idle again
+            }
             match self.set_keysym(keycode, NO_SYMBOL) {
                 Ok(()) => {
                     tracing::trace!(keycode, keysym, "spare keycode restored");
@@ -713,6 +740,25 @@ impl Injector {
         self.caps_lock_keycode = of(1)
             .into_iter()
             .find(|&k| self.map.levels(k).0 == XK_CAPS_LOCK);
+        let mut mods = ModKeys::default();
+        for m in 0..8 {
+            for k in of(m) {
+                let mask = 1u16 << m;
+                match self.map.levels(k).0 {
+                    XK_SHIFT_L | XK_SHIFT_R => mods.shifts.push(k),
+                    XK_NUM_LOCK => {
+                        mods.num_lock.get_or_insert((k, mask));
+                    }
+                    XK_ISO_LEVEL3_SHIFT => {
+                        mods.level3.get_or_insert((k, mask));
+                        mods.level3_keys.push(k);
+                    }
+                    XK_MODE_SWITCH => mods.level3_keys.push(k),
+                    _ => {}
+                }
+            }
+        }
+        self.mods = mods;
         self.modifier_keycodes = modmap
             .keycodes
             .iter()
@@ -799,7 +845,22 @@ impl Injector {
                 return tapped;
             }
         }
-        let i = self.spares.victim().ok_or(InjectError::NoSpareKeycode(c))?;
+        let i = self
+            .spare_for(keysym)?
+            .ok_or(InjectError::NoSpareKeycode(c))?;
+        self.tap_spare(i)
+    }
+
+    /// The spare slot carrying `keysym`, remapping the least recently used free one if none
+    /// does (never one that is held down); `None` when every spare is held.
+    fn spare_for(&mut self, keysym: Keysym) -> Result<Option<usize>, InjectError> {
+        if let Some(i) = self.spares.find(keysym) {
+            return Ok(Some(i));
+        }
+        let held = &self.pressed_keys;
+        let Some(i) = self.spares.victim(|k| held.contains(&k)) else {
+            return Ok(None);
+        };
         if let Some(last) = self.spares.slots[i].last_used {
             let since = last.elapsed();
             if self.spares.slots[i].keysym.is_some() && since < SPARE_REUSE_GUARD {
@@ -813,7 +874,7 @@ impl Injector {
         self.set_keysym(keycode, keysym)?;
         tracing::trace!(keycode, keysym, "spare keycode remapped");
         self.spares.slots[i].keysym = Some(keysym);
-        self.tap_spare(i)
+        Ok(Some(i))
     }
 
     fn tap_spare(&mut self, i: usize) -> Result<(), InjectError> {
