@@ -399,7 +399,7 @@ function pool(results) {
   out.receivedToDisplayed = summary(series.browserSide);
   out.processingDurationMs = summary(series.processing);
   const mean = (f) => results.map(f).reduce((a, b) => a + b, 0) / results.length;
-  for (const k of ['callbacksPerSecond', 'presentedFps', 'distinctCodesPerSecond', 'shownOfDrawn']) out[k] = mean((r) => r[k]);
+  for (const k of ['callbacksPerSecond', 'presentedFps', 'distinctCodesPerSecond', 'shownOfDrawn', 'shownFpsUpperBound', 'replacedPerSecond', 'mainThreadSkipsPerSecond']) out[k] = mean((r) => r[k]);
   for (const k of ['callbacks', 'codesRead', 'distinctCodesShown', 'drawnInWindow', 'unknownCodes']) out[k] = results.reduce((a, r) => a + r[k], 0);
   for (const k of Object.keys(out.chromium)) {
     if (typeof out.chromium[k] === 'number') out.chromium[k] = mean((r) => r.chromium[k]);
@@ -561,6 +561,21 @@ function analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1
   const m1 = toMono(t1);
   const drawnInWindow = [...drawn.entries()].filter(([, t]) => t >= m0 - 30 && t <= m1 - 30).map(([c]) => c);
   const shownInWindow = drawnInWindow.filter((c) => seen.has(c)).length;
+  // Between two callbacks `k` rendering steps passed (Δnow in frame intervals) and `dp` frames
+  // were presented to the compositor: more frames than steps means dp − k of them were replaced
+  // before any step showed them (surely not displayed: two arrivals in one interval). Fewer
+  // callbacks than steps (main thread late) hides frames from rVFC that the compositor may
+  // still have shown, so the frames shown lie between the distinct codes seen and
+  // presented − surely lost.
+  let surelyLost = 0;
+  let mainSkips = 0;
+  const interval = 1000 / 60;
+  for (let i = 1; i < window.length; i++) {
+    const dp = window[i].presentedFrames - window[i - 1].presentedFrames;
+    const k = Math.max(1, Math.round((window[i].now - window[i - 1].now) / interval));
+    surelyLost += Math.max(0, dp - k);
+    if (k > 1 && dp > 1) mainSkips += Math.min(dp, k) - 1;
+  }
   const presented = window.length
     ? (window[window.length - 1].presentedFrames - window[0].presentedFrames) / seconds
     : 0;
@@ -587,6 +602,9 @@ function analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1
     callbacks: window.length,
     callbacksPerSecond: window.length / seconds,
     presentedFps: presented,
+    shownFpsUpperBound: presented - surelyLost / seconds,
+    replacedPerSecond: surelyLost / seconds,
+    mainThreadSkipsPerSecond: mainSkips / seconds,
     codesRead: read.length,
     distinctCodesShown: seen.size,
     distinctCodesPerSecond: seen.size / seconds,
@@ -637,6 +655,7 @@ function printReport(r) {
   g('  drawn → received (host+net)', r.drawnToReceived);
   g('  received → displayed (browser)', r.receivedToDisplayed);
   g('  rVFC processingDuration', r.processingDurationMs);
+  console.log(`shown fps between ${f1(r.distinctCodesPerSecond)} (distinct codes in rVFC) and ${f1(r.shownFpsUpperBound)} (presented − replaced unseen: ${f1(r.replacedPerSecond)}/s; main-thread rendering steps missed ${f1(r.mainThreadSkipsPerSecond)}/s)`);
   console.log(`presented fps ${f1(r.presentedFps)} (rVFC callbacks ${f1(r.callbacksPerSecond)}/s, distinct codes shown ${f1(r.distinctCodesPerSecond)}/s, ${(r.shownOfDrawn * 100).toFixed(1)} % of drawn codes shown)`);
   console.log(`chromium per frame: jitter buffer ${f1(c.jitterBufferDelayMsPerFrame)} ms (target ${f1(c.jitterBufferTargetDelayMsPerFrame)}, minimum ${f1(c.jitterBufferMinimumDelayMsPerFrame)}), processing ${f1(c.processingDelayMsPerFrame)} ms, decode ${f1(c.decodeMsPerFrame)} ms, assembly ${f1(c.assemblyMsPerFrame)} ms`);
   console.log(`chromium: ${f1(c.decodedFps)} decoded fps, received ${c.framesReceived}, decoded ${c.framesDecoded}, dropped ${c.framesDropped}, freezes ${c.freezes}, lost ${c.packetsLost}, nacks ${c.nacks}, plis ${c.plis}, ${f1(c.mbps)} Mbit/s, ${c.frame} ${c.decoder ?? ''}`);
