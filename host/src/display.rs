@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use x11rb::connection::{Connection, RequestConnection};
@@ -71,6 +71,30 @@ impl DisplayKind {
         }
     }
 
+    /// Whether this machine can start this kind: `Err` says what is missing.
+    pub fn available(self) -> Result<(), String> {
+        let on_path = |p: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(p).is_file()))
+        };
+        match self {
+            DisplayKind::Xvfb if on_path("Xvfb") => Ok(()),
+            DisplayKind::Xvfb => Err(format!("Xvfb is not installed ({})", self.install_hint())),
+            DisplayKind::XorgDummy => {
+                let xorg = XORG_PATHS.iter().any(|p| Path::new(p).exists()) || on_path("Xorg");
+                let driver = Path::new(DUMMY_DRIVER).exists();
+                match (xorg, driver) {
+                    (true, true) => Ok(()),
+                    (false, _) => Err(format!("Xorg is not installed ({})", self.install_hint())),
+                    (true, false) => Err(format!(
+                        "the Xorg dummy driver ({DUMMY_DRIVER}) is not installed ({})",
+                        self.install_hint()
+                    )),
+                }
+            }
+        }
+    }
+
     fn install_hint(self) -> &'static str {
         match self {
             DisplayKind::Xvfb => "apt-get install xvfb",
@@ -80,6 +104,11 @@ impl DisplayKind {
         }
     }
 }
+
+/// Where Debian (and others) put the Xorg server binary.
+const XORG_PATHS: [&str; 2] = ["/usr/lib/xorg/Xorg", "/usr/libexec/Xorg"];
+/// The dummy video driver (`xserver-xorg-video-dummy`).
+const DUMMY_DRIVER: &str = "/usr/lib/xorg/modules/drivers/dummy_drv.so";
 
 /// How to start a [`VirtualDisplay`].
 #[derive(Debug, Clone)]
@@ -454,7 +483,7 @@ impl VirtualDisplay {
                 let config = dir.join("xorg.conf");
                 fs::write(&config, dummy_config(opts.width, opts.height))
                     .map_err(io_err(format!("cannot write {}", config.display())))?;
-                let xorg = ["/usr/lib/xorg/Xorg", "/usr/libexec/Xorg"]
+                let xorg = XORG_PATHS
                     .into_iter()
                     .find(|p| Path::new(p).exists())
                     .unwrap_or("Xorg");
@@ -468,12 +497,12 @@ impl VirtualDisplay {
             }
         };
         // The server stays in our process group, so whoever stops this process's group stops
-        // the server too.
+        // the server too; and it gets SIGTERM if this process dies (even by SIGKILL).
         cmd.stdin(Stdio::null())
             .stdout(output)
             .stderr(output_err)
             .env_remove("DISPLAY");
-        let server = cmd.spawn().map_err(|source| DisplayError::Spawn {
+        let server = spawn_tied(&mut cmd).map_err(|source| DisplayError::Spawn {
             program: program.to_owned(),
             hint: opts.kind.install_hint(),
             source,
@@ -599,6 +628,12 @@ impl VirtualDisplay {
         (self.width, self.height)
     }
 
+    /// The display's private directory (mode 0700; removed with the display): for config
+    /// files of what runs on it.
+    pub fn private_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The server's process id.
     pub fn server_pid(&self) -> u32 {
         self.server.id()
@@ -626,16 +661,14 @@ impl VirtualDisplay {
     /// display is dropped, the app's whole process group is stopped and the app is reaped if
     /// the caller has not done so (a later `Child::wait` then reports `ECHILD`).
     pub fn spawn_command(&self, cmd: &mut Command) -> Result<Child, DisplayError> {
-        let child = cmd
-            .env("DISPLAY", self.name())
+        cmd.env("DISPLAY", self.name())
             .env_remove("WAYLAND_DISPLAY")
-            .process_group(0)
-            .spawn()
-            .map_err(|source| DisplayError::App {
-                program: cmd.get_program().to_string_lossy().into_owned(),
-                display: self.number,
-                source,
-            })?;
+            .process_group(0);
+        let child = spawn_tied(cmd).map_err(|source| DisplayError::App {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            display: self.number,
+            source,
+        })?;
         self.apps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -710,6 +743,68 @@ impl VirtualDisplay {
 }
 
 /// The server shares our process group, so it is signalled by pid.
+/// Spawns `cmd` so that it gets SIGTERM when this process dies, even by SIGKILL: a `kill -9`
+/// of edgedesk leaves no X server (nor app) behind, because the kernel delivers the signal and
+/// no cleanup code of ours has to run (`PR_SET_PDEATHSIG`).
+///
+/// Linux sends that signal when the *thread* that forked the child exits, not the process; so
+/// every such child is forked by one spawner thread that lives as long as the process (a
+/// display started from a short-lived thread, such as a blocking task, must not die with it).
+pub(crate) fn spawn_tied(cmd: &mut Command) -> io::Result<Child> {
+    type Reply = mpsc::Sender<(Command, io::Result<Child>)>;
+    static SPAWNER: OnceLock<mpsc::Sender<(Command, Reply)>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<(Command, Reply)>();
+        std::thread::Builder::new()
+            .name("edgedesk-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let child = spawn_dying_with_parent(&mut cmd);
+                    let _ = reply.send((cmd, child));
+                }
+            })
+            .expect("starting the spawner thread");
+        tx
+    });
+    let (reply, answer) = mpsc::channel();
+    let taken = std::mem::replace(cmd, Command::new("true"));
+    spawner
+        .send((taken, reply))
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    let (back, child) = answer
+        .recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    *cmd = back;
+    child
+}
+
+fn spawn_dying_with_parent(cmd: &mut Command) -> io::Result<Child> {
+    // SAFETY: getpid(2) has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
+    // functions (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then nobody will signal us.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 fn signal_group_or_pid(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
