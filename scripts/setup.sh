@@ -2,7 +2,7 @@
 # Installs what edgedesk needs on Debian 12, and only what is missing (idempotent, quiet when
 # nothing is to do):
 #   - apt packages for building (FFmpeg dev libraries, clang for bindgen, nasm, cmake) and for
-#     running and testing (ffmpeg, Xvfb, Xorg dummy driver, openbox, xterm, Chromium, fonts);
+#     running and testing (ffmpeg, Xvfb, Xorg dummy driver, openbox, tint2, xterm, Chromium, fonts);
 #   - client-web's node packages (`npm ci`, when node_modules is missing or the lockfile changed);
 #   - checks that a Rust toolchain (cargo) new enough for the workspace is on PATH.
 # Runs as root, or as a user with sudo (apt only; npm runs as the calling user).
@@ -15,7 +15,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 build_pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libavdevice-dev libavfilter-dev libswresample-dev nasm cmake)
-runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox chromium fonts-dejavu-core
+runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox tint2 chromium fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy)
 node_min_major=20
 

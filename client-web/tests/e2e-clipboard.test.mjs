@@ -29,7 +29,7 @@ async function desktopClipboard(xev) {
 
 test('copy on the desktop, paste in the browser, and the other way round', async (t) => {
   const token = 'clipboard-e2e-token';
-  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '640x480', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
+  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '640x480', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);

@@ -43,7 +43,7 @@ after(async () => browser?.close());
 
 test('keyboard, mouse, wheel and text reach a real X client exactly; nothing stays pressed', async (t) => {
   const token = 'input-e2e-token';
-  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
+  const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);

@@ -1,7 +1,8 @@
 // tests/e2e-resize.test.mjs — the desktop follows the browser window: with a resizable display
 // (`--display-kind xorg`: Xorg + dummy driver) the client asks for its window size on connect
 // and after the window changes; the X screen is resized through RandR and the stream continues
-// at the new size without reconnecting. On Xvfb (fixed size) the host answers scaledByClient.
+// at the new size without reconnecting; the default `edgedesk up` (auto: Xorg-dummy where
+// installed) does this too. On Xvfb (fixed size) the host answers scaledByClient.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,8 +13,9 @@ import { launchChromium, waitForState, waitForFrames, readVideoSize, CLIENT_WEB_
 
 const BIN = process.env.EDGEDESK_BIN ?? path.resolve(CLIENT_WEB_DIR, '../target/debug/edgedesk');
 
-function up(args) {
-  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--fps', '30', '--token', 'resize', '--app', '', ...args], {
+function up(args, { defaults = false } = {}) {
+  const own = defaults ? [] : ['--fps', '30', '--app', ''];
+  const child = spawn(BIN, ['up', '--listen', '127.0.0.1:0', '--token', 'resize', ...own, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = new Promise((resolve, reject) => {
@@ -58,8 +60,34 @@ test('an Xorg-dummy desktop takes the window size, and follows it', async (t) =>
   assert.equal(await page.evaluate(() => window.edgedesk.reconnectCount), reconnects, 'no reconnect');
 });
 
+test('the default `edgedesk up` desktop takes the page size: Xorg-dummy, a panel and a terminal', async (t) => {
+  const server = up([], { defaults: true });
+  t.after(server.kill);
+  const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+  t.after(() => page.close());
+  await page.goto(await server.url);
+  await waitForState(page, 'connected', 15000);
+  await waitForFrames(page, 1, 15000);
+  await waitForVideoSize(page, [1100, 700], 10000);
+  // The desktop is drawn (not a black screen): the panel's Terminal button (blue-grey) sits
+  // at the bottom left, the terminal's dark background fills the middle.
+  await new Promise((r) => setTimeout(r, 1500));
+  const [panel, middle] = await page.evaluate(() => {
+    const v = window.edgedesk.video;
+    const c = document.createElement('canvas');
+    c.width = v.videoWidth;
+    c.height = v.videoHeight;
+    const ctx = c.getContext('2d', { willReadFrequently: true });
+    ctx.drawImage(v, 0, 0);
+    const at = (x, y) => [...ctx.getImageData(x, y, 1, 1).data.slice(0, 3)];
+    return [at(9, v.videoHeight - 9), at(v.videoWidth / 2, v.videoHeight / 2)];
+  });
+  assert.ok(panel[2] > 90 && panel[2] > panel[0] + 20, `the panel's button is blue-grey: ${panel}`);
+  assert.ok(middle.every((c) => c > 15 && c < 50), `the terminal's background is dark grey: ${middle}`);
+});
+
 test('on Xvfb the host answers scaledByClient and the size stays', async (t) => {
-  const server = up(['--size', '640x480']);
+  const server = up(['--display-kind', 'xvfb', '--size', '640x480']);
   t.after(server.kill);
   const page = await browser.newPage({ viewport: { width: 900, height: 500 } });
   t.after(() => page.close());

@@ -62,7 +62,7 @@ after(async () => {
 
 test('Chromium plays the live desktop; painted colours appear where they were painted', async (t) => {
   const token = 'browser-e2e-token';
-  const server = start(BIN, ['up', '--listen', '127.0.0.1:0', '--size', '1280x720', '--fps', '30', '--bitrate', '4M', '--token', token, '--app', '']);
+  const server = start(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '1280x720', '--fps', '30', '--bitrate', '4M', '--token', token, '--app', '']);
   t.after(server.kill);
   const display = await server.nextLine('Display: ');
   const openUrl = await server.nextLine('Open: ');

@@ -243,7 +243,7 @@ export async function openConnected(browser, url, viewport, options = {}) {
 
 /** edgedesk on its own Xvfb (no WM, no app) with edgedesk-xevents covering it; returns both. */
 export async function desktopWithXevents(t, size = [640, 480], setup = () => {}) {
-  const server = startProcess(EDGEDESK_BIN, ['up', '--listen', '127.0.0.1:0', '--size', `${size[0]}x${size[1]}`, '--fps', '30', '--token', 'input-e2e', '--app', '', '--wm', '']);
+  const server = startProcess(EDGEDESK_BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', `${size[0]}x${size[1]}`, '--fps', '30', '--token', 'input-e2e', '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);

@@ -58,14 +58,17 @@ struct UpArgs {
     /// Stream an existing X display (e.g. :0) instead of starting one.
     #[arg(long, env = "EDGEDESK_DISPLAY")]
     display: Option<String>,
-    /// Which X server to start: xvfb (fixed size) or xorg (Xorg + dummy driver, resizable).
-    #[arg(long, env = "EDGEDESK_DISPLAY_KIND", default_value = "xvfb", value_parser = parse_display_kind)]
-    display_kind: DisplayKind,
-    /// Program started on a new display, after the window manager (shell words).
-    #[arg(long, env = "EDGEDESK_APP", default_value = "xterm")]
+    /// Which X server to start: auto (xorg where its dummy driver is installed, else xvfb),
+    /// xvfb (fixed size) or xorg (Xorg + dummy driver: follows the browser window's size).
+    #[arg(long, env = "EDGEDESK_DISPLAY_KIND", default_value = "auto", value_parser = parse_display_kind)]
+    display_kind: DisplayChoice,
+    /// Program started on a new display, after the window manager (shell words); "terminal"
+    /// is a maximised xterm with a readable font; empty for none.
+    #[arg(long, env = "EDGEDESK_APP", default_value = host::desktop::DEFAULT_APP)]
     app: String,
-    /// Window manager started on a new display; empty for none.
-    #[arg(long, env = "EDGEDESK_WM", default_value = "openbox")]
+    /// Window manager started on a new display (shell words); "openbox" is openbox with a
+    /// right-click menu, a panel (tint2, if installed) and a background; empty for none.
+    #[arg(long, env = "EDGEDESK_WM", default_value = host::desktop::DEFAULT_WM)]
     wm: String,
     /// Session name (the WHEP path is /whep/NAME).
     #[arg(long, env = "EDGEDESK_SESSION", default_value = "default")]
@@ -143,12 +146,48 @@ fn parse_clipboard_max(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-fn parse_display_kind(s: &str) -> Result<DisplayKind, String> {
+/// `--display-kind`: `auto` or a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DisplayChoice(Option<DisplayKind>);
+
+fn parse_display_kind(s: &str) -> Result<DisplayChoice, String> {
     match s {
-        "xvfb" => Ok(DisplayKind::Xvfb),
-        "xorg" => Ok(DisplayKind::XorgDummy),
-        _ => Err(format!("display kind must be xvfb or xorg, got {s:?}")),
+        "auto" => Ok(DisplayChoice(None)),
+        "xvfb" => Ok(DisplayChoice(Some(DisplayKind::Xvfb))),
+        "xorg" => Ok(DisplayChoice(Some(DisplayKind::XorgDummy))),
+        _ => Err(format!(
+            "display kind must be auto, xvfb or xorg, got {s:?}"
+        )),
     }
+}
+
+/// Starts the display `kind` asks for; `auto` takes Xorg + dummy (resizable) where it is
+/// installed and starts, else Xvfb, saying why in one line.
+fn start_display(DisplayChoice(kind): DisplayChoice, (w, h): (u32, u32)) -> Result<VirtualDisplay> {
+    let start = |kind| {
+        VirtualDisplay::start(DisplayOptions {
+            width: w,
+            height: h,
+            kind,
+            ..DisplayOptions::default()
+        })
+    };
+    if let Some(kind) = kind {
+        return start(kind).context("starting the virtual display");
+    }
+    let xorg = DisplayKind::XorgDummy
+        .available()
+        .map(|()| start(DisplayKind::XorgDummy));
+    match xorg {
+        Ok(Ok(d)) => return Ok(d),
+        Ok(Err(e)) => tracing::warn!(
+            "Xorg with the dummy driver did not start ({e}); using Xvfb: the desktop will not follow the browser window's size"
+        ),
+        Err(why) => tracing::warn!(
+            "{why}; using Xvfb: the desktop will not follow the browser window's size"
+        ),
+    }
+    start(DisplayKind::Xvfb).context("starting the virtual display")
 }
 
 fn parse_preference(s: &str) -> EncoderPreference {
@@ -208,20 +247,8 @@ async fn up(args: UpArgs) -> Result<()> {
     let (display_name, _display) = match &args.display {
         Some(d) => (d.clone(), None),
         None => {
-            let (w, h) = args.size;
-            let display = VirtualDisplay::start(DisplayOptions {
-                width: w,
-                height: h,
-                kind: args.display_kind,
-                ..DisplayOptions::default()
-            })
-            .context("starting the virtual display")?;
-            if !args.wm.trim().is_empty() {
-                spawn_words(&display, &args.wm).context("starting the window manager")?;
-            }
-            if !args.app.trim().is_empty() {
-                spawn_words(&display, &args.app).context("starting the app")?;
-            }
+            let display = start_display(args.display_kind, args.size)?;
+            host::desktop::start(&display, &args.wm, &args.app).context("starting the desktop")?;
             (display.name().to_owned(), Some(display))
         }
     };
@@ -259,7 +286,9 @@ async fn up(args: UpArgs) -> Result<()> {
             },
             max_viewers: args.max_viewers,
             // Only a display we started as Xorg + dummy can change size.
-            resizable: args.display.is_none() && args.display_kind == DisplayKind::XorgDummy,
+            resizable: _display
+                .as_ref()
+                .is_some_and(|d| d.kind() == DisplayKind::XorgDummy),
             clipboard: ClipboardConfig {
                 policy: args.clipboard,
                 max_bytes: args.clipboard_max_bytes,
@@ -312,16 +341,6 @@ async fn up(args: UpArgs) -> Result<()> {
     tracing::info!("shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(&args.session)).await;
     drop(host);
-    Ok(())
-}
-
-fn spawn_words(display: &VirtualDisplay, command: &str) -> Result<()> {
-    let mut words = command.split_whitespace();
-    let program = words.next().context("empty command")?;
-    let args: Vec<&str> = words.collect();
-    display
-        .spawn_app(program, &args)
-        .with_context(|| format!("cannot start {program}"))?;
     Ok(())
 }
 
