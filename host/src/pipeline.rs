@@ -128,6 +128,7 @@ impl Pipeline {
         registry: Arc<EncoderRegistry>,
     ) -> Result<Pipeline, PipelineError> {
         let capturer = X11Capturer::connect(&config.display)?;
+        let screen = capturer.size();
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             active: Mutex::new(0),
@@ -156,7 +157,7 @@ impl Pipeline {
             let frames = frames.clone();
             std::thread::Builder::new()
                 .name(format!("encode{}", config.display))
-                .spawn(move || encode_loop(config, registry, cmd_rx, frames, &shared))?
+                .spawn(move || encode_loop(config, screen, registry, cmd_rx, frames, &shared))?
         };
         Ok(Pipeline {
             shared,
@@ -402,13 +403,33 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
 
 fn encode_loop(
     config: PipelineConfig,
+    screen: (u32, u32),
     registry: Arc<EncoderRegistry>,
     commands: mpsc::Receiver<EncoderCommand>,
     frames: broadcast::Sender<Arc<EncodedFrame>>,
     shared: &Shared,
 ) {
     let mut settings = config.encoder.clone();
-    let mut encoder: Option<Box<dyn Encoder>> = None;
+    // Opened now, for the screen's size, so the first viewer's first frame does not wait for
+    // the encoder to start (tens of ms for libx264 at 1080p); a later size reopens it.
+    settings.width = screen.0 & !1;
+    settings.height = screen.1 & !1;
+    let mut encoder: Option<Box<dyn Encoder>> = match registry.open(&settings, &config.preference) {
+        Ok(e) => {
+            tracing::info!(
+                encoder = e.name(),
+                width = settings.width,
+                height = settings.height,
+                "encoder ready"
+            );
+            *shared.encoder_name.lock().unwrap() = e.name().to_string();
+            Some(e)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "opening the encoder ahead of the first frame failed; retrying with it");
+            None
+        }
+    };
     let mut converted = VideoFrame::new(PixelFormat::I420, 2, 2);
     let mut force_keyframe = true;
     loop {
