@@ -124,3 +124,19 @@ test('client shortcuts are Ctrl+Alt+Shift chords only', () => {
   assert.equal(clientShortcut(key('KeyQ')), null);
   assert.equal(clientShortcut(key('toString')), null);
 });
+
+test('index.html preloads exactly the modules app.js imports, directly or not', async () => {
+  const { readFileSync } = await import('node:fs');
+  const dir = new URL('../', import.meta.url);
+  const graph = new Set();
+  const visit = (file) => {
+    if (graph.has(file)) return;
+    graph.add(file);
+    const src = readFileSync(new URL(file, dir), 'utf8');
+    for (const m of src.matchAll(/^import\s[^'"]*['"]\.\/([\w.-]+\.js)['"]/gm)) visit(m[1]);
+  };
+  visit('app.js');
+  const html = readFileSync(new URL('index.html', dir), 'utf8');
+  const preloaded = new Set([...html.matchAll(/<link rel="modulepreload" href="([\w.-]+\.js)">/g)].map((m) => m[1]));
+  assert.deepEqual([...preloaded].sort(), [...graph].sort());
+});
