@@ -21,6 +21,8 @@
 //     input            the InputCapture (input.js): rttMs, sentMessages
 //     stats()          Promise<StatsSummary|null> (stats.js): fresh getStats(), deltas since the
 //                      previous stats() call
+//     glassToGlass()   {ms, uncertaintyMs, samples} | null (latency.js): capture → shown, median
+//                      of the last ~2 s
 //   }
 
 import { Connection } from './connection.js';
@@ -158,6 +160,7 @@ let statsTimer = null;
 
 async function refreshStats() {
   const summary = await overlaySampler.sample(conn.pc).catch(() => null);
+  if (summary) summary.glassToGlass = input.latency.estimate();
   const rows = summary ? formatRows(summary) : [['State', conn.state]];
   ui.statsRows.replaceChildren(...rows.map(([label, value]) => {
     const tr = document.createElement('tr');
@@ -253,6 +256,7 @@ window.edgedesk = Object.freeze({
   get reconnectCount() { return conn.reconnectCount; },
   input,
   stats: () => testSampler.sample(conn.pc),
+  glassToGlass: () => input.latency.estimate(),
 });
 
 render();

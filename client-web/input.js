@@ -34,6 +34,7 @@
 import { encode, decodeHost, splitText, clipboardMessages, ClipboardAssembler } from './input-protocol.js';
 import { clientShortcut } from './shortcuts.js';
 import { keyAction, lockFlags, codeForKey } from './keyboard.js';
+import { GlassToGlass } from './latency.js';
 
 const HEARTBEAT_MS = 1000;
 const RESIZE_DEBOUNCE_MS = 400;
@@ -53,6 +54,7 @@ export class InputCapture extends EventTarget {
     super();
     this.video = video;
     this.sink = sink;
+    this.latency = new GlassToGlass(video); // glass-to-glass estimate for the stats overlay
     this.locksSent = null; // the lock flags last sent (null: none yet on this channel)
     this.touchDevice = (navigator.maxTouchPoints ?? 0) > 0 || matchMedia('(any-pointer: coarse)').matches;
     this.channel = null;
@@ -98,7 +100,16 @@ export class InputCapture extends EventTarget {
     } catch {
       return; // unknown host message: a newer server; ignore
     }
-    if (msg.type === 'pong') this.rttMs = performance.now() - msg.clientTime;
+    if (msg.type === 'pong') {
+      this.rttMs = performance.now() - msg.clientTime;
+      this.latency?.pong(msg.clientTime, msg.hostTime);
+    }
+    if (msg.type === 'clock') {
+      this.latency?.setClock(msg);
+      // A first ping now, so the clock offset is known within a round trip.
+      this.send(encode.ping(++this.pingSeq >>> 0, performance.now()));
+      return;
+    }
     if (msg.type === 'clipboardPart') {
       this.clipboardIn.part(msg.text);
       return;

@@ -117,6 +117,7 @@ export function formatRows(s) {
   const num = (v, digits = 0, unit = '') => (v == null || Number.isNaN(v) ? '–' : `${v.toFixed(digits)}${unit}`);
   const bitrate = s.bitrateKbps == null ? '–' : s.bitrateKbps >= 1000 ? `${(s.bitrateKbps / 1000).toFixed(2)} Mbit/s` : `${s.bitrateKbps.toFixed(0)} kbit/s`;
   return [
+    ...(s.glassToGlass ? [['Glass-to-glass', `${s.glassToGlass.ms.toFixed(1)} ms (capture → compositor, ±${s.glassToGlass.uncertaintyMs.toFixed(1)})`]] : []),
     ['Resolution', s.width && s.height ? `${s.width}×${s.height}` : '–'],
     ['FPS', num(s.fps, 1)],
     ['Bitrate', bitrate],

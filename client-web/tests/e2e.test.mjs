@@ -117,5 +117,21 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   assert.equal(stats.width, 1280);
   assert.match(String(stats.codec), /H264/i);
   console.log(`# page open -> first decoded frame: ${firstFrameMs} ms; stats ${JSON.stringify(stats)}`);
+
+  // The overlay's glass-to-glass estimate (the host's clock message + RTP timestamps of shown
+  // frames + the ping/pong offset): present, and plausible for one machine. A painted colour
+  // change measures the same thing from outside: when the painter drew it → when the page
+  // showed it; the estimate (capture → shown) cannot exceed that by more than its uncertainty.
+  const t0 = Date.now();
+  painter.child.stdin.write('color ffffff\n');
+  await painter.nextLine('PAINTED');
+  await waitForPixel(page, 350, 250, [255, 255, 255], 5000);
+  const paintedToSeen = Date.now() - t0;
+  const g2g = await page.evaluate(() => window.edgedesk.glassToGlass());
+  assert.ok(g2g && g2g.samples > 0, `an estimate: ${JSON.stringify(g2g)}`);
+  assert.ok(g2g.ms > 0 && g2g.ms < Math.max(paintedToSeen, 100) + g2g.uncertaintyMs, `glass-to-glass ${JSON.stringify(g2g)}, painted → seen ${paintedToSeen} ms`);
+  await page.keyboard.press('Control+Alt+Shift+KeyS');
+  await page.waitForFunction(() => /Glass-to-glass/.test(document.getElementById('stats').innerText), null, { timeout: 3000 });
+  console.log(`# glass-to-glass estimate ${g2g.ms.toFixed(1)} ms ±${g2g.uncertaintyMs.toFixed(1)} (${g2g.samples} frames); painted → pixel read ${paintedToSeen} ms`);
   assert.deepEqual(watched.errors, []);
 });

@@ -140,3 +140,16 @@ test('index.html preloads exactly the modules app.js imports, directly or not', 
   const preloaded = new Set([...html.matchAll(/<link rel="modulepreload" href="([\w.-]+\.js)">/g)].map((m) => m[1]));
   assert.deepEqual([...preloaded].sort(), [...graph].sort());
 });
+
+test('glass-to-glass: RTP timestamps to capture times, clock offsets, medians', async () => {
+  const { captureUnixMs, clockOffset, median } = await import('../latency.js');
+  const clock = { rtpTimestamp: 4294967000, unixMs: 1000 };
+  assert.equal(captureUnixMs(clock, 4294967000), 1000);
+  assert.equal(captureUnixMs(clock, 4294967000 + 900), 1010); // no wrap
+  assert.equal(captureUnixMs(clock, (4294967000 + 9000) >>> 0), 1100); // across the wrap
+  assert.equal(captureUnixMs(clock, 4294967000 - 90), 999); // a frame before the anchor
+  assert.deepEqual(clockOffset(100, 110, 5105), { offset: 5000, rtt: 10 });
+  assert.equal(median([]), null);
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+});

@@ -156,6 +156,14 @@ impl H264Packetizer {
         self.playout_delay = Some((id, Bytes::copy_from_slice(&delay.to_bytes())));
     }
 
+    /// Fixes the instant RTP timestamps count from (else the first frame's capture) and
+    /// returns its timestamp: with the wall-clock time of `at`, a receiver can turn any
+    /// frame's RTP timestamp into its capture time (the `clock` input message).
+    pub fn set_epoch(&mut self, at: Instant) -> u32 {
+        self.epoch = Some(at);
+        self.timestamp_base
+    }
+
     /// RTP timestamp of a frame captured at `captured_at`.
     pub fn timestamp_for(&mut self, captured_at: Instant) -> u32 {
         let epoch = *self.epoch.get_or_insert(captured_at);
@@ -341,6 +349,22 @@ mod tests {
             }
             assert_eq!(back.payload, pkt.payload);
         }
+    }
+
+    #[test]
+    fn a_set_epoch_anchors_timestamps() {
+        let mut p = H264Packetizer::new(1, 96, 0, 4_000_000_000);
+        let t0 = Instant::now();
+        assert_eq!(p.set_epoch(t0), 4_000_000_000);
+        assert_eq!(
+            p.timestamp_for(t0 + Duration::from_millis(1000)),
+            4_000_000_000u32.wrapping_add(90_000)
+        );
+        // A frame captured before the epoch cannot go back in time.
+        assert_eq!(
+            p.timestamp_for(t0 - Duration::from_millis(5)),
+            4_000_000_000
+        );
     }
 
     #[test]

@@ -251,6 +251,10 @@ fn host_json(msg: &HostMessage) -> Value {
             json!({"type": t, "status": status.name(), "width": width, "height": height})
         }
         HostMessage::Notice { code } => json!({"type": t, "code": code.name()}),
+        HostMessage::Clock {
+            rtp_timestamp,
+            unix_ms,
+        } => json!({"type": t, "rtpTimestamp": rtp_timestamp, "unixMs": unix_ms}),
     }
 }
 

@@ -40,6 +40,7 @@
 //! | `0x82` | `resizeResult` | `status: u8, width: u16, height: u16`             | status 0 applied, 1 scaled by client (display stays `width`×`height`), 2 refused |
 //! | `0x83` | `notice`       | `code: u8`                                        | 1 view-only, 2 clipboard off, 3 clipboard too large, 4 malformed, 5 rate limited; clients must accept unknown codes |
 //! | `0x84` | `clipboardPart` | `text: str32`                                    | the leading part of a clipboard text too long for one message |
+//! | `0x85` | `clock`        | `rtpTimestamp: u32, unixMs: f64`                  | the viewer's video RTP timestamp `rtpTimestamp` (90 kHz, capture time) is Unix time `unixMs` on the host: with `pong`'s clock offset, a client turns a shown frame's RTP timestamp into glass-to-glass |
 //!
 //! Long clipboard texts: a data-channel message is at most 64 KiB by default (256 KiB at
 //! most in webrtc-rs and Chromium), so a sender splits a text longer than
@@ -103,6 +104,7 @@ pub mod op {
     pub const RESIZE_RESULT: u8 = 0x82;
     pub const NOTICE: u8 = 0x83;
     pub const HOST_CLIPBOARD_PART: u8 = 0x84;
+    pub const CLOCK: u8 = 0x85;
 }
 
 /// Size caps a decoder enforces, configurable per session.
@@ -414,6 +416,11 @@ pub enum HostMessage {
     ClipboardPart {
         text: String,
     },
+    /// RTP timestamp ↔ host Unix time of the viewer's video (see the table).
+    Clock {
+        rtp_timestamp: u32,
+        unix_ms: f64,
+    },
 }
 
 /// Why bytes are not a valid message. Size errors come before content errors.
@@ -629,6 +636,7 @@ impl HostMessage {
             Self::ResizeResult { .. } => op::RESIZE_RESULT,
             Self::Notice { .. } => op::NOTICE,
             Self::ClipboardPart { .. } => op::HOST_CLIPBOARD_PART,
+            Self::Clock { .. } => op::CLOCK,
         }
     }
 
@@ -640,6 +648,7 @@ impl HostMessage {
             Self::ResizeResult { .. } => "resizeResult",
             Self::Notice { .. } => "notice",
             Self::ClipboardPart { .. } => "clipboardPart",
+            Self::Clock { .. } => "clock",
         }
     }
 
@@ -681,6 +690,14 @@ impl HostMessage {
                 out.push(code.as_u8());
                 Ok(())
             }
+            Self::Clock {
+                rtp_timestamp,
+                unix_ms,
+            } => {
+                out.extend_from_slice(&rtp_timestamp.to_le_bytes());
+                out.extend_from_slice(&unix_ms.to_le_bytes());
+                Ok(())
+            }
         };
         if written.is_err() {
             out.truncate(start);
@@ -698,6 +715,7 @@ impl HostMessage {
                 finite(client_time, "clientTime")?;
                 finite(host_time, "hostTime")
             }
+            Self::Clock { unix_ms, .. } => finite(unix_ms, "unixMs"),
             _ => Ok(()),
         }
     }
@@ -842,6 +860,13 @@ pub fn decode_host(buf: &[u8], limits: &Limits) -> Result<HostMessage, DecodeErr
             r.exact(1)?;
             HostMessage::Notice {
                 code: NoticeCode::from_u8(r.u8()?),
+            }
+        }
+        op::CLOCK => {
+            r.exact(12)?;
+            HostMessage::Clock {
+                rtp_timestamp: r.u32()?,
+                unix_ms: r.f64()?,
             }
         }
         other => return Err(DecodeError::UnknownOpcode(other)),
@@ -1187,6 +1212,10 @@ mod tests {
             },
             HostMessage::Notice {
                 code: NoticeCode::Unknown(200),
+            },
+            HostMessage::Clock {
+                rtp_timestamp: u32::MAX,
+                unix_ms: 1.7e12,
             },
         ]
     }

@@ -36,7 +36,16 @@ pub(super) async fn input_channel(
         viewer,
         control,
         links,
+        rtp_clock,
     } = ctx;
+    reply(
+        &dc,
+        HostMessage::Clock {
+            rtp_timestamp: rtp_clock.0,
+            unix_ms: rtp_clock.1,
+        },
+    )
+    .await;
     let clip_cfg = links.clipboard_config;
     let limits = Limits {
         max_clipboard_bytes: clip_cfg.max_bytes,
@@ -227,6 +236,8 @@ pub(super) struct InputContext {
     pub viewer: Arc<str>,
     pub control: bool,
     pub links: SessionLinks,
+    /// The viewer's video RTP timestamp at one moment, and that moment in Unix ms.
+    pub rtp_clock: (u32, f64),
 }
 
 /// Applies a resize request (on a blocking thread: it runs xrandr) and says what happened.

@@ -602,6 +602,15 @@ async fn run_viewer(
     drop(early_tx);
     let mut frames: Option<broadcast::Receiver<Arc<codec::EncodedFrame>>> = None;
     let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
+    // RTP timestamps count from now; the input channel tells the client what that is in Unix
+    // time, so the page can show glass-to-glass (`clock`).
+    let rtp_clock = {
+        let now = Instant::now();
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        (packetizer.set_epoch(now), unix_ms)
+    };
     if let Some((ext_id, delay)) = playout_delay {
         tracing::debug!(viewer = id, ext_id, ?delay, "playout delay negotiated");
         packetizer.set_playout_delay(ext_id, delay);
@@ -654,6 +663,7 @@ async fn run_viewer(
                             viewer: Arc::from(id),
                             control,
                             links: links.clone(),
+                            rtp_clock,
                         };
                         let (counters, stop) = (counters.clone(), stop.clone());
                         tokio::spawn(async move { input_channel(dc, ctx, counters, stop).await });
