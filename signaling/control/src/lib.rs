@@ -1,0 +1,284 @@
+//! The control channel between the control plane (`edgedesk up`, later `edgedesk serve`) and
+//! a session's host process (`edgedesk-host`), defined once for both sides.
+//!
+//! Transport: a Unix stream socket that the control plane listens on (mode 0600 in a private
+//! 0700 directory); the host connects and speaks first. Framing: one JSON document per line
+//! (serde_json's compact form never contains a raw newline), at most [`MAX_MESSAGE_BYTES`].
+//!
+//! Conversation:
+//! 1. host → [`HostMessage::Hello`] with [`VERSION`], its session id, display and pid; a
+//!    control plane that speaks another version answers [`ControlMessage::Refused`] and closes.
+//! 2. control → [`ControlMessage::Request`] `{id, request}`; host → [`HostMessage::Reply`]
+//!    `{id, result}` — requests are answered in any order, matched by `id`.
+//! 3. host → [`HostMessage::ViewerGone`] when a viewer leaves by itself.
+//! 4. control → [`ControlMessage::Shutdown`]: the host ends its session and exits. A host
+//!    whose control channel closes ends too.
+//!
+//! Unknown message types fail to decode; the receiver logs and drops them (the connection
+//! stays): a newer peer's additions need a [`VERSION`] bump only when they change meaning.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Version of this protocol; both sides must agree.
+pub const VERSION: u32 = 1;
+/// The longest message a receiver accepts (a `/stats` reply is ≈ 400 KB).
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// What a verified join token allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watch and send input.
+    Control,
+    /// Watch only; the host ignores this peer's input.
+    View,
+}
+
+/// A parsed `application/trickle-ice-sdpfrag` body (RFC 8840).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrickleFragment {
+    pub ice_ufrag: Option<String>,
+    pub ice_pwd: Option<String>,
+    pub mid: Option<String>,
+    /// Candidate attribute values without the `a=` prefix (`candidate:...`).
+    pub candidates: Vec<String>,
+    pub end_of_candidates: bool,
+}
+
+/// Host → control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum HostMessage {
+    /// The first message: who this host is.
+    Hello {
+        version: u32,
+        session: String,
+        /// The X display it serves (e.g. `:21`).
+        display: String,
+        pid: u32,
+    },
+    /// The answer to [`ControlMessage::Request`] `id`.
+    Reply {
+        id: u64,
+        result: Result<Reply, ControlError>,
+    },
+    /// A viewer ended by itself (closed tab, ICE failure).
+    ViewerGone { viewer: String },
+}
+
+/// Control plane → host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ControlMessage {
+    Request { id: u64, request: Request },
+    /// End the session and exit.
+    Shutdown,
+    /// The control plane does not serve this host (e.g. another [`VERSION`]); it closes next.
+    Refused { reason: String },
+}
+
+/// What the control plane asks of a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Request {
+    /// A WHEP offer: create a viewer.
+    CreateViewer { offer_sdp: String, role: Role },
+    /// Trickled candidates for a viewer.
+    AddCandidates {
+        viewer: String,
+        fragment: TrickleFragment,
+    },
+    /// End a viewer (WHEP DELETE).
+    DeleteViewer { viewer: String },
+    /// The session's metrics, Prometheus text format.
+    Metrics,
+    /// The session's state and per-frame timings (`/stats`).
+    Stats,
+}
+
+/// A host's successful answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Reply {
+    ViewerCreated { viewer: String, answer_sdp: String },
+    Done,
+    Metrics { text: String },
+    Stats { json: serde_json::Value },
+}
+
+/// A host's refusal, mapped to an HTTP status by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum ControlError {
+    #[error("unknown viewer")]
+    UnknownViewer,
+    #[error("session is full")]
+    Full { retry_after_secs: u32 },
+    #[error("malformed offer: {message}")]
+    BadOffer { message: String },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+/// Errors of reading or writing the channel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    #[error("control channel I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("control message over {MAX_MESSAGE_BYTES} bytes")]
+    TooLong,
+    #[error("malformed control message: {0}")]
+    Malformed(#[from] serde_json::Error),
+}
+
+/// Writes one message (one line) and flushes.
+pub async fn write_message<T: Serialize, W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), ChannelError> {
+    let mut line = serde_json::to_vec(msg)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads one message; `Ok(None)` at a clean end of the stream. A malformed line is
+/// [`ChannelError::Malformed`] and the stream stays usable for the next line; an over-long one
+/// is [`ChannelError::TooLong`] (the rest of it is skipped).
+pub async fn read_message<T: for<'de> Deserialize<'de>, R: AsyncBufRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<T>, ChannelError> {
+    let mut line = Vec::new();
+    let mut too_long = false;
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return if line.is_empty() && !too_long {
+                Ok(None)
+            } else {
+                Err(ChannelError::Io(std::io::ErrorKind::UnexpectedEof.into()))
+            };
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !too_long {
+            if line.len() + chunk.len() > MAX_MESSAGE_BYTES {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = done.unwrap_or(buf.len());
+        r.consume(used);
+        if done.is_some() {
+            if too_long {
+                return Err(ChannelError::TooLong);
+            }
+            return Ok(Some(serde_json::from_slice(&line)?));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::BufReader;
+
+    fn samples() -> Vec<HostMessage> {
+        vec![
+            HostMessage::Hello {
+                version: VERSION,
+                session: "s1".into(),
+                display: ":21".into(),
+                pid: 42,
+            },
+            HostMessage::Reply {
+                id: 7,
+                result: Ok(Reply::ViewerCreated {
+                    viewer: "v".into(),
+                    answer_sdp: "v=0\r\na=x\r\n".into(),
+                }),
+            },
+            HostMessage::Reply {
+                id: 8,
+                result: Err(ControlError::Full {
+                    retry_after_secs: 5,
+                }),
+            },
+            HostMessage::ViewerGone { viewer: "v".into() },
+        ]
+    }
+
+    #[tokio::test]
+    async fn messages_round_trip_one_per_line() {
+        let mut buf = Vec::new();
+        for m in samples() {
+            write_message(&mut buf, &m).await.unwrap();
+        }
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), samples().len());
+        let mut r = BufReader::new(&buf[..]);
+        for m in samples() {
+            assert_eq!(read_message::<HostMessage, _>(&mut r).await.unwrap(), Some(m));
+        }
+        assert!(read_message::<HostMessage, _>(&mut r).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_wire_form_is_tagged_json() {
+        let mut buf = Vec::new();
+        let req = ControlMessage::Request {
+            id: 1,
+            request: Request::CreateViewer {
+                offer_sdp: "o".into(),
+                role: Role::View,
+            },
+        };
+        write_message(&mut buf, &req).await.unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "{\"type\":\"request\",\"id\":1,\"request\":{\"kind\":\"createViewer\",\"offer_sdp\":\"o\",\"role\":\"view\"}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_lines_are_errors_and_the_next_line_still_reads() {
+        let input = b"{\"type\":\"nope\"}\nnot json\n{\"type\":\"shutdown\"}\n{\"type\":\"shut";
+        let mut r = BufReader::new(&input[..]);
+        assert!(matches!(
+            read_message::<ControlMessage, _>(&mut r).await,
+            Err(ChannelError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_message::<ControlMessage, _>(&mut r).await,
+            Err(ChannelError::Malformed(_))
+        ));
+        assert_eq!(
+            read_message::<ControlMessage, _>(&mut r).await.unwrap(),
+            Some(ControlMessage::Shutdown)
+        );
+        // Cut off mid-line: an error, not a clean end.
+        assert!(read_message::<ControlMessage, _>(&mut r).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn over_long_lines_are_refused_and_skipped() {
+        let mut input = vec![b'x'; MAX_MESSAGE_BYTES + 10];
+        input.extend_from_slice(b"\n{\"type\":\"shutdown\"}\n");
+        let mut r = BufReader::new(&input[..]);
+        assert!(matches!(
+            read_message::<ControlMessage, _>(&mut r).await,
+            Err(ChannelError::TooLong)
+        ));
+        assert_eq!(
+            read_message::<ControlMessage, _>(&mut r).await.unwrap(),
+            Some(ControlMessage::Shutdown)
+        );
+    }
+}
