@@ -41,10 +41,25 @@
 //   node tests/tools/browser-latency.mjs --self-check     # reader checks + a short 3 s run
 //
 // Playout delay: passed to edgedesk as EDGEDESK_PLAYOUT_DELAY (unset = 0 = edgedesk's default).
+//
+// Other servers, same stimulus, reader and clock mapping (--target, comma-separated, alternated
+// within each run; --sizes likewise, so every target meets the same machine state):
+//   node tests/tools/browser-latency.mjs --target edgedesk,selkies --sizes 1920x1080,1280x720 \
+//        --fps 60 --seconds 10 --runs 3 [--selkies-bin PATH] [--selkies-arg --flag=value]...
+//   selkies: the PyPI `selkies` package (2.x; pip install selkies into a venv, default binary
+//   /tmp/selkies-venv/bin/selkies or $SELKIES_BIN), started as
+//     DISPLAY=:N selkies --mode webrtc --addr 127.0.0.1 --port P --enable-basic-auth false
+//       --audio-enabled false --enable-resize false --encoder h264enc
+//       --framerate FPS-FPS --video-bitrate KBPS-KBPS     (locked: the page cannot change them)
+//   Its page (http://127.0.0.1:P/) shows the stream in <video id="stream">; Chromium runs with
+//   --autoplay-policy=no-user-gesture-required (else the page waits on a "Play Stream" click),
+//   and an init script wraps window.RTCPeerConnection so getStats reaches the page's peer
+//   connection. Selkies is the offerer: "answer extmaps" is then its offer's.
 
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { launchChromium, waitForState, waitForFrames, CLIENT_WEB_DIR } from '../lib.mjs';
@@ -67,6 +82,10 @@ function parseArgs(argv) {
     selfCheck: false,
     runs: 1,
     quiet: false,
+    targets: ['edgedesk'],
+    sizes: null,
+    selkiesBin: process.env.SELKIES_BIN ?? '/tmp/selkies-venv/bin/selkies',
+    selkiesArgs: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -89,6 +108,10 @@ function parseArgs(argv) {
       case '--quiet': o.quiet = true; break;
       case '--raw': o.raw = true; break;
       case '--runs': o.runs = Math.max(1, Number(next())); break;
+      case '--target': o.targets = next().split(',').filter(Boolean); break;
+      case '--sizes': o.sizes = next().split(',').filter(Boolean); break;
+      case '--selkies-bin': o.selkiesBin = path.resolve(next()); break;
+      case '--selkies-arg': o.selkiesArgs.push(next()); break;
       case '-h':
       case '--help':
         console.log(readHeader());
@@ -97,8 +120,10 @@ function parseArgs(argv) {
       default: throw new Error(`unknown argument ${a} (see --help)`);
     }
   }
-  const m = /^(\d+)x(\d+)$/.exec(o.size);
-  if (!m) throw new Error(`--size wants WxH, got ${o.size}`);
+  for (const t of o.targets) if (!TARGETS[t]) throw new Error(`--target: unknown ${t} (${Object.keys(TARGETS).join(', ')})`);
+  o.sizes = o.sizes ?? [o.size];
+  for (const sz of o.sizes) if (!/^(\d+)x(\d+)$/.test(sz)) throw new Error(`--size/--sizes want WxH, got ${sz}`);
+  const m = /^(\d+)x(\d+)$/.exec(o.sizes[0]);
   [o.width, o.height] = [Number(m[1]), Number(m[2])];
   if (o.viewport) {
     const v = /^(\d+)x(\d+)$/.exec(o.viewport);
@@ -124,7 +149,7 @@ const children = [];
 
 /** Spawns `cmd` in its own process group (so a kill reaches its children, and an X server does
  *  not outlive us when we are killed with our group); stdout lines go to `onLine`. */
-function start(cmd, args, { env, onLine, stdio } = {}) {
+function start(cmd, args, { env, onLine, onErrLine, stdio } = {}) {
   const child = spawn(cmd, args, {
     stdio: stdio ?? ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
@@ -135,6 +160,7 @@ function start(cmd, args, { env, onLine, stdio } = {}) {
   const errTail = [];
   if (child.stderr) {
     createInterface({ input: child.stderr }).on('line', (l) => {
+      if (onErrLine) onErrLine(l);
       errTail.push(l);
       if (errTail.length > 20) errTail.shift();
     });
@@ -223,11 +249,12 @@ const f1 = (v) => (Number.isFinite(v) ? v.toFixed(1) : '-');
 
 /** Installed in the page: on every requestVideoFrameCallback, reads the frame code from the
  *  presented frame and stores a sample in window.__meter.samples. */
-function installMeter({ rect, readLumaSrc }) {
+function installMeter({ rect, readLumaSrc, videoSelector }) {
   // eslint-disable-next-line no-new-func
   const readLuma = new Function(`return (${readLumaSrc})`)();
-  const video = window.edgedesk.video;
-  const meter = { samples: [], errors: {}, path: null, running: true };
+  const findVideo = () => (videoSelector ? document.querySelector(videoSelector) : window.edgedesk.video);
+  let video = findVideo();
+  const meter = { samples: [], errors: {}, path: null, running: true, videoSwaps: 0 };
   window.__meter = meter;
   // The copy rectangle: the code's rectangle widened to even edges (I420 chroma alignment).
   const x0 = rect.x & ~1;
@@ -249,9 +276,10 @@ function installMeter({ rect, readLumaSrc }) {
     return y;
   };
   const noteError = (e) => { meter.errors[e] = (meter.errors[e] ?? 0) + 1; };
-  const onFrame = async (now, md) => {
-    if (!meter.running) return;
-    video.requestVideoFrameCallback(onFrame);
+  let generation = 0;
+  const onFrame = (gen) => async (now, md) => {
+    if (!meter.running || gen !== generation) return;
+    video.requestVideoFrameCallback(onFrame(gen));
     const s = {
       entry: performance.now(),
       now,
@@ -298,18 +326,38 @@ function installMeter({ rect, readLumaSrc }) {
     }
     s.readMs = performance.now() - now;
   };
-  video.requestVideoFrameCallback(onFrame);
+  // A page may replace its <video> (Selkies' did once): follow the element the selector finds,
+  // and count the swaps.
+  if (video) video.requestVideoFrameCallback(onFrame(generation));
+  const watch = setInterval(() => {
+    if (!meter.running) {
+      clearInterval(watch);
+      return;
+    }
+    const v = findVideo();
+    if (v && v !== video) {
+      if (video) meter.videoSwaps++;
+      video = v;
+      generation++;
+      video.requestVideoFrameCallback(onFrame(generation));
+    }
+  }, 100);
 }
 
 /** Chromium's inbound video stats (cumulative), or null. */
 async function pageStats(page) {
   return page.evaluate(async () => {
-    const pc = window.edgedesk?.pc;
-    if (!pc) return null;
+    // edgedesk's test handle, else the peer connections the init script captured (newest
+    // first): the first connected one with an inbound video stream.
+    const pcs = window.edgedesk?.pc ? [window.edgedesk.pc] : [...(window.__latencyPcs ?? [])].reverse();
     let v = null;
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') v = s;
-    });
+    for (const pc of pcs) {
+      if (pc.connectionState === 'closed') continue;
+      (await pc.getStats()).forEach((s) => {
+        if (!v && s.type === 'inbound-rtp' && s.kind === 'video') v = s;
+      });
+      if (v) break;
+    }
     if (!v) return null;
     const keys = ['framesReceived', 'framesDecoded', 'framesDropped', 'keyFramesDecoded', 'framesRendered',
       'jitterBufferDelay', 'jitterBufferEmittedCount', 'jitterBufferTargetDelay', 'jitterBufferMinimumDelay',
@@ -370,22 +418,76 @@ function checkReader() {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   checkReader();
-  const results = [];
+  // Alternate: for each run, every size, every target, so that slow changes of the machine
+  // (thermal, other load) and the frame-clock phase spread over all of them alike.
+  const byKey = new Map();
   for (let i = 0; i < o.runs; i++) {
-    const r = await runOnce(o);
-    results.push(r);
-    if (o.selfCheck) selfCheck(r);
+    for (const size of o.sizes) {
+      const [width, height] = size.split('x').map(Number);
+      for (const target of o.targets) {
+        if (o.runs > 1 || o.sizes.length > 1 || o.targets.length > 1) console.log(`\n--- run ${i + 1}/${o.runs}: ${target} ${size} ---`);
+        let r;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            r = await runOnce({ ...o, target, width, height, size });
+            break;
+          } catch (e) {
+            await stopAll();
+            console.log(`run failed (attempt ${attempt}): ${e.message?.split('\n')[0]}${e.consoleTail ? `\n  page console: ${e.consoleTail.join(' || ')}` : ''}`);
+            if (attempt >= 2) throw e;
+          }
+        }
+        const key = `${target} ${size}`;
+        if (!byKey.has(key)) byKey.set(key, []);
+        byKey.get(key).push(r);
+        if (o.selfCheck) selfCheck(r);
+      }
+    }
   }
-  const out = results.length === 1 ? results[0] : pool(results);
-  if (results.length > 1) {
-    console.log(`\n=== pooled over ${results.length} runs (each with a fresh Xvfb, edgedesk and Chromium: a new phase between the stimulus and Chromium's frame clock) ===`);
-    printReport(out);
+  const pooled = {};
+  for (const [key, results] of byKey) {
+    const out = results.length === 1 ? results[0] : pool(results);
+    pooled[key] = out;
+    if (results.length > 1) {
+      console.log(`\n=== ${key}: pooled over ${results.length} runs (each with a fresh Xvfb, server and Chromium: a new phase between the stimulus and Chromium's frame clock) ===`);
+      printReport(out);
+    }
   }
+  if (byKey.size > 1) printTable(pooled, byKey);
   if (!o.raw) {
-    for (const r of results) delete r.series;
-    delete out.series;
+    for (const results of byKey.values()) for (const r of results) delete r.series;
+    for (const out of Object.values(pooled)) delete out.series;
   }
-  if (o.json) writeFileSync(o.json, JSON.stringify(results.length === 1 ? out : { pooled: out, runs: results }, null, 2));
+  if (o.json) {
+    const single = byKey.size === 1 ? [...byKey.values()][0] : null;
+    const doc = single
+      ? (single.length === 1 ? single[0] : { pooled: pooled[[...byKey.keys()][0]], runs: single })
+      : { pooled, runs: Object.fromEntries(byKey) };
+    writeFileSync(o.json, JSON.stringify(doc, null, 2));
+  }
+}
+
+/** One line per target and size (pooled): the figures to compare. */
+function printTable(pooled, byKey) {
+  console.log('\n=== summary (pooled per target and size; ms unless said) ===');
+  // 'runs p50 mean': the mean of the runs' displayed p50s (each run sits at one frame-clock
+  // phase, so this is the phase-averaged figure); 'pres'/'recv' do not depend on the phase.
+  const cols = ['target size', 'runs', 'disp p50', 'p90', 'p99', 'runs p50 mean', 'pres p50', 'recv p50', 'run p50s', 'pres fps', 'codes/s',
+    'jb/frame', 'jb target', 'proc/frame', 'decode', 'Mbit/s', 'lost', 'freezes', 'cpu srv', 'cpu chr', 'cpu other', 'cpu all'];
+  const rows = [];
+  for (const [key, r] of Object.entries(pooled)) {
+    const c = r.chromium;
+    rows.push([key, String(byKey.get(key).length), f1(r.glassToGlassDisplayed.p50), f1(r.glassToGlassDisplayed.p90), f1(r.glassToGlassDisplayed.p99),
+      f1(byKey.get(key).reduce((a, x) => a + x.glassToGlassDisplayed.p50, 0) / byKey.get(key).length),
+      f1(r.glassToGlassPresented.p50), f1(r.drawnToReceived.p50),
+      byKey.get(key).map((x) => f1(x.glassToGlassDisplayed.p50)).join('/'),
+      f1(r.presentedFps), f1(r.distinctCodesPerSecond), f1(c.jitterBufferDelayMsPerFrame), f1(c.jitterBufferTargetDelayMsPerFrame),
+      f1(c.processingDelayMsPerFrame), f1(c.decodeMsPerFrame), f1(c.mbps), f1(c.packetsLost), f1(c.freezes),
+      f1(r.cpuPercent.server), f1(r.cpuPercent.chromium), f1(r.cpuPercent.other), f1(r.cpuPercent.machine)]);
+  }
+  const w = cols.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  console.log(cols.map((h, i) => h.padEnd(w[i])).join('  '));
+  for (const row of rows) console.log(row.map((v, i) => (i === 0 ? v.padEnd(w[i]) : v.padStart(w[i]))).join('  '));
 }
 
 /** Pools runs: latency percentiles over every run's samples, rates and per-frame stats averaged. */
@@ -398,7 +500,11 @@ function pool(results) {
   out.drawnToReceived = summary(series.hostNet);
   out.receivedToDisplayed = summary(series.browserSide);
   out.processingDurationMs = summary(series.processing);
-  const mean = (f) => results.map(f).reduce((a, b) => a + b, 0) / results.length;
+  // Over the runs that have the figure (a run whose getStats found no video stream has NaN).
+  const mean = (f) => {
+    const v = results.map(f).filter(Number.isFinite);
+    return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+  };
   for (const k of ['callbacksPerSecond', 'presentedFps', 'distinctCodesPerSecond', 'shownOfDrawn', 'shownFpsUpperBound', 'replacedPerSecond', 'mainThreadSkipsPerSecond']) out[k] = mean((r) => r[k]);
   for (const k of ['callbacks', 'codesRead', 'distinctCodesShown', 'drawnInWindow', 'unknownCodes']) out[k] = results.reduce((a, r) => a + r[k], 0);
   for (const k of Object.keys(out.chromium)) {
@@ -415,14 +521,139 @@ function pool(results) {
   return out;
 }
 
+/** A free TCP port on 127.0.0.1 (for servers that cannot be told to pick one and print it). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** '8M' / '8000k' / '8000000' → kbit/s. */
+function kbps(bitrate) {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(String(bitrate));
+  if (!m) throw new Error(`--bitrate: cannot read ${bitrate}`);
+  const v = Number(m[1]);
+  return Math.round(m[2] === '' ? v / 1000 : /m/i.test(m[2]) ? v * 1000 : v);
+}
+
+/** What differs between servers: how to start one on a display, which page to open, how to tell
+ *  it is showing video, where its <video> is. Everything else (stimulus, reader, clock mapping,
+ *  statistics) is shared. */
+const TARGETS = {
+  edgedesk: {
+    chromiumArgs: [],
+    initScript: null,
+    videoSelector: null, // window.edgedesk.video
+    check(o) {
+      const f = path.join(o.binDir, 'edgedesk');
+      if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
+    },
+    async start(o, display, log) {
+      const env = {};
+      if (o.playoutDelay !== null) env.EDGEDESK_PLAYOUT_DELAY = o.playoutDelay;
+      let url = null;
+      const token = `latency-${process.pid}`;
+      const server = start(path.join(o.binDir, 'edgedesk'), ['up', '--display', display, '--listen', '127.0.0.1:0', '--fps', String(o.fps),
+        '--bitrate', o.bitrate, '--token', token, '--encoder', 'software'], {
+        env: { RUST_LOG: 'warn', ...env },
+        onLine: (l) => { if (l.startsWith('Open: ')) url = l.slice(6).trim(); },
+      });
+      await waitFor(() => url, 20000, 'edgedesk to print Open:').catch((e) => {
+        throw new Error(`${e.message}; edgedesk: ${server.errTail.join(' | ')}`);
+      });
+      log(`edgedesk ${url.replace(/#.*/, '#…')} playout-delay ${o.playoutDelay ?? '(default)'}`);
+      return { server, url };
+    },
+    async ready(page) {
+      await waitForState(page, 'connected', 20000);
+      await waitForFrames(page, 1, 20000);
+    },
+    remoteSdp: () => window.edgedesk.pc.remoteDescription?.sdp,
+  },
+
+  selkies: {
+    // Without it the page shows "Play Stream" and waits for a click (its <video> is not muted).
+    chromiumArgs: ['--autoplay-policy=no-user-gesture-required'],
+    // The page keeps its RTCPeerConnection to itself: note every one made.
+    initScript: () => {
+      const Orig = window.RTCPeerConnection;
+      window.__latencyPcs = [];
+      const Wrapped = function RTCPeerConnection(...a) {
+        const pc = new Orig(...a);
+        window.__latencyPcs.push(pc);
+        return pc;
+      };
+      Wrapped.prototype = Orig.prototype;
+      Object.setPrototypeOf(Wrapped, Orig);
+      window.RTCPeerConnection = Wrapped;
+    },
+    videoSelector: 'video#stream',
+    check(o) {
+      if (!existsSync(o.selkiesBin)) {
+        throw new Error(`${o.selkiesBin} is missing: python3 -m venv /tmp/selkies-venv && /tmp/selkies-venv/bin/pip install selkies (or --selkies-bin / SELKIES_BIN)`);
+      }
+    },
+    async start(o, display, log) {
+      const port = await freePort();
+      const rate = kbps(o.bitrate);
+      const args = ['--mode', 'webrtc', '--addr', '127.0.0.1', '--port', String(port), '--enable-basic-auth', 'false',
+        '--audio-enabled', 'false', '--enable-resize', 'false', '--encoder', 'h264enc',
+        '--framerate', `${o.fps}-${o.fps}`, '--video-bitrate', `${rate}-${rate}`, ...o.selkiesArgs];
+      let up = false;
+      const settingsLines = [];
+      const server = start(o.selkiesBin, args, {
+        env: { DISPLAY: display },
+        onErrLine: (l) => {
+          if (/Selkies server running on http/.test(l)) up = true;
+          if (/starting:/.test(l)) settingsLines.push(l.replace(/^\S+:\S+:/, ''));
+        },
+        // pixelflux prints its encoder settings on stdout once the stream starts.
+        onLine: (l) => { if (/Stream settings active|Encoder:/.test(l)) settingsLines.push(l.trim()); },
+      });
+      server.settingsLines = settingsLines;
+      await waitFor(() => up, 30000, 'selkies to listen').catch((e) => {
+        throw new Error(`${e.message}; selkies: ${server.errTail.join(' | ')}`);
+      });
+      const url = `http://127.0.0.1:${port}/`;
+      log(`selkies ${url} ${args.join(' ')}`);
+      return { server, url };
+    },
+    // Selkies' first frame comes well before the stream flows (a keyframe, then seconds with
+    // none decoded were seen): wait for 30 decoded frames.
+    async ready(page) {
+      await page.waitForFunction(async () => {
+        const v = document.querySelector('video#stream');
+        if (!v || !v.videoWidth || v.paused) return false;
+        for (const pc of window.__latencyPcs ?? []) {
+          if (pc.connectionState !== 'connected') continue;
+          let frames = 0;
+          (await pc.getStats()).forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video') frames = Math.max(frames, s.framesDecoded ?? 0);
+          });
+          if (frames >= 30) return true;
+        }
+        return false;
+      }, null, { timeout: 30000, polling: 200 });
+    },
+    remoteSdp: () => {
+      const pc = [...(window.__latencyPcs ?? [])].reverse().find((p) => p.connectionState === 'connected');
+      return pc?.remoteDescription?.sdp;
+    },
+  },
+};
+
 async function runOnce(o) {
   children.length = 0;
   const log = (...a) => { if (!o.quiet) console.error('#', ...a); };
   const bench = path.join(o.binDir, 'edgedesk-bench');
-  const edgedesk = path.join(o.binDir, 'edgedesk');
-  for (const f of [bench, edgedesk]) {
-    if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
-  }
+  if (!existsSync(bench)) throw new Error(`${bench} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
+  const target = TARGETS[o.target];
+  target.check(o);
 
   const display = await startXvfb(o.width, o.height);
   log(`Xvfb ${display} ${o.width}x${o.height}`);
@@ -440,39 +671,37 @@ async function runOnce(o) {
     throw new Error(`${e.message}; stimulus: ${stim.errTail.join(' | ')}`);
   });
 
-  const env = {};
-  if (o.playoutDelay !== null) env.EDGEDESK_PLAYOUT_DELAY = o.playoutDelay;
-  let openUrl = null;
-  const token = `latency-${process.pid}`;
-  const server = start(edgedesk, ['up', '--display', display, '--listen', '127.0.0.1:0', '--fps', String(o.fps),
-    '--bitrate', o.bitrate, '--token', token, '--encoder', 'software'], {
-    env: { RUST_LOG: 'warn', ...env },
-    onLine: (l) => { if (l.startsWith('Open: ')) openUrl = l.slice(6).trim(); },
-  });
-  await waitFor(() => openUrl, 20000, 'edgedesk to print Open:').catch((e) => {
-    throw new Error(`${e.message}; edgedesk: ${server.errTail.join(' | ')}`);
-  });
-  log(`edgedesk ${openUrl.replace(/#.*/, '#…')} playout-delay ${o.playoutDelay ?? '(default)'}`);
+  const { server, url } = await target.start(o, display, log);
 
-  const browser = await launchChromium({ args: o.chromiumArgs });
+  const browser = await launchChromium({ args: [...target.chromiumArgs, ...o.chromiumArgs] });
+  const consoleTail = [];
   try {
     const page = await browser.newPage({ viewport: o.viewport });
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(openUrl);
-    await waitForState(page, 'connected', 20000);
-    await waitForFrames(page, 1, 20000);
-    const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
-    const extmaps = answer.split(/\r?\n/).filter((l) => l.startsWith('a=extmap:'));
+    page.on('console', (m) => {
+      consoleTail.push(m.text().slice(0, 300));
+      if (consoleTail.length > 30) consoleTail.shift();
+    });
+    if (target.initScript) await page.addInitScript(target.initScript);
+    await page.goto(url);
+    await target.ready(page);
+    const sdp = await page.evaluate(target.remoteSdp);
+    const extmaps = (sdp ?? '').split(/\r?\n/).filter((l) => l.startsWith('a=extmap:'));
     const sync0 = await clockOffset(page);
-    await page.evaluate(installMeter, { rect: layout, readLumaSrc: readLuma.toString() });
+    await page.evaluate(installMeter, { rect: layout, readLumaSrc: readLuma.toString(), videoSelector: target.videoSelector });
     await new Promise((r) => setTimeout(r, o.warmup * 1000));
     const stats0 = await pageStats(page);
-    const cpu0 = cpuTimes({ edgedesk: server.pid, stimulus: stim.pid, xvfb: xvfbPid() });
+    const groups = { server: server.pid, stimulus: stim.pid, xvfb: xvfbPid(), chromium: chromiumPid() };
+    const cpu0 = cpuTimes(groups);
+    const self0 = process.cpuUsage();
     const t0 = await page.evaluate(() => performance.now());
     await new Promise((r) => setTimeout(r, o.seconds * 1000));
     const t1 = await page.evaluate(() => performance.now());
-    const cpu1 = cpuTimes({ edgedesk: server.pid, stimulus: stim.pid, xvfb: xvfbPid() });
+    const cpu1 = cpuTimes(groups);
+    const self1 = process.cpuUsage(self0);
+    cpu1.harness = (self1.user + self1.system) / 1e6;
+    cpu0.harness = 0;
     // getStats is cached for a few ms: wait a little so the second read is fresh.
     await new Promise((r) => setTimeout(r, 100));
     const stats1 = await pageStats(page);
@@ -485,34 +714,70 @@ async function runOnce(o) {
 
     const result = analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1, extmaps, cpu0, cpu1 });
     result.pageErrors = pageErrors;
+    result.videoSwaps = meter.videoSwaps;
+    if (meter.videoSwaps) console.log(`note: the page replaced its <video> ${meter.videoSwaps} time(s) during the run`);
+    if (server.settingsLines) result.serverSettings = [...server.settingsLines];
     if (o.raw) {
       result.raw = { offsetMs: (sync0.offset + sync1.offset) / 2, samples: meter.samples, drawn: [...drawn.entries()] };
     }
     printReport(result);
+    if (result.serverSettings?.length) console.log(`server: ${result.serverSettings.join(' | ')}`);
     return result;
+  } catch (e) {
+    e.consoleTail = consoleTail;
+    throw e;
   } finally {
     await browser.close();
     await stopAll();
   }
 }
 
-/** CPU seconds (user + system) of the given pids' process groups, from /proc/PID/stat. */
+/** CPU seconds (user + system) of the given pids with everything below them: every live
+ *  process in their process group (our children are group leaders) or descended from them
+ *  (Chromium's zygote-forked renderers leave its group), from /proc/PID/stat. */
 function cpuTimes(named) {
   const out = {};
-  for (const [name, pid] of Object.entries(named)) {
+  const procs = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
     try {
-      const f = readProc(`/proc/${pid}/stat`);
+      const f = readProc(`/proc/${d}/stat`);
       const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      out[name] = (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, clock ticks (100 Hz)
+      // fields[0] = state, [2] = pgrp, [11] = utime, [12] = stime (clock ticks, 100 Hz)
+      procs.push({ pid: Number(d), ppid: Number(fields[1]), pgrp: Number(fields[2]), cpu: (Number(fields[11]) + Number(fields[12])) / 100 });
     } catch {
-      out[name] = NaN;
+      /* gone */
     }
+  }
+  const byPid = new Map(procs.map((p) => [p.pid, p]));
+  const under = (p, root) => {
+    for (let q = p, n = 0; q && n < 64; q = byPid.get(q.ppid), n++) if (q.pid === root || q.pgrp === root) return true;
+    return false;
+  };
+  for (const [name, pid] of Object.entries(named)) {
+    out[name] = pid ? procs.filter((p) => under(p, pid)).reduce((a, p) => a + p.cpu, 0) : NaN;
   }
   out.at = process.hrtime.bigint();
   const cpu = readProc('/proc/stat').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
   out.total = cpu.reduce((x, y) => x + y, 0);
   out.busy = out.total - cpu[3] - (cpu[4] ?? 0); // minus idle and iowait
   return out;
+}
+
+/** Chromium's browser process: our child whose name says so. */
+function chromiumPid() {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const f = readProc(`/proc/${d}/stat`);
+      const comm = f.slice(f.indexOf('(') + 1, f.lastIndexOf(')'));
+      const ppid = Number(f.slice(f.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid && /chrom/i.test(comm)) return Number(d);
+    } catch {
+      /* gone */
+    }
+  }
+  return null;
 }
 
 /** Busy CPU of the whole machine between two cpuTimes() reads, % of one core. */
@@ -588,7 +853,7 @@ function analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1
   const cpuPct = (name) => ((cpu1[name] - cpu0[name]) / (Number(cpu1.at - cpu0.at) / 1e9)) * 100;
   return {
     settings: {
-      size: `${o.width}x${o.height}`, fps: o.fps, seconds, bitrate: o.bitrate,
+      target: o.target, size: `${o.width}x${o.height}`, fps: o.fps, seconds, bitrate: o.bitrate,
       playoutDelay: o.playoutDelay ?? 'default (0)', viewport: `${o.viewport.width}x${o.viewport.height}`,
       chromiumArgs: o.chromiumArgs, codeRect: layout,
     },
@@ -640,14 +905,19 @@ function analyse({ o, layout, drawn, meter, t0, t1, sync0, sync1, stats0, stats1
       frame: stats1 ? `${stats1.frameWidth}x${stats1.frameHeight}` : null,
     },
     series: { displayed, presented: presentedLat, hostNet, browserSide, processing },
-    cpuPercent: { edgedesk: cpuPct('edgedesk'), stimulus: cpuPct('stimulus'), xvfb: cpuPct('xvfb'), machine: machineBusy(cpu0, cpu1) },
+    cpuPercent: (() => {
+      const c = { server: cpuPct('server'), stimulus: cpuPct('stimulus'), xvfb: cpuPct('xvfb'), chromium: cpuPct('chromium'), harness: cpuPct('harness'), machine: machineBusy(cpu0, cpu1) };
+      // Whatever else ran on the machine meanwhile (another build, …): it competes for the cores.
+      c.other = c.machine - c.server - c.stimulus - c.xvfb - (c.chromium || 0) - c.harness;
+      return c;
+    })(),
   };
 }
 
 function printReport(r) {
   const g = (name, s) => console.log(`${name.padEnd(34)} p50 ${f1(s.p50).padStart(6)}  p90 ${f1(s.p90).padStart(6)}  p99 ${f1(s.p99).padStart(6)}  max ${f1(s.max).padStart(6)}  (n=${s.n}) ms`);
   const c = r.chromium;
-  console.log(`browser latency: ${r.settings.size}@${r.settings.fps} ${r.settings.bitrate} playout-delay ${r.settings.playoutDelay}, ${r.settings.seconds.toFixed(1)} s`);
+  console.log(`browser latency: ${r.settings.target} ${r.settings.size}@${r.settings.fps} ${r.settings.bitrate}${r.settings.target === 'edgedesk' ? ` playout-delay ${r.settings.playoutDelay}` : ''}, ${r.settings.seconds.toFixed(1)} s`);
   console.log(`answer extmaps: ${r.answerExtmaps.map((l) => l.slice(9)).join(' | ') || '(none)'}`);
   console.log(`clock: page→monotonic offset ±${f1(r.clock.uncertaintyMs)} ms, drift over the run ${r.clock.driftMs.toFixed(2)} ms; frame read via ${r.readPath}`);
   g('glass-to-glass (displayed)', r.glassToGlassDisplayed);
@@ -659,7 +929,7 @@ function printReport(r) {
   console.log(`presented fps ${f1(r.presentedFps)} (rVFC callbacks ${f1(r.callbacksPerSecond)}/s, distinct codes shown ${f1(r.distinctCodesPerSecond)}/s, ${(r.shownOfDrawn * 100).toFixed(1)} % of drawn codes shown)`);
   console.log(`chromium per frame: jitter buffer ${f1(c.jitterBufferDelayMsPerFrame)} ms (target ${f1(c.jitterBufferTargetDelayMsPerFrame)}, minimum ${f1(c.jitterBufferMinimumDelayMsPerFrame)}), processing ${f1(c.processingDelayMsPerFrame)} ms, decode ${f1(c.decodeMsPerFrame)} ms, assembly ${f1(c.assemblyMsPerFrame)} ms`);
   console.log(`chromium: ${f1(c.decodedFps)} decoded fps, received ${c.framesReceived}, decoded ${c.framesDecoded}, dropped ${c.framesDropped}, freezes ${c.freezes}, lost ${c.packetsLost}, nacks ${c.nacks}, plis ${c.plis}, ${f1(c.mbps)} Mbit/s, ${c.frame} ${c.decoder ?? ''}`);
-  console.log(`cpu (% of one core): edgedesk ${f1(r.cpuPercent.edgedesk)}, stimulus ${f1(r.cpuPercent.stimulus)}, Xvfb ${f1(r.cpuPercent.xvfb)}, whole machine ${f1(r.cpuPercent.machine)} of ${os.cpus().length * 100}; frame read p50 ${f1(r.readMs.p50)} ms; unreadable ${r.callbacks - r.codesRead} of ${r.callbacks} ${JSON.stringify(r.readErrors)}`);
+  console.log(`cpu (% of one core): ${r.settings.target} ${f1(r.cpuPercent.server)}, stimulus ${f1(r.cpuPercent.stimulus)}, Xvfb ${f1(r.cpuPercent.xvfb)}, Chromium ${f1(r.cpuPercent.chromium)}, harness ${f1(r.cpuPercent.harness)}, other processes ${f1(r.cpuPercent.other)}, whole machine ${f1(r.cpuPercent.machine)} of ${os.cpus().length * 100}; frame read p50 ${f1(r.readMs.p50)} ms; unreadable ${r.callbacks - r.codesRead} of ${r.callbacks} ${JSON.stringify(r.readErrors)}`);
 }
 
 function selfCheck(r) {
