@@ -25,9 +25,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use control::process::spawn_tied;
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::rust_connection::RustConnection;
 
@@ -441,6 +442,36 @@ impl VirtualDisplay {
         Err(DisplayError::NoFreeDisplay)
     }
 
+    /// Starts a `width`x`height` display of `kind`; `None` (auto) takes Xorg + dummy
+    /// (resizable) where it is installed and starts, else Xvfb, saying why in one warning.
+    pub fn start_kind(
+        kind: Option<DisplayKind>,
+        width: u32,
+        height: u32,
+    ) -> Result<VirtualDisplay, DisplayError> {
+        let start = |kind| {
+            VirtualDisplay::start(DisplayOptions {
+                width,
+                height,
+                kind,
+                ..DisplayOptions::default()
+            })
+        };
+        if let Some(kind) = kind {
+            return start(kind);
+        }
+        match DisplayKind::XorgDummy.available().map(|()| start(DisplayKind::XorgDummy)) {
+            Ok(Ok(d)) => return Ok(d),
+            Ok(Err(e)) => tracing::warn!(
+                "Xorg with the dummy driver did not start ({e}); using Xvfb: the desktop will not follow the browser window's size"
+            ),
+            Err(why) => tracing::warn!(
+                "{why}; using Xvfb: the desktop will not follow the browser window's size"
+            ),
+        }
+        start(DisplayKind::Xvfb)
+    }
+
     fn try_start(opts: &DisplayOptions, n: u32) -> Result<Attempt, DisplayError> {
         let dir = std::env::temp_dir().join(format!(
             "edgedesk-display-{n}-{}-{:016x}",
@@ -743,68 +774,6 @@ impl VirtualDisplay {
 }
 
 /// The server shares our process group, so it is signalled by pid.
-/// Spawns `cmd` so that it gets SIGTERM when this process dies, even by SIGKILL: a `kill -9`
-/// of edgedesk leaves no X server (nor app) behind, because the kernel delivers the signal and
-/// no cleanup code of ours has to run (`PR_SET_PDEATHSIG`).
-///
-/// Linux sends that signal when the *thread* that forked the child exits, not the process; so
-/// every such child is forked by one spawner thread that lives as long as the process (a
-/// display started from a short-lived thread, such as a blocking task, must not die with it).
-pub(crate) fn spawn_tied(cmd: &mut Command) -> io::Result<Child> {
-    type Reply = mpsc::Sender<(Command, io::Result<Child>)>;
-    static SPAWNER: OnceLock<mpsc::Sender<(Command, Reply)>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<(Command, Reply)>();
-        std::thread::Builder::new()
-            .name("edgedesk-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let child = spawn_dying_with_parent(&mut cmd);
-                    let _ = reply.send((cmd, child));
-                }
-            })
-            .expect("starting the spawner thread");
-        tx
-    });
-    let (reply, answer) = mpsc::channel();
-    let taken = std::mem::replace(cmd, Command::new("true"));
-    spawner
-        .send((taken, reply))
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    let (back, child) = answer
-        .recv()
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    *cmd = back;
-    child
-}
-
-fn spawn_dying_with_parent(cmd: &mut Command) -> io::Result<Child> {
-    // SAFETY: getpid(2) has no preconditions.
-    let parent = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (prctl, getppid, _exit); it allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent may have died before the prctl: then nobody will signal us.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-}
-
 fn signal_group_or_pid(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {

@@ -8,6 +8,7 @@
 pub mod capture;
 pub mod client;
 pub mod clipboard;
+pub mod control;
 pub mod desktop;
 pub mod display;
 pub mod input;

@@ -1,19 +1,14 @@
 //! The boundary between the HTTP front door and whatever runs the sessions' peers.
 //!
 //! The HTTP layer ([`crate::http`]) parses and checks requests, then calls a [`WhepBackend`].
-//! In `edgedesk up` the backend is the in-process host; tests use a small fake.
+//! In `edgedesk up` the backend is [`crate::remote::RemoteBackend`] (each session in its own
+//! host process); [`crate::host_backend::HostBackend`] runs sessions in this process; tests use
+//! a small fake.
 
 use async_trait::async_trait;
 
-/// What a verified join token allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Watch and send input.
-    Control,
-    /// Watch only; the host ignores this peer's input.
-    View,
-}
+/// What a verified join token allows (shared with the control channel).
+pub use control::Role;
 
 /// The answer to a WHEP offer.
 #[derive(Debug, Clone)]
@@ -24,16 +19,9 @@ pub struct ViewerAnswer {
     pub answer_sdp: String,
 }
 
-/// A parsed `application/trickle-ice-sdpfrag` body (RFC 8840).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrickleFragment {
-    pub ice_ufrag: Option<String>,
-    pub ice_pwd: Option<String>,
-    pub mid: Option<String>,
-    /// Candidate attribute values without the `a=` prefix (`candidate:...`).
-    pub candidates: Vec<String>,
-    pub end_of_candidates: bool,
-}
+/// A parsed `application/trickle-ice-sdpfrag` body (RFC 8840), as the control channel
+/// carries it.
+pub use control::TrickleFragment;
 
 /// Failures a backend reports; the HTTP layer maps each to a status.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +62,11 @@ pub trait WhepBackend: Send + Sync + 'static {
     /// End a viewer.
     async fn delete_viewer(&self, session: &str, viewer_id: &str) -> Result<(), BackendError>;
     /// The backend's metrics in the Prometheus text format (served at `/metrics`).
-    fn metrics_text(&self) -> String {
+    async fn metrics_text(&self) -> String {
         String::new()
     }
     /// Sessions' state and recent per-frame host timings as JSON (served at `/stats`).
-    fn stats_json(&self) -> serde_json::Value {
+    async fn stats_json(&self) -> serde_json::Value {
         serde_json::json!({ "sessions": [] })
     }
 }

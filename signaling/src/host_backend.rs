@@ -75,11 +75,11 @@ impl WhepBackend for HostBackend {
         s.remove_viewer(viewer_id).await.map_err(map_err)
     }
 
-    fn metrics_text(&self) -> String {
+    async fn metrics_text(&self) -> String {
         self.host.metrics_text()
     }
 
-    fn stats_json(&self) -> serde_json::Value {
+    async fn stats_json(&self) -> serde_json::Value {
         let sessions: Vec<_> = self.host.list().iter().map(|s| s.stats()).collect();
         serde_json::json!({ "sessions": sessions })
     }

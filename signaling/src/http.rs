@@ -147,14 +147,14 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.backend().metrics_text(),
+        state.backend().metrics_text().await,
     )
 }
 
 /// Sessions and their last frames' host timings, as JSON: the bench tool's stage breakdown
 /// reads it. Unauthenticated, like `/metrics` (no secrets: timings and counters).
 async fn stats(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
-    axum::Json(state.backend().stats_json())
+    axum::Json(state.backend().stats_json().await)
 }
 
 /// Liveness: the process serves HTTP.

@@ -5,4 +5,5 @@ pub mod assets;
 pub mod backend;
 pub mod host_backend;
 pub mod http;
+pub mod remote;
 pub mod tokens;

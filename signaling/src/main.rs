@@ -1,6 +1,7 @@
-//! `edgedesk`: the composition root. `edgedesk up` starts (or attaches to) an X display,
-//! the host that streams it, and the HTTP front door, prints where to connect, and shuts all
-//! of it down in reverse order on Ctrl-C or SIGTERM.
+//! `edgedesk`: the control plane's composition root. `edgedesk up` starts one session in its
+//! own host process (`edgedesk-host`: the X display, desktop, capture, encoder, viewers) and
+//! the HTTP front door that relays WHEP to it over the control channel, prints where to
+//! connect, and shuts it all down in reverse order on Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +9,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use codec::registry::{EncoderPreference, EncoderRegistry};
-use codec::EncoderSettings;
-use host::clipboard::{ClipboardConfig, ClipboardPolicy, DEFAULT_MAX_CLIPBOARD_BYTES};
-use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
-use host::pipeline::PipelineConfig;
-use host::session::{Host, Session, SessionConfig};
-use host::viewer::PeerSettings;
+use control::SessionSpec;
+use host::clipboard::{ClipboardPolicy, DEFAULT_MAX_CLIPBOARD_BYTES};
 use signaling::backend::Role;
-use signaling::host_backend::HostBackend;
 use signaling::http::{app, AppState, IceServer};
+use signaling::remote::RemoteBackend;
 use signaling::tokens::Tokens;
 
 #[derive(Parser)]
@@ -148,54 +144,30 @@ fn parse_clipboard_max(s: &str) -> Result<usize, String> {
 
 /// `--display-kind`: `auto` or a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DisplayChoice(Option<DisplayKind>);
+enum DisplayChoice {
+    Auto,
+    Xvfb,
+    Xorg,
+}
+
+impl DisplayChoice {
+    fn name(self) -> &'static str {
+        match self {
+            DisplayChoice::Auto => "auto",
+            DisplayChoice::Xvfb => "xvfb",
+            DisplayChoice::Xorg => "xorg",
+        }
+    }
+}
 
 fn parse_display_kind(s: &str) -> Result<DisplayChoice, String> {
     match s {
-        "auto" => Ok(DisplayChoice(None)),
-        "xvfb" => Ok(DisplayChoice(Some(DisplayKind::Xvfb))),
-        "xorg" => Ok(DisplayChoice(Some(DisplayKind::XorgDummy))),
+        "auto" => Ok(DisplayChoice::Auto),
+        "xvfb" => Ok(DisplayChoice::Xvfb),
+        "xorg" => Ok(DisplayChoice::Xorg),
         _ => Err(format!(
             "display kind must be auto, xvfb or xorg, got {s:?}"
         )),
-    }
-}
-
-/// Starts the display `kind` asks for; `auto` takes Xorg + dummy (resizable) where it is
-/// installed and starts, else Xvfb, saying why in one line.
-fn start_display(DisplayChoice(kind): DisplayChoice, (w, h): (u32, u32)) -> Result<VirtualDisplay> {
-    let start = |kind| {
-        VirtualDisplay::start(DisplayOptions {
-            width: w,
-            height: h,
-            kind,
-            ..DisplayOptions::default()
-        })
-    };
-    if let Some(kind) = kind {
-        return start(kind).context("starting the virtual display");
-    }
-    let xorg = DisplayKind::XorgDummy
-        .available()
-        .map(|()| start(DisplayKind::XorgDummy));
-    match xorg {
-        Ok(Ok(d)) => return Ok(d),
-        Ok(Err(e)) => tracing::warn!(
-            "Xorg with the dummy driver did not start ({e}); using Xvfb: the desktop will not follow the browser window's size"
-        ),
-        Err(why) => tracing::warn!(
-            "{why}; using Xvfb: the desktop will not follow the browser window's size"
-        ),
-    }
-    start(DisplayKind::Xvfb).context("starting the virtual display")
-}
-
-fn parse_preference(s: &str) -> EncoderPreference {
-    match s {
-        "auto" => EncoderPreference::Auto,
-        "software" => EncoderPreference::Software,
-        "hardware" => EncoderPreference::Hardware,
-        name => EncoderPreference::Named(name.to_owned()),
     }
 }
 
@@ -240,66 +212,44 @@ async fn up(args: UpArgs) -> Result<()> {
         .map(|s| parse_ice_server(s))
         .collect::<Result<Vec<_>>>()?;
 
-    // 1. Encoders: probed once, software last.
-    let registry = Arc::new(tokio::task::spawn_blocking(EncoderRegistry::probe).await?);
-
-    // 2. The display: ours, or the one we were pointed at.
-    let (display_name, _display) = match &args.display {
-        Some(d) => (d.clone(), None),
-        None => {
-            let display = start_display(args.display_kind, args.size)?;
-            host::desktop::start(&display, &args.wm, &args.app).context("starting the desktop")?;
-            (display.name().to_owned(), Some(display))
-        }
-    };
-
-    // 3. The host and its session.
+    // 1. The session, in its own host process (display, desktop, pipeline, viewers).
     let udp_addrs = if args.udp.is_empty() {
         vec![format!("{}:0", args.listen.ip())]
     } else {
         args.udp.clone()
     };
-    let host = Arc::new(Host::new());
-    let session = Session::start(
-        SessionConfig {
-            name: args.session.clone(),
-            pipeline: PipelineConfig {
-                display: display_name.clone(),
-                encoder: EncoderSettings {
-                    fps: args.fps,
-                    bitrate_bps: args.bitrate,
-                    ..EncoderSettings::default()
-                },
-                preference: parse_preference(&args.encoder),
-            },
-            peer: PeerSettings {
-                udp_addrs,
-                ice_servers: ice_servers
-                    .iter()
-                    .map(|s| host::viewer::RTCIceServer {
-                        urls: s.urls.clone(),
-                        username: s.username.clone().unwrap_or_default(),
-                        credential: s.credential.clone().unwrap_or_default(),
-                    })
-                    .collect(),
-                ..PeerSettings::default()
-            },
-            max_viewers: args.max_viewers,
-            // Only a display we started as Xorg + dummy can change size.
-            resizable: _display
-                .as_ref()
-                .is_some_and(|d| d.kind() == DisplayKind::XorgDummy),
-            clipboard: ClipboardConfig {
-                policy: args.clipboard,
-                max_bytes: args.clipboard_max_bytes,
-            },
-        },
-        registry.clone(),
-    )
-    .with_context(|| format!("starting session on display {display_name}"))?;
-    host.insert(session)?;
+    let spec = SessionSpec {
+        width: args.size.0,
+        height: args.size.1,
+        display: args.display.clone(),
+        display_kind: args.display_kind.name().to_owned(),
+        wm: args.wm.clone(),
+        app: args.app.clone(),
+        fps: args.fps,
+        bitrate_bps: args.bitrate,
+        encoder: args.encoder.clone(),
+        udp: udp_addrs,
+        ice_servers: ice_servers
+            .iter()
+            .map(|s| control::IceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone().unwrap_or_default(),
+                credential: s.credential.clone().unwrap_or_default(),
+            })
+            .collect(),
+        max_viewers: args.max_viewers,
+        clipboard: args.clipboard.to_string(),
+        clipboard_max_bytes: args.clipboard_max_bytes,
+    };
+    let backend = Arc::new(
+        RemoteBackend::new(RemoteBackend::default_host_bin()).context("the control socket")?,
+    );
+    let display_name = backend
+        .start_session(&args.session, spec)
+        .await
+        .with_context(|| format!("starting session {:?}", args.session))?;
 
-    // 4. Tokens and the HTTP front door.
+    // 2. Tokens and the HTTP front door.
     let mut tokens = Tokens::random();
     let token = match &args.token {
         Some(t) => {
@@ -312,7 +262,7 @@ async fn up(args: UpArgs) -> Result<()> {
             Duration::from_secs(args.token_ttl),
         ),
     };
-    let state = AppState::new(Arc::new(HostBackend::new(host.clone())), Arc::new(tokens))
+    let state = AppState::new(backend.clone(), Arc::new(tokens))
         .with_ice_servers(ice_servers)
         .context("--ice-server")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -337,10 +287,9 @@ async fn up(args: UpArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 
-    // Reverse order: viewers and session, then the display (dropped last).
+    // Reverse order: the hosts end their sessions (viewers, pipeline, desktop, display).
     tracing::info!("shutting down");
-    let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(&args.session)).await;
-    drop(host);
+    backend.stop(Duration::from_secs(5)).await;
     Ok(())
 }
 

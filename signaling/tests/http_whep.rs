@@ -140,7 +140,7 @@ impl WhepBackend for Fake {
         removed.then_some(()).ok_or(BackendError::UnknownViewer)
     }
 
-    fn metrics_text(&self) -> String {
+    async fn metrics_text(&self) -> String {
         "edgedesk_sessions 2\n".into()
     }
 }

@@ -1,6 +1,8 @@
-//! `kill -9` of `edgedesk up` leaves nothing behind: its X server (Xorg-dummy by default, and
-//! Xvfb), window manager, panel and terminal all go, because every child is started to die
-//! with its parent (`PR_SET_PDEATHSIG`), not by cleanup code that a SIGKILL never runs.
+//! `kill -9` of `edgedesk up` leaves nothing behind: its session's host process, X server
+//! (Xorg-dummy by default, and Xvfb), window manager, panel and terminal all go, because every
+//! child is started to die with its parent (`PR_SET_PDEATHSIG`), not by cleanup code that a
+//! SIGKILL never runs. `kill -9` of the session's host ends that session only: its desktop
+//! goes, the control plane keeps serving and says the session is gone.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,7 +36,20 @@ fn on_display(name: &str) -> Vec<String> {
     found
 }
 
-fn kill9_leaves_nothing(kind: &str) {
+/// The pid of the `edgedesk-host` child of `parent`.
+fn host_child(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        // pid (comm) state ppid …
+        let after = stat.rsplit_once(')')?.1;
+        let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+        (ppid == parent && stat.contains("(edgedesk-host)")).then_some(pid)
+    })
+}
+
+/// Starts `edgedesk up` with a `kind` desktop; returns it, its display and its HTTP base URL.
+fn up(kind: &str) -> (std::process::Child, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
         .args(["up", "--listen", "127.0.0.1:0", "--size", "800x600"])
         .args(["--display-kind", kind, "--token", "t"])
@@ -43,18 +58,54 @@ fn kill9_leaves_nothing(kind: &str) {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut display = None;
+    let (mut display, mut base) = (None, None);
     let mut line = String::new();
     while out.read_line(&mut line).unwrap() > 0 {
         if let Some(d) = line.trim().strip_prefix("Display: ") {
             display = Some(d.to_owned());
+        }
+        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
+            base = w.split("/whep/").next().map(str::to_owned);
         }
         if line.starts_with("Token: ") {
             break;
         }
         line.clear();
     }
+    // Keep draining stdout so the server never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let display = display.expect("edgedesk printed its Display: line");
+    (
+        child,
+        display,
+        base.expect("edgedesk printed its WHEP: line"),
+    )
+}
+
+/// A plain HTTP/1.0 request to `base` (`http://127.0.0.1:PORT`); the status code and body.
+fn http(base: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+fn kill9_leaves_nothing(kind: &str) {
+    let (mut child, display, _) = up(kind);
     // The desktop is up: the server and its apps (openbox, the panel, the terminal).
     let started = Instant::now();
     while on_display(&display).len() < 3 && started.elapsed() < Duration::from_secs(10) {
@@ -78,6 +129,52 @@ fn kill9_leaves_nothing(kind: &str) {
         left.is_empty(),
         "left behind after kill -9: {left:#?} (was {before:#?})"
     );
+}
+
+#[test]
+fn kill_9_of_the_host_ends_only_its_session() {
+    let (mut child, display, base) = up("xvfb");
+    let (status, stats) = http(&base, "GET", "/stats", "");
+    assert_eq!(status, 200);
+    assert!(
+        stats.contains("\"default\""),
+        "the session is served: {}",
+        &stats[..stats.len().min(200)]
+    );
+    let started = std::time::Instant::now();
+    while on_display(&display).len() < 3 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let host =
+        host_child(child.id()).expect("edgedesk up runs its session in an edgedesk-host child");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    assert_eq!(unsafe { libc_kill(host as i32, 9) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = on_display(&display);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        left = on_display(&display);
+    }
+    assert!(
+        left.is_empty(),
+        "the killed host's desktop is left: {left:#?}"
+    );
+    // The control plane keeps serving; the session is gone (no session in /stats, not a hang).
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "edgedesk up kept running"
+    );
+    assert_eq!(http(&base, "GET", "/healthz", "").0, 200);
+    let (status, stats) = http(&base, "GET", "/stats", "");
+    assert_eq!(status, 200);
+    assert_eq!(stats.trim(), r#"{"sessions":[]}"#);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
 }
 
 #[test]

@@ -6,17 +6,22 @@
 //! (serde_json's compact form never contains a raw newline), at most [`MAX_MESSAGE_BYTES`].
 //!
 //! Conversation:
-//! 1. host → [`HostMessage::Hello`] with [`VERSION`], its session id, display and pid; a
-//!    control plane that speaks another version answers [`ControlMessage::Refused`] and closes.
-//! 2. control → [`ControlMessage::Request`] `{id, request}`; host → [`HostMessage::Reply`]
+//! 1. host → [`HostMessage::Hello`] with [`VERSION`], its session id and pid; a control plane
+//!    that speaks another version answers [`ControlMessage::Refused`] and closes.
+//! 2. control → [`ControlMessage::Start`] with the [`SessionSpec`] (over the socket, not the
+//!    command line: it may hold TURN credentials); host → [`HostMessage::Ready`] with its
+//!    display once the display, desktop and pipeline run, or [`HostMessage::Failed`] and exit.
+//! 3. control → [`ControlMessage::Request`] `{id, request}`; host → [`HostMessage::Reply`]
 //!    `{id, result}` — requests are answered in any order, matched by `id`.
-//! 3. host → [`HostMessage::ViewerGone`] when a viewer leaves by itself.
-//! 4. control → [`ControlMessage::Shutdown`]: the host ends its session and exits. A host
+//! 4. host → [`HostMessage::ViewerGone`] when a viewer leaves by itself.
+//! 5. control → [`ControlMessage::Shutdown`]: the host ends its session and exits. A host
 //!    whose control channel closes ends too.
 //!
 //! Unknown message types fail to decode; the receiver logs and drops them (the connection
 //! stays): a newer peer's additions need a [`VERSION`] bump only when they change meaning.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+
+pub mod process;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
@@ -55,10 +60,12 @@ pub enum HostMessage {
     Hello {
         version: u32,
         session: String,
-        /// The X display it serves (e.g. `:21`).
-        display: String,
         pid: u32,
     },
+    /// The session runs on `display` (e.g. `:21`) and takes requests.
+    Ready { display: String },
+    /// The session could not start; the host exits next.
+    Failed { reason: String },
     /// The answer to [`ControlMessage::Request`] `id`.
     Reply {
         id: u64,
@@ -72,11 +79,55 @@ pub enum HostMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ControlMessage {
-    Request { id: u64, request: Request },
+    /// Start the session (the answer to `Hello`).
+    Start {
+        spec: SessionSpec,
+    },
+    Request {
+        id: u64,
+        request: Request,
+    },
     /// End the session and exit.
     Shutdown,
     /// The control plane does not serve this host (e.g. another [`VERSION`]); it closes next.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
+}
+
+/// A STUN/TURN server for the viewers' ICE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Everything a host needs to run one session (validated by the control plane; the host
+/// refuses what it cannot do with [`HostMessage::Failed`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    /// Size of a new display.
+    pub width: u32,
+    pub height: u32,
+    /// Stream this existing X display instead of starting one.
+    pub display: Option<String>,
+    /// `auto`, `xvfb` or `xorg`.
+    pub display_kind: String,
+    /// Window manager and app (see `host::desktop`); empty: none.
+    pub wm: String,
+    pub app: String,
+    pub fps: u32,
+    pub bitrate_bps: u64,
+    /// `auto`, `software`, `hardware` or a backend name.
+    pub encoder: String,
+    /// Local UDP addresses for WebRTC.
+    pub udp: Vec<String>,
+    pub ice_servers: Vec<IceServer>,
+    pub max_viewers: usize,
+    /// `both`, `to-client`, `to-server` or `off`.
+    pub clipboard: String,
+    pub clipboard_max_bytes: usize,
 }
 
 /// What the control plane asks of a host.
@@ -196,8 +247,10 @@ mod tests {
             HostMessage::Hello {
                 version: VERSION,
                 session: "s1".into(),
-                display: ":21".into(),
                 pid: 42,
+            },
+            HostMessage::Ready {
+                display: ":21".into(),
             },
             HostMessage::Reply {
                 id: 7,
@@ -225,9 +278,15 @@ mod tests {
         assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), samples().len());
         let mut r = BufReader::new(&buf[..]);
         for m in samples() {
-            assert_eq!(read_message::<HostMessage, _>(&mut r).await.unwrap(), Some(m));
+            assert_eq!(
+                read_message::<HostMessage, _>(&mut r).await.unwrap(),
+                Some(m)
+            );
         }
-        assert!(read_message::<HostMessage, _>(&mut r).await.unwrap().is_none());
+        assert!(read_message::<HostMessage, _>(&mut r)
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]

@@ -1,0 +1,297 @@
+//! The host side of the control channel (see the `edgedesk-control` crate): one process, one
+//! session. [`serve`] connects to the control plane's socket, says hello, starts the session
+//! the control plane's [`SessionSpec`] describes (display, desktop, pipeline, input,
+//! clipboard), reports `Ready`, then answers requests until the control plane says `Shutdown`
+//! or goes away; then everything is torn down in reverse order (viewers, session, display).
+//!
+//! Requests are served concurrently (a slow offer does not hold up a DELETE); replies go
+//! through one writer task.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use codec::registry::{EncoderPreference, EncoderRegistry};
+use codec::EncoderSettings;
+use control::{
+    read_message, write_message, ControlError, ControlMessage, HostMessage, Reply, Request,
+    SessionSpec, TrickleFragment, VERSION,
+};
+use tokio::io::BufReader;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::clipboard::{ClipboardConfig, ClipboardPolicy};
+use crate::display::{DisplayKind, VirtualDisplay};
+use crate::pipeline::PipelineConfig;
+use crate::session::{Host, HostError, Session, SessionConfig};
+use crate::viewer::{PeerSettings, RTCIceServer};
+
+/// Errors that end a host process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostProcessError {
+    #[error("cannot reach the control plane at {path}: {source}")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control channel: {0}")]
+    Channel(#[from] control::ChannelError),
+    #[error("the control plane refused this host: {0}")]
+    Refused(String),
+    #[error("the control plane closed the channel before starting the session")]
+    NoStart,
+    #[error("the session did not start: {0}")]
+    Start(String),
+}
+
+/// Parses `auto`/`xvfb`/`xorg` (`None` is auto).
+pub fn parse_display_kind(s: &str) -> Result<Option<DisplayKind>, String> {
+    match s {
+        "auto" => Ok(None),
+        "xvfb" => Ok(Some(DisplayKind::Xvfb)),
+        "xorg" => Ok(Some(DisplayKind::XorgDummy)),
+        _ => Err(format!(
+            "display kind must be auto, xvfb or xorg, got {s:?}"
+        )),
+    }
+}
+
+/// Parses an encoder choice: `auto`, `software`, `hardware` or a backend name.
+pub fn parse_preference(s: &str) -> EncoderPreference {
+    match s {
+        "auto" => EncoderPreference::Auto,
+        "software" => EncoderPreference::Software,
+        "hardware" => EncoderPreference::Hardware,
+        name => EncoderPreference::Named(name.to_owned()),
+    }
+}
+
+/// Runs one session for the control plane listening at `socket` (see the module docs).
+pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|source| HostProcessError::Connect {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    write_message(
+        &mut write,
+        &HostMessage::Hello {
+            version: VERSION,
+            session: session.to_owned(),
+            pid: std::process::id(),
+        },
+    )
+    .await?;
+    let spec = loop {
+        match read_message::<ControlMessage, _>(&mut read).await? {
+            Some(ControlMessage::Start { spec }) => break spec,
+            Some(ControlMessage::Refused { reason }) => {
+                return Err(HostProcessError::Refused(reason))
+            }
+            Some(ControlMessage::Shutdown) | None => return Err(HostProcessError::NoStart),
+            Some(other) => tracing::warn!(?other, "ignoring a message before Start"),
+        }
+    };
+    let started = {
+        let session = session.to_owned();
+        tokio::task::spawn_blocking(move || start_session(&session, &spec))
+            .await
+            .map_err(|e| HostProcessError::Start(e.to_string()))?
+    };
+    let (host, display, display_name) = match started {
+        Ok(s) => s,
+        Err(reason) => {
+            let _ = write_message(
+                &mut write,
+                &HostMessage::Failed {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+            return Err(HostProcessError::Start(reason));
+        }
+    };
+    write_message(
+        &mut write,
+        &HostMessage::Ready {
+            display: display_name.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(session, display = %display_name, "session ready");
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<HostMessage>();
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if let Err(e) = write_message(&mut write, &m).await {
+                tracing::warn!(error = %e, "control channel write failed");
+                break;
+            }
+        }
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| HostProcessError::Start(format!("SIGTERM handler: {e}")))?;
+    loop {
+        let next = tokio::select! {
+            m = read_message::<ControlMessage, _>(&mut read) => m,
+            _ = term.recv() => {
+                tracing::info!(session, "SIGTERM: ending the session");
+                break;
+            }
+        };
+        match next {
+            Ok(Some(ControlMessage::Request { id, request })) => {
+                let (host, tx, name) = (host.clone(), tx.clone(), session.to_owned());
+                tokio::spawn(async move {
+                    let result = handle(&host, &name, request).await;
+                    let _ = tx.send(HostMessage::Reply { id, result });
+                });
+            }
+            Ok(Some(ControlMessage::Shutdown)) => {
+                tracing::info!(session, "shutdown asked");
+                break;
+            }
+            Ok(Some(other)) => tracing::warn!(?other, "ignoring an unexpected control message"),
+            Ok(None) => {
+                tracing::info!(session, "the control plane went away; ending the session");
+                break;
+            }
+            Err(control::ChannelError::Malformed(e)) => {
+                tracing::warn!(error = %e, "dropping a malformed control message");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "control channel failed; ending the session");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(session)).await;
+    drop(host);
+    let _ = writer.await;
+    drop(display);
+    Ok(())
+}
+
+/// Starts the display (unless the spec names one), the desktop and the session.
+fn start_session(
+    name: &str,
+    spec: &SessionSpec,
+) -> Result<(Arc<Host>, Option<VirtualDisplay>, String), String> {
+    let kind = parse_display_kind(&spec.display_kind)?;
+    let clipboard: ClipboardPolicy = spec.clipboard.parse().map_err(|e: String| e)?;
+    let registry = Arc::new(EncoderRegistry::probe());
+    let (display_name, display, resizable) = match &spec.display {
+        Some(d) => (d.clone(), None, false),
+        None => {
+            let d = VirtualDisplay::start_kind(kind, spec.width, spec.height)
+                .map_err(|e| format!("starting the virtual display: {e}"))?;
+            crate::desktop::start(&d, &spec.wm, &spec.app)
+                .map_err(|e| format!("starting the desktop: {e}"))?;
+            let resizable = d.kind() == DisplayKind::XorgDummy;
+            (d.name(), Some(d), resizable)
+        }
+    };
+    let config = SessionConfig {
+        name: name.to_owned(),
+        pipeline: PipelineConfig {
+            display: display_name.clone(),
+            encoder: EncoderSettings {
+                fps: spec.fps,
+                bitrate_bps: spec.bitrate_bps,
+                ..EncoderSettings::default()
+            },
+            preference: parse_preference(&spec.encoder),
+        },
+        peer: PeerSettings {
+            udp_addrs: spec.udp.clone(),
+            ice_servers: spec
+                .ice_servers
+                .iter()
+                .map(|s| RTCIceServer {
+                    urls: s.urls.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+            ..PeerSettings::default()
+        },
+        max_viewers: spec.max_viewers,
+        resizable,
+        clipboard: ClipboardConfig {
+            policy: clipboard,
+            max_bytes: spec.clipboard_max_bytes,
+        },
+    };
+    let session = Session::start(config, registry)
+        .map_err(|e| format!("starting session on display {display_name}: {e}"))?;
+    let host = Arc::new(Host::new());
+    host.insert(session).map_err(|e| e.to_string())?;
+    Ok((host, display, display_name))
+}
+
+fn control_error(e: HostError) -> ControlError {
+    match e {
+        HostError::UnknownViewer | HostError::UnknownSession => ControlError::UnknownViewer,
+        HostError::Full(_) => ControlError::Full {
+            retry_after_secs: 5,
+        },
+        HostError::BadOffer(message) => ControlError::BadOffer { message },
+        other => ControlError::Internal {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Serves one request against the host's (only) session.
+async fn handle(host: &Host, name: &str, request: Request) -> Result<Reply, ControlError> {
+    let session = host.get(name).ok_or(ControlError::Internal {
+        message: "the session has ended".into(),
+    })?;
+    match request {
+        Request::CreateViewer { offer_sdp, role } => {
+            let (viewer, answer_sdp) = session
+                .add_viewer(offer_sdp, role == control::Role::Control)
+                .await
+                .map_err(control_error)?;
+            tracing::info!(session = name, viewer = %viewer, ?role, "viewer created");
+            Ok(Reply::ViewerCreated { viewer, answer_sdp })
+        }
+        Request::AddCandidates { viewer, fragment } => {
+            let v = session.viewer(&viewer).ok_or(ControlError::UnknownViewer)?;
+            let TrickleFragment {
+                candidates,
+                mid,
+                ice_ufrag,
+                ..
+            } = fragment;
+            for c in candidates {
+                v.add_candidate(c, mid.clone(), ice_ufrag.clone())
+                    .await
+                    .map_err(|e| ControlError::BadOffer {
+                        message: e.to_string(),
+                    })?;
+            }
+            Ok(Reply::Done)
+        }
+        Request::DeleteViewer { viewer } => {
+            session
+                .remove_viewer(&viewer)
+                .await
+                .map_err(control_error)?;
+            Ok(Reply::Done)
+        }
+        Request::Metrics => Ok(Reply::Metrics {
+            text: host.metrics_text(),
+        }),
+        Request::Stats => Ok(Reply::Stats {
+            json: serde_json::json!({ "sessions": [session.stats()] }),
+        }),
+    }
+}
