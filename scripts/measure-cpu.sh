@@ -12,7 +12,7 @@ cd "$root"
 secs="${1:-10}"
 size=1920x1080
 fps=60
-cargo build -q --release -p edgedesk-signaling -p edgedesk-bench --bins
+cargo build -q --release -p edgedesk-signaling -p edgedesk-host -p edgedesk-bench --bins
 ed="$root/target/release/edgedesk"
 bench="$root/target/release/edgedesk-bench"
 tmp="$(mktemp -d)"

@@ -17,6 +17,6 @@ cargo clippy -p edgedesk-codec --all-targets --features nvenc -- -D warnings
 step "cargo test"
 cargo test --workspace
 step "browser tests (client-web, headless Chromium)"
-cargo build -p edgedesk-signaling --bin edgedesk
+cargo build -p edgedesk-signaling --bin edgedesk -p edgedesk-host --bins
 export EDGEDESK_BIN="$root/target/debug/edgedesk"
 (cd client-web && node --test tests/)

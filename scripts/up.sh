@@ -6,5 +6,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
-cargo build --release -p edgedesk-signaling --bin edgedesk
+cargo build --release -p edgedesk-signaling --bin edgedesk -p edgedesk-host --bin edgedesk-host
 exec target/release/edgedesk up "$@"

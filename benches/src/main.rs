@@ -224,7 +224,7 @@ async fn local(args: LocalArgs) -> Result<()> {
     };
     if !edgedesk.exists() {
         bail!(
-            "{} not found: build it (cargo build --release -p edgedesk-signaling) or pass --edgedesk",
+            "{} not found: build it (cargo build --release -p edgedesk-signaling -p edgedesk-host) or pass --edgedesk",
             edgedesk.display()
         );
     }

@@ -35,7 +35,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {program} (build it: cargo build -p edgedesk-host --bin edgedesk-host, or set EDGEDESK_HOST_BIN): {source}")]
     Spawn {
         program: String,
         #[source]

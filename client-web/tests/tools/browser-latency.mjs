@@ -32,7 +32,8 @@
 // trusted.
 //
 // Usage (from client-web/; binaries from `cargo build --release -p edgedesk-signaling
-// -p edgedesk-bench`):
+// -p edgedesk-host -p edgedesk-bench`; a --bin-dir needs edgedesk, edgedesk-host and
+// edgedesk-bench):
 //   node tests/tools/browser-latency.mjs --size 1920x1080 --fps 60 --seconds 10 \
 //        [--playout-delay 0|off|MIN-MAX] [--bitrate 8M] [--runs N] [--json out.json]
 //        [--chromium-arg X]... [--viewport 1280x720] [--raw]
@@ -551,7 +552,7 @@ const TARGETS = {
     videoSelector: null, // window.edgedesk.video
     check(o) {
       const f = path.join(o.binDir, 'edgedesk');
-      if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
+      if (!existsSync(f)) throw new Error(`${f} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-host -p edgedesk-bench`);
     },
     async start(o, display, log) {
       const env = {};
@@ -651,7 +652,7 @@ async function runOnce(o) {
   children.length = 0;
   const log = (...a) => { if (!o.quiet) console.error('#', ...a); };
   const bench = path.join(o.binDir, 'edgedesk-bench');
-  if (!existsSync(bench)) throw new Error(`${bench} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-bench`);
+  if (!existsSync(bench)) throw new Error(`${bench} is missing: cargo build --release -p edgedesk-signaling -p edgedesk-host -p edgedesk-bench`);
   const target = TARGETS[o.target];
   target.check(o);
 
