@@ -190,7 +190,7 @@ fn start_session(
     let (display_name, display, resizable) = match &spec.display {
         Some(d) => (d.clone(), None, false),
         None => {
-            let d = VirtualDisplay::start_kind(kind, spec.width, spec.height)
+            let d = VirtualDisplay::start_kind(kind, spec.width, spec.height, true)
                 .map_err(|e| format!("starting the virtual display: {e}"))?;
             crate::desktop::start(&d, &spec.wm, &spec.app)
                 .map_err(|e| format!("starting the desktop: {e}"))?;

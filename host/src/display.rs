@@ -126,6 +126,11 @@ pub struct DisplayOptions {
     pub kind: DisplayKind,
     /// How long the server may take to accept connections. Default 10 s.
     pub ready_timeout: Duration,
+    /// Access control: start the server with an MIT-MAGIC-COOKIE-1 (`-auth`), added to the
+    /// Xauthority file that `XAUTHORITY` names (which must be set: this process's own X
+    /// connections, and everything started on the display, read it there), so no local
+    /// process without the cookie can read the screen or type into it. Default `false`.
+    pub auth: bool,
 }
 
 impl Default for DisplayOptions {
@@ -137,6 +142,7 @@ impl Default for DisplayOptions {
             display: None,
             kind: DisplayKind::Xvfb,
             ready_timeout: Duration::from_secs(10),
+            auth: false,
         }
     }
 }
@@ -168,6 +174,9 @@ pub enum DisplayError {
         #[source]
         source: io::Error,
     },
+    /// Access control was asked for, but the cookie could not be set up.
+    #[error("X access control for :{display}: {reason}")]
+    Auth { display: u32, reason: String },
     /// The server exited before it accepted connections.
     #[error("{program} for :{display} exited ({status}) before accepting connections; its output ends with:\n{output_tail}")]
     Exited {
@@ -448,12 +457,14 @@ impl VirtualDisplay {
         kind: Option<DisplayKind>,
         width: u32,
         height: u32,
+        auth: bool,
     ) -> Result<VirtualDisplay, DisplayError> {
         let start = |kind| {
             VirtualDisplay::start(DisplayOptions {
                 width,
                 height,
                 kind,
+                auth,
                 ..DisplayOptions::default()
             })
         };
@@ -527,6 +538,10 @@ impl VirtualDisplay {
                 c
             }
         };
+        if opts.auth {
+            let file = add_cookie(n).map_err(|reason| DisplayError::Auth { display: n, reason })?;
+            cmd.arg("-auth").arg(file);
+        }
         // The server stays in our process group, so whoever stops this process's group stops
         // the server too; and it gets SIGTERM if this process dies (even by SIGKILL).
         cmd.stdin(Stdio::null())
@@ -774,6 +789,39 @@ impl VirtualDisplay {
 }
 
 /// The server shares our process group, so it is signalled by pid.
+/// One Xauthority entry (the file format of libXau): FamilyWild (any host), display
+/// `number`, MIT-MAGIC-COOKIE-1 with `cookie`.
+pub fn xauth_entry(number: u32, cookie: &[u8]) -> Vec<u8> {
+    let mut out = 0xffffu16.to_be_bytes().to_vec(); // FamilyWild
+    let number = number.to_string();
+    for field in [&b""[..], number.as_bytes(), b"MIT-MAGIC-COOKIE-1", cookie] {
+        out.extend_from_slice(&(field.len() as u16).to_be_bytes());
+        out.extend_from_slice(field);
+    }
+    out
+}
+
+/// Appends a fresh cookie for display `number` to the file `XAUTHORITY` names (created 0600
+/// if missing); returns the file, for the server's `-auth`.
+fn add_cookie(number: u32) -> Result<PathBuf, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let path = std::env::var_os("XAUTHORITY")
+        .map(PathBuf::from)
+        .ok_or("XAUTHORITY is not set (it must name this process's Xauthority file)")?;
+    let cookie: [u8; 16] = rand::random();
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&xauth_entry(number, &cookie)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
 fn signal_group_or_pid(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid as libc::pid_t, sig) } < 0 {
@@ -801,6 +849,28 @@ impl Drop for VirtualDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xauthority_entries_are_in_libxau_format() {
+        let cookie: Vec<u8> = (1..=16).collect();
+        let e = xauth_entry(21, &cookie);
+        let mut want = vec![0xff, 0xff, 0, 0, 0, 2, b'2', b'1', 0, 18];
+        want.extend_from_slice(b"MIT-MAGIC-COOKIE-1");
+        want.extend_from_slice(&[0, 16]);
+        want.extend_from_slice(&cookie);
+        assert_eq!(e, want);
+        // xauth (the reference reader) lists it as a wildcard entry for :21, if installed.
+        let f = std::env::temp_dir().join(format!("edgedesk-xauth-test-{}", std::process::id()));
+        std::fs::write(&f, &e).unwrap();
+        if let Ok(out) = Command::new("xauth").arg("-f").arg(&f).arg("list").output() {
+            let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                listed.contains(":21  MIT-MAGIC-COOKIE-1  0102030405060708090a0b0c0d0e0f10"),
+                "{listed}"
+            );
+        }
+        let _ = std::fs::remove_file(&f);
+    }
 
     #[test]
     fn rejects_absurd_options() {

@@ -106,6 +106,22 @@ impl HostLink {
     }
 }
 
+/// Removes the private directories a host process left (it removes them itself unless it was
+/// killed): `edgedesk-host-PID-*` in the temporary directory.
+fn remove_host_dirs(pid: u32) {
+    let prefix = format!("edgedesk-host-{pid}-");
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a host's directory");
+            }
+        }
+    }
+}
+
 fn backend_error(e: ControlError) -> BackendError {
     match e {
         ControlError::UnknownViewer => BackendError::UnknownViewer,
@@ -223,6 +239,7 @@ impl RemoteBackend {
                     tracing::error!(session = %name, pid = link.pid, %status, "the session's host exited; the session has failed");
                 }
                 link.fail(format!("host exited ({status})"));
+                remove_host_dirs(link.pid);
             });
         }
         self.sessions.lock().unwrap().insert(name.to_owned(), link);

@@ -42,7 +42,44 @@ fn main() -> Result<()> {
     }
     let socket = socket.context("--control SOCKET is required")?;
     let session = session.context("--session NAME is required")?;
+    let auth = private_xauthority().context("setting up X access control")?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    rt.block_on(edgedesk_host::control::serve(&socket, &session))
-        .with_context(|| format!("session {session}"))
+    let result = rt
+        .block_on(edgedesk_host::control::serve(&socket, &session))
+        .with_context(|| format!("session {session}"));
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&auth);
+    result
+}
+
+/// This process's own Xauthority file, in a new 0700 directory, with the caller's entries
+/// copied in (so an existing display given with `--display` still opens): the session's
+/// display adds its cookie there, and `XAUTHORITY` points every X connection of this process,
+/// and everything it starts on the display, at it. Set before any thread exists.
+fn private_xauthority() -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = std::env::temp_dir().join(format!(
+        "edgedesk-host-{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let file = dir.join("Xauthority");
+    let inherited = std::env::var_os("XAUTHORITY")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".Xauthority")))
+        .and_then(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &inherited))
+        .with_context(|| format!("creating {}", file.display()))?;
+    std::env::set_var("XAUTHORITY", &file);
+    Ok(dir)
 }
