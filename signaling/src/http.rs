@@ -13,6 +13,7 @@
 //! | `DELETE` | `/whep/{session}/{viewer}` | `200` |
 //! | `OPTIONS` | both | `204` + CORS, `Accept-Post` / `Accept-Patch`, `Link` ice-servers |
 //! | `GET` | `/healthz` | `200 ok` |
+//! | any | `/api/v1/…` | the operator API ([`api`]): sessions, join tokens, nodes |
 //! | `GET` | `/`, `/<file>` | the embedded client ([`crate::assets`]) |
 //!
 //! WHEP requests are checked in this order, each failure a short `text/plain` answer
@@ -46,6 +47,7 @@
 //! response, errors included; preflights are answered by the `OPTIONS` handlers. Tokens travel
 //! in a header, never in cookies, so a wildcard origin is safe.
 
+pub mod api;
 mod error;
 mod headers;
 mod sdp;
@@ -76,6 +78,7 @@ pub struct AppState {
     tokens: Arc<Tokens>,
     ice: Arc<headers::IceLinks>,
     etags: Arc<headers::EtagKey>,
+    operator: Option<Arc<api::Operator>>,
 }
 
 impl AppState {
@@ -86,7 +89,14 @@ impl AppState {
             tokens,
             ice: Arc::new(headers::IceLinks::default()),
             etags: Arc::new(headers::EtagKey::random()),
+            operator: None,
         }
+    }
+
+    /// Serve the operator API (`/api/v1`, see [`api`]) with this key and registry.
+    pub fn with_operator(mut self, operator: api::Operator) -> Self {
+        self.operator = Some(Arc::new(operator));
+        self
     }
 
     /// Advertise `servers` in `Link: <…>; rel="ice-server"` headers. Checked here, so a bad
@@ -132,6 +142,7 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .merge(whep)
+        .merge(api::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))

@@ -6,4 +6,5 @@ pub mod backend;
 pub mod host_backend;
 pub mod http;
 pub mod remote;
+pub mod sessions;
 pub mod tokens;

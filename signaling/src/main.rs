@@ -12,8 +12,10 @@ use clap::{Args, Parser, Subcommand};
 use control::SessionSpec;
 use host::clipboard::{ClipboardPolicy, DEFAULT_MAX_CLIPBOARD_BYTES};
 use signaling::backend::Role;
+use signaling::http::api::Operator;
 use signaling::http::{app, AppState, IceServer};
 use signaling::remote::RemoteBackend;
+use signaling::sessions::{SessionManager, SessionState};
 use signaling::tokens::Tokens;
 
 #[derive(Parser)]
@@ -92,6 +94,16 @@ struct UpArgs {
     /// Largest clipboard text either way, in bytes (longer texts are dropped whole).
     #[arg(long, env = "EDGEDESK_CLIPBOARD_MAX_BYTES", default_value_t = DEFAULT_MAX_CLIPBOARD_BYTES, value_parser = parse_clipboard_max)]
     clipboard_max_bytes: usize,
+    /// File holding the operator key for the API (`/api/v1`); default: a random key, printed
+    /// on an `Operator key:` line.
+    #[arg(long, env = "EDGEDESK_OPERATOR_KEY_FILE")]
+    operator_key_file: Option<std::path::PathBuf>,
+    /// The operator key itself (prefer the file: a command line is visible to local users).
+    #[arg(long, env = "EDGEDESK_OPERATOR_KEY", hide_env_values = true)]
+    operator_key: Option<String>,
+    /// Most sessions this node runs at once (the API answers 503 beyond).
+    #[arg(long, env = "EDGEDESK_MAX_SESSIONS", default_value_t = signaling::remote::DEFAULT_CAPACITY)]
+    max_sessions: usize,
     /// Lifetime of the printed join token, in seconds.
     #[arg(long, env = "EDGEDESK_TOKEN_TTL", default_value_t = 12 * 3600)]
     token_ttl: u64,
@@ -171,6 +183,23 @@ fn parse_display_kind(s: &str) -> Result<DisplayChoice, String> {
     }
 }
 
+/// The operator key: from `--operator-key-file`, `--operator-key`, or a fresh random one
+/// (then `true`: it is printed).
+fn operator_key(args: &UpArgs) -> Result<(String, bool)> {
+    let key = match (&args.operator_key_file, &args.operator_key) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("--operator-key-file {}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, Some(k)) => k.trim().to_owned(),
+        (None, None) => return Ok((signaling::tokens::random_id(), true)),
+    };
+    if key.len() < 16 {
+        bail!("the operator key must be at least 16 characters");
+    }
+    Ok((key, false))
+}
+
 fn parse_ice_server(s: &str) -> Result<IceServer> {
     let mut parts = s.split(',');
     let url = parts.next().unwrap_or_default().to_owned();
@@ -242,12 +271,26 @@ async fn up(args: UpArgs) -> Result<()> {
         clipboard_max_bytes: args.clipboard_max_bytes,
     };
     let backend = Arc::new(
-        RemoteBackend::new(RemoteBackend::default_host_bin()).context("the control socket")?,
+        RemoteBackend::new(RemoteBackend::default_host_bin())
+            .context("the control socket")?
+            .with_capacity(args.max_sessions.max(1)),
     );
-    let display_name = backend
-        .start_session(&args.session, spec)
-        .await
-        .with_context(|| format!("starting session {:?}", args.session))?;
+    let defaults = SessionSpec {
+        display: None,
+        ..spec.clone()
+    };
+    backend
+        .register(&args.session, spec, 0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    backend.launch(&args.session).await;
+    let display_name = match backend.get(&args.session).map(|s| s.state) {
+        Some(SessionState::Running { display }) => display,
+        Some(SessionState::Failed { reason }) => {
+            bail!("starting session {:?}: {reason}", args.session)
+        }
+        other => bail!("starting session {:?}: {other:?}", args.session),
+    };
+    let (operator_key, generated) = operator_key(&args)?;
 
     // 2. Tokens and the HTTP front door.
     let mut tokens = Tokens::random();
@@ -264,7 +307,8 @@ async fn up(args: UpArgs) -> Result<()> {
     };
     let state = AppState::new(backend.clone(), Arc::new(tokens))
         .with_ice_servers(ice_servers)
-        .context("--ice-server")?;
+        .context("--ice-server")?
+        .with_operator(Operator::new(&operator_key, backend.clone(), defaults));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -279,6 +323,13 @@ async fn up(args: UpArgs) -> Result<()> {
             .and_then(|_| writeln!(out, "Open: {base}/?session={}#token={token}", args.session))
             .and_then(|_| writeln!(out, "WHEP: {base}/whep/{}", args.session))
             .and_then(|_| writeln!(out, "Token: {token}"))
+            .and_then(|_| match generated {
+                true => writeln!(out, "Operator key: {operator_key}"),
+                false => writeln!(
+                    out,
+                    "API: {base}/api/v1 (operator key from the configured file)"
+                ),
+            })
             .and_then(|_| out.flush());
     }
     tracing::info!(%addr, session = %args.session, "serving");

@@ -25,6 +25,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{BackendError, Role, TrickleFragment, ViewerAnswer, WhepBackend};
+use crate::sessions::{unix_ms, ManagerError, SessionInfo, SessionManager, SessionState};
 
 /// How long a spawned host may take to say `Ready` (display, desktop, encoder probe).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -137,7 +138,15 @@ pub struct RemoteBackend {
     dir: PathBuf,
     listener: tokio::sync::Mutex<UnixListener>,
     sessions: Mutex<HashMap<String, Arc<HostLink>>>,
+    /// Every session this node knows (the operator API's registry), ended ones included.
+    records: Mutex<HashMap<String, SessionInfo>>,
+    /// Specs with their credentials, from `register` to `launch`.
+    pending_specs: Mutex<HashMap<String, SessionSpec>>,
+    capacity: usize,
 }
+
+/// Sessions a node runs at most by default.
+pub const DEFAULT_CAPACITY: usize = 8;
 
 impl RemoteBackend {
     /// Listens on a control socket in a new private directory; hosts are `host_bin`.
@@ -160,7 +169,22 @@ impl RemoteBackend {
             dir,
             listener: tokio::sync::Mutex::new(listener),
             sessions: Mutex::new(HashMap::new()),
+            records: Mutex::new(HashMap::new()),
+            pending_specs: Mutex::new(HashMap::new()),
+            capacity: DEFAULT_CAPACITY,
         })
+    }
+
+    /// At most `n` live sessions (more are refused with 503 by the API).
+    pub fn with_capacity(mut self, n: usize) -> Self {
+        self.capacity = n;
+        self
+    }
+
+    fn set_state(&self, id: &str, state: SessionState) {
+        if let Some(r) = self.records.lock().unwrap().get_mut(id) {
+            r.state = state;
+        }
     }
 
     /// The `edgedesk-host` beside the running binary (or `EDGEDESK_HOST_BIN`).
@@ -467,5 +491,128 @@ impl WhepBackend for RemoteBackend {
             }
         }
         serde_json::json!({ "sessions": sessions })
+    }
+}
+
+#[async_trait]
+impl SessionManager for RemoteBackend {
+    fn register(
+        &self,
+        id: &str,
+        spec: SessionSpec,
+        ttl_secs: u64,
+    ) -> Result<SessionInfo, ManagerError> {
+        let mut records = self.records.lock().unwrap();
+        if records.contains_key(id) {
+            return Err(ManagerError::Exists(id.to_owned()));
+        }
+        let live = records
+            .values()
+            .filter(|r| {
+                matches!(
+                    r.state,
+                    SessionState::Starting | SessionState::Running { .. }
+                )
+            })
+            .count();
+        if live >= self.capacity {
+            return Err(ManagerError::Full(live));
+        }
+        self.pending_specs
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), spec.clone());
+        let mut shown = spec;
+        for s in &mut shown.ice_servers {
+            s.credential.clear();
+        }
+        let info = SessionInfo {
+            id: id.to_owned(),
+            state: SessionState::Starting,
+            created_unix_ms: unix_ms(),
+            ttl_secs,
+            spec: shown,
+        };
+        records.insert(id.to_owned(), info.clone());
+        Ok(info)
+    }
+
+    async fn launch(&self, id: &str) {
+        let Some(info) = self.records.lock().unwrap().get(id).cloned() else {
+            return;
+        };
+        // The registry shows the spec without credentials; the host gets the real one.
+        let spec = self
+            .pending_specs
+            .lock()
+            .unwrap()
+            .remove(id)
+            .unwrap_or(info.spec);
+        match self.start_session(id, spec).await {
+            Ok(display) => self.set_state(id, SessionState::Running { display }),
+            Err(e) => {
+                tracing::error!(session = id, error = %e, "session did not start");
+                self.set_state(
+                    id,
+                    SessionState::Failed {
+                        reason: e.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<SessionInfo> {
+        let mut info = self.records.lock().unwrap().get(id).cloned()?;
+        if let (SessionState::Running { .. }, Some(reason)) = (&info.state, self.failure(id)) {
+            info.state = SessionState::Failed { reason };
+        }
+        Some(info)
+    }
+
+    fn list(&self) -> Vec<SessionInfo> {
+        let ids: Vec<String> = self.records.lock().unwrap().keys().cloned().collect();
+        let mut all: Vec<SessionInfo> = ids.iter().filter_map(|id| self.get(id)).collect();
+        all.sort_by_key(|s| s.created_unix_ms);
+        all
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), ManagerError> {
+        if !self.records.lock().unwrap().contains_key(id) {
+            return Err(ManagerError::Unknown);
+        }
+        let link = self.sessions.lock().unwrap().remove(id);
+        if let Some(link) = link {
+            link.stopping.store(true, Ordering::Relaxed);
+            let _ = link.tx.send(ControlMessage::Shutdown);
+            let exited = link.exited.lock().unwrap().clone();
+            if let Some(mut w) = exited {
+                let wait = async {
+                    while w.borrow().is_none() {
+                        if w.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                if tokio::time::timeout(Duration::from_secs(5), wait)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        session = id,
+                        pid = link.pid,
+                        "host did not end within 5 s; killing it"
+                    );
+                    let _ = control::process::kill(link.pid);
+                }
+            }
+            link.fail("deleted".into());
+        }
+        self.set_state(id, SessionState::Ended);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
     }
 }

@@ -113,6 +113,11 @@ impl fmt::Debug for Tokens {
     }
 }
 
+/// A fresh id from the OS CSPRNG: 16 bytes, base64url (22 characters, URL-safe).
+pub fn random_id() -> String {
+    URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
 impl Default for Tokens {
     /// Same as [`Tokens::random`].
     fn default() -> Self {

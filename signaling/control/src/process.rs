@@ -67,3 +67,12 @@ fn spawn_dying_with_parent(cmd: &mut Command) -> io::Result<Child> {
     }
     cmd.spawn()
 }
+
+/// Sends SIGKILL to process `pid` (a host that did not end when asked).
+pub fn kill(pid: u32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -41,6 +41,18 @@ pub enum ApiError {
         /// Seconds for `Retry-After`.
         retry_after_secs: u32,
     },
+    /// 422: a well-formed request with a bad value; the text names the field.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// 409: the request conflicts with the resource's state.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// 503 with `Retry-After`: the node runs as many sessions as it takes.
+    #[error("no capacity for another session, retry later")]
+    NodeFull {
+        /// Seconds for `Retry-After`.
+        retry_after_secs: u32,
+    },
     /// 501: a feature the protocol allows that this server does not offer yet.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -67,7 +79,9 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::NodeFull { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -109,7 +123,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer error="invalid_token""#),
                 );
             }
-            Self::Unavailable { retry_after_secs } => {
+            Self::Unavailable { retry_after_secs } | Self::NodeFull { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}

@@ -1,0 +1,433 @@
+//! The operator API, `/api/v1`: create, list, show and end sessions, and mint join tokens.
+//!
+//! Every route needs `Authorization: Bearer <operator key>` (the key is kept as a SHA-256
+//! digest and compared in constant time; missing → 401 with `WWW-Authenticate: Bearer`, wrong
+//! → 401 `invalid_token`). Bodies are JSON; unknown fields and bad values are `422` with a
+//! message naming the field.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | `GET` | `/api/v1/sessions` | `200` + every session |
+//! | `POST` | `/api/v1/sessions` | `201` + `Location` + the session (`starting`); `422` bad value; `503` + `Retry-After` beyond the node's capacity |
+//! | `GET` | `/api/v1/sessions/{id}` | `200` + the session, `404` |
+//! | `DELETE` | `/api/v1/sessions/{id}` | `204` (again `204` once ended), `404` never known |
+//! | `POST` | `/api/v1/sessions/{id}/tokens` | `201` + `{token, role, expires_unix, join_url, whep_url}`; `409` when the session has ended |
+//! | `GET` | `/api/v1/nodes` | `200` + this node: capacity, sessions |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use control::SessionSpec;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::backend::Role;
+use crate::sessions::{ManagerError, SessionManager, SessionState};
+
+/// Longest session time-to-live accepted (7 days).
+pub const MAX_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Longest join-token lifetime accepted (30 days).
+pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 24 * 3600;
+
+/// The operator API's configuration: the key, the registry, and the defaults a new session
+/// takes for what its request leaves out.
+pub struct Operator {
+    key_digest: [u8; 32],
+    manager: Arc<dyn SessionManager>,
+    defaults: SessionSpec,
+}
+
+impl Operator {
+    pub fn new(key: &str, manager: Arc<dyn SessionManager>, defaults: SessionSpec) -> Self {
+        Operator {
+            key_digest: Sha256::digest(key.as_bytes()).into(),
+            manager,
+            defaults,
+        }
+    }
+
+    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let key = super::headers::bearer_token(headers).ok_or(ApiError::MissingToken)?;
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if bool::from(digest.ct_eq(&self.key_digest)) {
+            Ok(())
+        } else {
+            Err(ApiError::InvalidToken)
+        }
+    }
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/sessions", get(list_sessions).post(create_session))
+        .route(
+            "/api/v1/sessions/{id}",
+            get(show_session).delete(delete_session),
+        )
+        .route("/api/v1/sessions/{id}/tokens", post(create_token))
+        .route("/api/v1/nodes", get(nodes))
+}
+
+fn operator<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Operator, ApiError> {
+    let op = state
+        .operator
+        .as_deref()
+        .ok_or(ApiError::NotFound("the operator API is off"))?;
+    op.check(headers)?;
+    Ok(op)
+}
+
+fn json_body<T: for<'de> Deserialize<'de>>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if !super::headers::content_type_is(headers, "application/json") {
+        return Err(ApiError::UnsupportedMediaType("application/json"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ApiError::Unprocessable(if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        })
+    })
+}
+
+/// `POST /api/v1/sessions` body; every field optional (the node's defaults fill in).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSession {
+    /// `WIDTHxHEIGHT`, 64..=8192 each.
+    size: Option<String>,
+    fps: Option<u32>,
+    /// Bits per second.
+    bitrate: Option<u64>,
+    /// `h264` (the only codec this node encodes today).
+    codec: Option<String>,
+    /// `auto`, `software`, `hardware` or a backend name.
+    encoder: Option<String>,
+    /// `auto`, `xvfb`, `xorg`.
+    display_kind: Option<String>,
+    /// The program to run on the desktop (`terminal` for the default terminal).
+    command: Option<String>,
+    /// The window manager (`openbox` default, empty for none).
+    wm: Option<String>,
+    ttl_secs: Option<u64>,
+    max_viewers: Option<usize>,
+    /// `both`, `to-client`, `to-server`, `off`.
+    clipboard: Option<String>,
+}
+
+fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::Unprocessable(format!("{field}: {why}"))
+}
+
+/// Whether `program` can be run: an executable path, or a name found on `PATH`.
+fn runnable(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = |p: &std::path::Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return exec(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| exec(&d.join(program))))
+}
+
+impl CreateSession {
+    /// The spec for this request on top of `defaults`, or `422` naming the first bad field.
+    fn spec(self, defaults: &SessionSpec) -> Result<(SessionSpec, u64), ApiError> {
+        let mut spec = defaults.clone();
+        spec.display = None; // API sessions always get a display of their own
+        if let Some(size) = self.size {
+            let (w, h) = size
+                .split_once(['x', 'X'])
+                .and_then(|(w, h)| {
+                    Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?))
+                })
+                .ok_or_else(|| bad("size", format!("{size:?} is not WIDTHxHEIGHT")))?;
+            if !(64..=8192).contains(&w) || !(64..=8192).contains(&h) {
+                return Err(bad(
+                    "size",
+                    format!("{w}x{h} is outside 64x64 ..= 8192x8192"),
+                ));
+            }
+            (spec.width, spec.height) = (w, h);
+        }
+        if let Some(fps) = self.fps {
+            if !(1..=240).contains(&fps) {
+                return Err(bad("fps", format!("{fps} is outside 1 ..= 240")));
+            }
+            spec.fps = fps;
+        }
+        if let Some(b) = self.bitrate {
+            if !(100_000..=500_000_000).contains(&b) {
+                return Err(bad(
+                    "bitrate",
+                    format!("{b} bit/s is outside 100k ..= 500M"),
+                ));
+            }
+            spec.bitrate_bps = b;
+        }
+        if let Some(codec) = self.codec {
+            if !codec.eq_ignore_ascii_case("h264") {
+                return Err(bad(
+                    "codec",
+                    format!("{codec:?} is not one this node encodes (h264)"),
+                ));
+            }
+        }
+        if let Some(e) = self.encoder {
+            if e.trim().is_empty() {
+                return Err(bad("encoder", "empty"));
+            }
+            spec.encoder = e;
+        }
+        if let Some(k) = self.display_kind {
+            if !matches!(k.as_str(), "auto" | "xvfb" | "xorg") {
+                return Err(bad(
+                    "display_kind",
+                    format!("{k:?} is not auto, xvfb or xorg"),
+                ));
+            }
+            spec.display_kind = k;
+        }
+        if let Some(c) = self.command {
+            let program = c.split_whitespace().next().unwrap_or("");
+            if !program.is_empty() && program != host_default_app() && !runnable(program) {
+                return Err(bad(
+                    "command",
+                    format!("program {program:?} is not installed here"),
+                ));
+            }
+            spec.app = c;
+        }
+        if let Some(wm) = self.wm {
+            let program = wm.split_whitespace().next().unwrap_or("");
+            if !program.is_empty() && !runnable(program) {
+                return Err(bad(
+                    "wm",
+                    format!("program {program:?} is not installed here"),
+                ));
+            }
+            spec.wm = wm;
+        }
+        if let Some(n) = self.max_viewers {
+            if !(1..=64).contains(&n) {
+                return Err(bad("max_viewers", format!("{n} is outside 1 ..= 64")));
+            }
+            spec.max_viewers = n;
+        }
+        if let Some(c) = self.clipboard {
+            if !matches!(c.as_str(), "both" | "to-client" | "to-server" | "off") {
+                return Err(bad(
+                    "clipboard",
+                    format!("{c:?} is not both, to-client, to-server or off"),
+                ));
+            }
+            spec.clipboard = c;
+        }
+        let ttl = self.ttl_secs.unwrap_or(0);
+        if ttl > MAX_TTL_SECS {
+            return Err(bad("ttl_secs", format!("{ttl} is over {MAX_TTL_SECS}")));
+        }
+        Ok((spec, ttl))
+    }
+}
+
+/// The `--app` value that means the default terminal (see `host::desktop`).
+fn host_default_app() -> &'static str {
+    "terminal"
+}
+
+/// `http(s)://host` of this request, for the links handed out.
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    format!("{proto}://{host}")
+}
+
+fn session_json(info: &crate::sessions::SessionInfo, base: &str) -> serde_json::Value {
+    let mut v = serde_json::to_value(info).unwrap_or_default();
+    v["whep_url"] = format!("{base}/whep/{}", info.id).into();
+    v
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let base = base_url(&headers);
+    let all: Vec<_> = op
+        .manager
+        .list()
+        .iter()
+        .map(|s| session_json(s, &base))
+        .collect();
+    Ok(Json(all).into_response())
+}
+
+async fn create_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let req: CreateSession = if body.is_empty() {
+        serde_json::from_str("{}").expect("empty object")
+    } else {
+        json_body(&headers, &body)?
+    };
+    let (spec, ttl) = req.spec(&op.defaults)?;
+    let id = crate::tokens::random_id();
+    let info = op.manager.register(&id, spec, ttl).map_err(|e| match e {
+        ManagerError::Full(_) => ApiError::NodeFull {
+            retry_after_secs: 10,
+        },
+        other => ApiError::internal(other),
+    })?;
+    tracing::info!(session = %id, "session created by the operator API");
+    let manager = op.manager.clone();
+    let launch_id = id.clone();
+    tokio::spawn(async move {
+        manager.launch(&launch_id).await;
+        if ttl > 0 {
+            tokio::time::sleep(Duration::from_secs(ttl)).await;
+            tracing::info!(session = %launch_id, ttl, "time to live over: ending the session");
+            let _ = manager.delete(&launch_id).await;
+        }
+    });
+    let base = base_url(&headers);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/api/v1/sessions/{id}"))],
+        Json(session_json(&info, &base)),
+    )
+        .into_response())
+}
+
+async fn show_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let info = op
+        .manager
+        .get(&id)
+        .ok_or(ApiError::NotFound("unknown session"))?;
+    Ok(Json(session_json(&info, &base_url(&headers))).into_response())
+}
+
+async fn delete_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    match op.manager.delete(&id).await {
+        Ok(()) => {
+            tracing::info!(session = %id, "session deleted by the operator API");
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        Err(ManagerError::Unknown) => Err(ApiError::NotFound("unknown session")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    role: Role,
+    /// Lifetime in seconds (default 12 h).
+    ttl_secs: Option<u64>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let req: CreateToken = json_body(&headers, &body)?;
+    let info = op
+        .manager
+        .get(&id)
+        .ok_or(ApiError::NotFound("unknown session"))?;
+    if matches!(
+        info.state,
+        SessionState::Ended | SessionState::Failed { .. }
+    ) {
+        return Err(ApiError::Conflict("the session has ended"));
+    }
+    let ttl = req.ttl_secs.unwrap_or(12 * 3600);
+    if !(1..=MAX_TOKEN_TTL_SECS).contains(&ttl) {
+        return Err(bad(
+            "ttl_secs",
+            format!("{ttl} is outside 1 ..= {MAX_TOKEN_TTL_SECS}"),
+        ));
+    }
+    let token = state
+        .tokens()
+        .issue(&id, req.role, Duration::from_secs(ttl));
+    let base = base_url(&headers);
+    let expires = crate::sessions::unix_ms() / 1000 + ttl;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "token": token,
+            "role": req.role,
+            "expires_unix": expires,
+            "join_url": format!("{base}/?session={id}#token={token}"),
+            "whep_url": format!("{base}/whep/{id}"),
+        })),
+    )
+        .into_response())
+}
+
+async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let live = op
+        .manager
+        .list()
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state,
+                SessionState::Starting | SessionState::Running { .. }
+            )
+        })
+        .count();
+    let name = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "local".into());
+    Ok(Json(serde_json::json!([{
+        "id": name,
+        "capacity": op.manager.capacity(),
+        "sessions": live,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }]))
+    .into_response())
+}

@@ -1,0 +1,75 @@
+//! The session registry the operator API drives: what sessions exist, in which state, and
+//! how to start and end them. Behind the [`SessionManager`] trait: [`crate::remote::RemoteBackend`]
+//! implements it with host processes on this machine (ids, states and specs are serde, ready
+//! for a shared store such as etcd); API tests use a fake.
+
+use async_trait::async_trait;
+use control::SessionSpec;
+use serde::{Deserialize, Serialize};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum SessionState {
+    /// Its host process is starting the display and desktop.
+    Starting,
+    /// It serves viewers on `display`.
+    Running { display: String },
+    /// It ended by itself (its host exited or crashed, or it did not start).
+    Failed { reason: String },
+    /// It was deleted.
+    Ended,
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub id: String,
+    #[serde(flatten)]
+    pub state: SessionState,
+    /// When it was created, Unix ms.
+    pub created_unix_ms: u64,
+    /// Time to live from creation, seconds (0: none).
+    pub ttl_secs: u64,
+    /// What it was created with (ICE server credentials left out).
+    pub spec: SessionSpec,
+}
+
+/// Why the registry refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    #[error("session {0:?} exists")]
+    Exists(String),
+    #[error("no capacity for another session ({0} running)")]
+    Full(usize),
+    #[error("unknown session")]
+    Unknown,
+}
+
+/// Sessions on this node (see the module docs).
+#[async_trait]
+pub trait SessionManager: Send + Sync + 'static {
+    /// Records a new session as `starting` (refused beyond the node's capacity).
+    fn register(
+        &self,
+        id: &str,
+        spec: SessionSpec,
+        ttl_secs: u64,
+    ) -> Result<SessionInfo, ManagerError>;
+    /// Starts a registered session (its state becomes `running` or `failed`).
+    async fn launch(&self, id: &str);
+    fn get(&self, id: &str) -> Option<SessionInfo>;
+    fn list(&self) -> Vec<SessionInfo>;
+    /// Ends a session: its processes, display and viewers. Ending an ended one is no error.
+    async fn delete(&self, id: &str) -> Result<(), ManagerError>;
+    /// How many sessions this node takes at most.
+    fn capacity(&self) -> usize;
+}
+
+/// Unix time now, in ms.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,268 @@
+//! The operator API against the real binary: `edgedesk up` with an operator key from a file,
+//! a second session created through `POST /api/v1/sessions` in its own host process, joined
+//! with a minted control token by the headless Rust viewer (frames decode), refused with a
+//! token of another session, then deleted: its host process and display go, the first
+//! session keeps running.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use codec::decoder::Decoder;
+use codec::Codec;
+use host::client::{whep_post, ViewerClient};
+use serde_json::{json, Value};
+
+const KEY: &str = "api-e2e-operator-key-0123456789";
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.0 request; (status, body).
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        reply
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// Processes started with `DISPLAY=display`, or X servers for it.
+fn on_display(display: &str) -> usize {
+    let want = format!("DISPLAY={display}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            let server = args
+                .first()
+                .is_some_and(|a| a.ends_with(b"Xvfb") || a.ends_with(b"Xorg"))
+                && args.contains(&display.as_bytes());
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            server || env.split(|&b| b == 0).any(|v| v == want.as_bytes())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_made_through_the_api_streams_and_ends() {
+    let key_file = std::env::temp_dir().join(format!("edgedesk-api-e2e-{}", std::process::id()));
+    std::fs::write(&key_file, KEY).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--display-kind",
+            "xvfb",
+            "--size",
+            "320x240",
+        ])
+        .args(["--app", "", "--wm", "", "--fps", "30"])
+        .arg("--operator-key-file")
+        .arg(&key_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let child = Killed(child);
+    let mut base = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        assert!(
+            !line.starts_with("Operator key:"),
+            "a key from a file is not printed"
+        );
+        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
+            base = w.split("/whep/").next().map(str::to_owned);
+        }
+        if line.starts_with("API: ") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let base = base.expect("WHEP: line");
+
+    // The default session is listed, running.
+    let (s, list) = http(&base, "GET", "/api/v1/sessions", Some(KEY), None);
+    assert_eq!(s, 200, "{list}");
+    let list = json_of(&list);
+    assert_eq!(list[0]["id"], "default");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(
+        http(
+            &base,
+            "GET",
+            "/api/v1/sessions",
+            Some("not-the-key-0123456789"),
+            None
+        )
+        .0,
+        401
+    );
+
+    // A second session, in its own process.
+    let (s, created) = http(
+        &base,
+        "POST",
+        "/api/v1/sessions",
+        Some(KEY),
+        Some(&json!({"size": "640x360", "fps": 30})),
+    );
+    assert_eq!(s, 201, "{created}");
+    let id = json_of(&created)["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let display = loop {
+        let (_, b) = http(
+            &base,
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some(KEY),
+            None,
+        );
+        let b = json_of(&b);
+        if b["state"] == "running" {
+            break b["display"].as_str().unwrap().to_owned();
+        }
+        assert_ne!(b["state"], "failed", "{b}");
+        assert!(started.elapsed() < Duration::from_secs(20), "still {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "POST /api/v1/sessions → running in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    let (s, t) = http(
+        &base,
+        "POST",
+        &format!("/api/v1/sessions/{id}/tokens"),
+        Some(KEY),
+        Some(&json!({"role": "control", "ttl_secs": 300})),
+    );
+    assert_eq!(s, 201, "{t}");
+    let t = json_of(&t);
+    let token = t["token"].as_str().unwrap().to_owned();
+    let whep = t["whep_url"].as_str().unwrap().to_owned();
+    assert!(t["join_url"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("?session={id}#token=")));
+
+    // That token opens that session only.
+    let (_, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let (other, tok) = (format!("{base}/whep/default"), token.clone());
+    let refused = tokio::task::spawn_blocking(move || whep_post(&other, Some(&tok), &offer))
+        .await
+        .unwrap();
+    assert!(refused
+        .expect_err("another session's token")
+        .to_string()
+        .contains("401"));
+
+    let first_frame = Instant::now();
+    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let (w, tok) = (whep.clone(), token.clone());
+    let answer = tokio::task::spawn_blocking(move || whep_post(&w, Some(&tok), &offer))
+        .await
+        .unwrap()
+        .expect("WHEP POST");
+    client.accept_answer(answer.answer_sdp).await.unwrap();
+    let mut decoder = Decoder::new(Codec::H264).unwrap();
+    let mut size = None;
+    let end = Instant::now() + Duration::from_secs(10);
+    while size.is_none() && Instant::now() < end {
+        let Some(frame) = client.next_frame(end - Instant::now()).await else {
+            break;
+        };
+        if let Some(f) = decoder
+            .decode(&frame.data)
+            .expect("decode")
+            .into_iter()
+            .next()
+        {
+            size = Some((f.width, f.height));
+        }
+    }
+    assert_eq!(size, Some((640, 360)), "a decoded frame of the API session");
+    eprintln!(
+        "offer → first decoded frame {} ms",
+        first_frame.elapsed().as_millis()
+    );
+    assert!(on_display(&display) >= 1, "the session's display runs");
+
+    // Delete: its processes and display go; the first session keeps running.
+    assert_eq!(
+        http(
+            &base,
+            "DELETE",
+            &format!("/api/v1/sessions/{id}"),
+            Some(KEY),
+            None
+        )
+        .0,
+        204
+    );
+    let (_, b) = http(
+        &base,
+        "GET",
+        &format!("/api/v1/sessions/{id}"),
+        Some(KEY),
+        None,
+    );
+    assert_eq!(json_of(&b)["state"], "ended");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_display(&display) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        on_display(&display),
+        0,
+        "the deleted session's display is gone"
+    );
+    let (_, d) = http(&base, "GET", "/api/v1/sessions/default", Some(KEY), None);
+    assert_eq!(json_of(&d)["state"], "running");
+    drop(client);
+    drop(child);
+    let _ = std::fs::remove_file(&key_file);
+}
