@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod backend;
+pub mod cli;
 pub mod host_backend;
 pub mod http;
 pub mod remote;

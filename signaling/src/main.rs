@@ -33,6 +33,13 @@ struct Cli {
 enum Command {
     /// Start a desktop session on this machine and serve it over HTTP + WebRTC.
     Up(UpArgs),
+    /// Operate sessions through a running server's API (create, list, show, delete, token).
+    Session {
+        #[command(flatten)]
+        server: signaling::cli::ServerArgs,
+        #[command(subcommand)]
+        command: signaling::cli::SessionCommand,
+    },
 }
 
 /// Every key can also come from the environment (EDGEDESK_*).
@@ -231,6 +238,17 @@ fn main() -> Result<()> {
                 .build()?;
             rt.block_on(up(args))
         }
+        Command::Session { server, command } => match signaling::cli::run(&server, command) {
+            Ok(text) => {
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout(), "{text}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("edgedesk session: {}", e.message);
+                std::process::exit(e.code);
+            }
+        },
     }
 }
 

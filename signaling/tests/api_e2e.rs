@@ -266,3 +266,113 @@ async fn a_session_made_through_the_api_streams_and_ends() {
     drop(child);
     let _ = std::fs::remove_file(&key_file);
 }
+
+/// `edgedesk session …` with `args`; (exit code, stdout, stderr).
+fn cli(base: &str, key: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgedesk"));
+    cmd.arg("session").args(["--server", base]).args(args);
+    cmd.env_remove("EDGEDESK_OPERATOR_KEY")
+        .env_remove("EDGEDESK_OPERATOR_KEY_FILE");
+    if let Some(k) = key {
+        cmd.env("EDGEDESK_OPERATOR_KEY", k);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_creates_lists_mints_and_deletes_with_clear_errors() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--display-kind",
+            "xvfb",
+            "--size",
+            "320x240",
+        ])
+        .args(["--app", "", "--wm", "", "--operator-key", KEY])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let child = Killed(child);
+    let mut base = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
+            base = w.split("/whep/").next().map(str::to_owned);
+        }
+        if line.starts_with("API: ") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let base = base.expect("WHEP: line");
+
+    let (code, json_out, err) = cli(
+        &base,
+        Some(KEY),
+        &["create", "--size", "400x300", "--wait", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let created = json_of(&json_out);
+    assert_eq!(created["state"], "running", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let (code, table, _) = cli(&base, Some(KEY), &["list"]);
+    assert_eq!(code, 0);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("running") && l.contains("400x300@60")),
+        "{table}"
+    );
+    assert!(table.lines().any(|l| l.starts_with("default ")), "{table}");
+
+    let (code, token, _) = cli(
+        &base,
+        Some(KEY),
+        &["token", &id, "--role", "view", "--ttl", "60"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        token.contains(&format!("Join: {base}/?session={id}#token=v1.")),
+        "{token}"
+    );
+    assert!(token.contains("Role: view"), "{token}");
+
+    // Errors: one line, an exit code each.
+    let (code, _, err) = cli(&base, Some(KEY), &["show", "no-such-session"]);
+    assert_eq!((code, err.lines().count()), (5, 1), "{err}");
+    let (code, _, err) = cli(&base, Some("wrong-key-0123456789"), &["list"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("refused the operator key"), "{err}");
+    let (code, _, err) = cli(&base, None, &["list"]);
+    assert_eq!(code, 4, "{err}");
+    let (code, _, err) = cli(&base, Some(KEY), &["create", "--fps", "0"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("fps"), "{err}");
+    let (code, _, err) = cli("http://127.0.0.1:1", Some(KEY), &["list"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+
+    let (code, done, _) = cli(&base, Some(KEY), &["delete", &id]);
+    assert_eq!((code, done.trim()), (0, format!("{id} ended").as_str()));
+    let (_, table, _) = cli(&base, Some(KEY), &["list"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("ended")),
+        "{table}"
+    );
+    drop(child);
+}
