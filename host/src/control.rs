@@ -137,6 +137,8 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
     });
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| HostProcessError::Start(format!("SIGTERM handler: {e}")))?;
+    // Which join token each viewer came with (a revoked token ends its viewers).
+    let joined: Arc<Joined> = Arc::default();
     loop {
         let next = tokio::select! {
             m = read_message::<ControlMessage, _>(&mut read) => m,
@@ -148,8 +150,9 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
         match next {
             Ok(Some(ControlMessage::Request { id, request })) => {
                 let (host, tx, name) = (host.clone(), tx.clone(), session.to_owned());
+                let joined = joined.clone();
                 tokio::spawn(async move {
-                    let result = handle(&host, &name, request).await;
+                    let result = handle(&host, &name, &joined, request).await;
                     let _ = tx.send(HostMessage::Reply { id, result });
                 });
             }
@@ -249,17 +252,32 @@ fn control_error(e: HostError) -> ControlError {
     }
 }
 
+/// Viewer id → the id of the join token it came with.
+type Joined = std::sync::Mutex<std::collections::HashMap<String, String>>;
+
 /// Serves one request against the host's (only) session.
-async fn handle(host: &Host, name: &str, request: Request) -> Result<Reply, ControlError> {
+async fn handle(
+    host: &Host,
+    name: &str,
+    joined: &Joined,
+    request: Request,
+) -> Result<Reply, ControlError> {
     let session = host.get(name).ok_or(ControlError::Internal {
         message: "the session has ended".into(),
     })?;
     match request {
-        Request::CreateViewer { offer_sdp, role } => {
+        Request::CreateViewer {
+            offer_sdp,
+            role,
+            token_id,
+        } => {
             let (viewer, answer_sdp) = session
                 .add_viewer(offer_sdp, role == control::Role::Control)
                 .await
                 .map_err(control_error)?;
+            if let Some(t) = token_id {
+                joined.lock().unwrap().insert(viewer.clone(), t);
+            }
             tracing::info!(session = name, viewer = %viewer, ?role, "viewer created");
             Ok(Reply::ViewerCreated { viewer, answer_sdp })
         }
@@ -280,7 +298,34 @@ async fn handle(host: &Host, name: &str, request: Request) -> Result<Reply, Cont
             }
             Ok(Reply::Done)
         }
+        Request::DisconnectToken { token_id } => {
+            let viewers: Vec<String> = {
+                let mut j = joined.lock().unwrap();
+                let ids: Vec<String> = j
+                    .iter()
+                    .filter(|(_, t)| **t == token_id)
+                    .map(|(v, _)| v.clone())
+                    .collect();
+                for v in &ids {
+                    j.remove(v);
+                }
+                ids
+            };
+            let mut ended = 0;
+            for v in &viewers {
+                if session.remove_viewer(v).await.is_ok() {
+                    ended += 1;
+                }
+            }
+            tracing::info!(
+                session = name,
+                viewers = ended,
+                "revoked token: its viewers ended"
+            );
+            Ok(Reply::Disconnected { viewers: ended })
+        }
         Request::DeleteViewer { viewer } => {
+            joined.lock().unwrap().remove(&viewer);
             session
                 .remove_viewer(&viewer)
                 .await

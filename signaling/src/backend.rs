@@ -51,6 +51,7 @@ pub trait WhepBackend: Send + Sync + 'static {
         session: &str,
         offer_sdp: String,
         role: Role,
+        token_id: Option<String>,
     ) -> Result<ViewerAnswer, BackendError>;
     /// Add remote candidates trickled by the client.
     async fn add_candidates(

@@ -41,6 +41,7 @@ impl WhepBackend for HostBackend {
         session: &str,
         offer_sdp: String,
         role: Role,
+        _token_id: Option<String>,
     ) -> Result<ViewerAnswer, BackendError> {
         let s = self.host.get(session).ok_or(BackendError::UnknownSession)?;
         let (viewer_id, answer_sdp) = s

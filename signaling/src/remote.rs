@@ -426,10 +426,15 @@ impl WhepBackend for RemoteBackend {
         session: &str,
         offer_sdp: String,
         role: Role,
+        token_id: Option<String>,
     ) -> Result<ViewerAnswer, BackendError> {
         let link = self.live(session)?;
         match link
-            .request(Request::CreateViewer { offer_sdp, role })
+            .request(Request::CreateViewer {
+                offer_sdp,
+                role,
+                token_id,
+            })
             .await?
         {
             Reply::ViewerCreated { viewer, answer_sdp } => {
@@ -614,5 +619,20 @@ impl SessionManager for RemoteBackend {
 
     fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    async fn disconnect_token(&self, id: &str, token_id: &str) -> usize {
+        let Ok(link) = self.live(id) else {
+            return 0;
+        };
+        match link
+            .request(Request::DisconnectToken {
+                token_id: token_id.to_owned(),
+            })
+            .await
+        {
+            Ok(Reply::Disconnected { viewers }) => viewers,
+            _ => 0,
+        }
     }
 }

@@ -65,6 +65,9 @@ pub trait SessionManager: Send + Sync + 'static {
     async fn delete(&self, id: &str) -> Result<(), ManagerError>;
     /// How many sessions this node takes at most.
     fn capacity(&self) -> usize;
+    /// Ends the viewers of session `id` that joined with token `token_id` (it was revoked);
+    /// how many.
+    async fn disconnect_token(&self, id: &str, token_id: &str) -> usize;
 }
 
 /// Unix time now, in ms.

@@ -63,6 +63,17 @@ pub enum TokenError {
     /// The token is valid but for another session.
     #[error("token is for another session")]
     WrongSession,
+    /// The token was revoked.
+    #[error("token revoked")]
+    Revoked,
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// The token's id (`jti`; `None` for the static token), for revocation.
+    pub token_id: Option<String>,
 }
 
 /// Invalid token configuration, reported at start.
@@ -102,6 +113,8 @@ struct StaticToken {
 pub struct Tokens {
     mac: HmacSha256,
     static_token: Option<StaticToken>,
+    /// Revoked token ids (serialisable, for a shared store later).
+    revoked: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 impl fmt::Debug for Tokens {
@@ -151,6 +164,7 @@ impl Tokens {
         Self {
             mac,
             static_token: None,
+            revoked: Default::default(),
         }
     }
 
@@ -179,13 +193,52 @@ impl Tokens {
         self.issue_at(session, role, ttl, SystemTime::now())
     }
 
+    /// [`issue`](Self::issue), also returning the token's id (for revocation).
+    pub fn issue_with_id(&self, session: &str, role: Role, ttl: Duration) -> (String, String) {
+        let jti = random_id();
+        let token = self.issue_claims(session, role, ttl, SystemTime::now(), jti.clone());
+        (token, jti)
+    }
+
+    /// Revoke the token with id `token_id`: [`verify`](Self::verify) refuses it from now on.
+    pub fn revoke(&self, token_id: &str) {
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token_id.to_owned());
+    }
+
+    /// The revoked token ids, sorted.
+    pub fn revoked(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Issue a token for `session` and `role`, valid for `ttl` (whole seconds) from `now`.
     pub fn issue_at(&self, session: &str, role: Role, ttl: Duration, now: SystemTime) -> String {
+        self.issue_claims(session, role, ttl, now, random_id())
+    }
+
+    fn issue_claims(
+        &self,
+        session: &str,
+        role: Role,
+        ttl: Duration,
+        now: SystemTime,
+        jti: String,
+    ) -> String {
         let claims = Claims {
             sid: session.to_owned(),
             role,
             exp: unix_secs(now).saturating_add(ttl.as_secs()),
-            jti: URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>()),
+            jti,
         };
         // Serialising a struct of strings and integers cannot fail.
         let json = serde_json::to_vec(&claims).unwrap_or_default();
@@ -198,11 +251,24 @@ impl Tokens {
     ///
     /// Never panics, whatever the input.
     pub fn verify(&self, token: &str, session: &str, now: SystemTime) -> Result<Role, TokenError> {
+        self.verify_grant(token, session, now).map(|g| g.role)
+    }
+
+    /// [`verify`](Self::verify), with the token's id.
+    pub fn verify_grant(
+        &self,
+        token: &str,
+        session: &str,
+        now: SystemTime,
+    ) -> Result<Grant, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
         if let Some(role) = self.check_static(token) {
-            return Ok(role);
+            return Ok(Grant {
+                role,
+                token_id: None,
+            });
         }
 
         let (signing_input, sig_b64) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
@@ -230,7 +296,18 @@ impl Tokens {
         if unix_secs(now) >= claims.exp {
             return Err(TokenError::Expired);
         }
-        Ok(claims.role)
+        if self
+            .revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&claims.jti)
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(Grant {
+            role: claims.role,
+            token_id: Some(claims.jti),
+        })
     }
 
     /// The static token's role when `token` is the configured static token.
@@ -258,6 +335,28 @@ fn unix_secs(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoked_tokens_are_refused_and_listed() {
+        let t = Tokens::random();
+        let (a, a_id) = t.issue_with_id("s1", Role::View, Duration::from_secs(60));
+        let (b, _) = t.issue_with_id("s1", Role::Control, Duration::from_secs(60));
+        let g = t.verify_grant(&a, "s1", SystemTime::now()).unwrap();
+        assert_eq!(
+            g,
+            Grant {
+                role: Role::View,
+                token_id: Some(a_id.clone())
+            }
+        );
+        t.revoke(&a_id);
+        assert_eq!(
+            t.verify(&a, "s1", SystemTime::now()),
+            Err(TokenError::Revoked)
+        );
+        assert_eq!(t.verify(&b, "s1", SystemTime::now()), Ok(Role::Control));
+        assert_eq!(t.revoked(), vec![a_id]);
+    }
 
     const HOUR: Duration = Duration::from_secs(3600);
 

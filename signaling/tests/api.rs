@@ -45,6 +45,7 @@ fn defaults() -> SessionSpec {
 struct FakeManager {
     sessions: Mutex<HashMap<String, SessionInfo>>,
     capacity: usize,
+    disconnected: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -97,6 +98,10 @@ impl SessionManager for FakeManager {
     fn capacity(&self) -> usize {
         self.capacity
     }
+    async fn disconnect_token(&self, _: &str, token_id: &str) -> usize {
+        self.disconnected.lock().unwrap().push(token_id.to_owned());
+        1
+    }
 }
 
 struct NoViewers;
@@ -110,6 +115,7 @@ impl WhepBackend for NoViewers {
         _: &str,
         _: String,
         _: Role,
+        _: Option<String>,
     ) -> Result<ViewerAnswer, BackendError> {
         Err(BackendError::UnknownSession)
     }

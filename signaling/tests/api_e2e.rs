@@ -231,6 +231,51 @@ async fn a_session_made_through_the_api_streams_and_ends() {
     );
     assert!(on_display(&display) >= 1, "the session's display runs");
 
+    // Revoking the token ends the live viewer within a second, and refuses the token.
+    let token_id = t["token_id"].as_str().unwrap();
+    let revoked_at = Instant::now();
+    let (s, r) = http(
+        &base,
+        "DELETE",
+        &format!("/api/v1/sessions/{id}/tokens/{token_id}"),
+        Some(KEY),
+        None,
+    );
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(json_of(&r)["viewers_ended"], 1);
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(1),
+        "revocation took {:?}",
+        revoked_at.elapsed()
+    );
+    // Whatever was in flight drains; then nothing more comes.
+    let drain_end = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < drain_end {
+        if client
+            .next_frame(drain_end - Instant::now())
+            .await
+            .is_none()
+        {
+            break;
+        }
+    }
+    assert!(
+        client
+            .next_frame(Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "frames still arrive after revocation"
+    );
+    let (w, tok) = (whep.clone(), token.clone());
+    let (_, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let again = tokio::task::spawn_blocking(move || whep_post(&w, Some(&tok), &offer))
+        .await
+        .unwrap();
+    assert!(again
+        .expect_err("a revoked token")
+        .to_string()
+        .contains("401"));
+
     // Delete: its processes and display go; the first session keeps running.
     assert_eq!(
         http(

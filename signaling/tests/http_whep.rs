@@ -77,6 +77,7 @@ impl WhepBackend for Fake {
         session: &str,
         offer_sdp: String,
         role: Role,
+        _token_id: Option<String>,
     ) -> Result<ViewerAnswer, BackendError> {
         self.calls.lock().unwrap().push(Call::Create {
             session: session.into(),

@@ -134,8 +134,15 @@ pub struct SessionSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Request {
-    /// A WHEP offer: create a viewer.
-    CreateViewer { offer_sdp: String, role: Role },
+    /// A WHEP offer: create a viewer (`token_id`: the join token's id, for revocation).
+    CreateViewer {
+        offer_sdp: String,
+        role: Role,
+        #[serde(default)]
+        token_id: Option<String>,
+    },
+    /// The join token `token_id` was revoked: end the viewers that joined with it.
+    DisconnectToken { token_id: String },
     /// Trickled candidates for a viewer.
     AddCandidates {
         viewer: String,
@@ -153,10 +160,21 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Reply {
-    ViewerCreated { viewer: String, answer_sdp: String },
+    ViewerCreated {
+        viewer: String,
+        answer_sdp: String,
+    },
     Done,
-    Metrics { text: String },
-    Stats { json: serde_json::Value },
+    /// How many viewers a `DisconnectToken` ended.
+    Disconnected {
+        viewers: usize,
+    },
+    Metrics {
+        text: String,
+    },
+    Stats {
+        json: serde_json::Value,
+    },
 }
 
 /// A host's refusal, mapped to an HTTP status by the control plane.
@@ -297,12 +315,13 @@ mod tests {
             request: Request::CreateViewer {
                 offer_sdp: "o".into(),
                 role: Role::View,
+                token_id: None,
             },
         };
         write_message(&mut buf, &req).await.unwrap();
         assert_eq!(
             String::from_utf8(buf).unwrap(),
-            "{\"type\":\"request\",\"id\":1,\"request\":{\"kind\":\"createViewer\",\"offer_sdp\":\"o\",\"role\":\"view\"}}\n"
+            "{\"type\":\"request\",\"id\":1,\"request\":{\"kind\":\"createViewer\",\"offer_sdp\":\"o\",\"role\":\"view\",\"token_id\":null}}\n"
         );
     }
 

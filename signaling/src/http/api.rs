@@ -11,7 +11,8 @@
 //! | `POST` | `/api/v1/sessions` | `201` + `Location` + the session (`starting`); `422` bad value; `503` + `Retry-After` beyond the node's capacity |
 //! | `GET` | `/api/v1/sessions/{id}` | `200` + the session, `404` |
 //! | `DELETE` | `/api/v1/sessions/{id}` | `204` (again `204` once ended), `404` never known |
-//! | `POST` | `/api/v1/sessions/{id}/tokens` | `201` + `{token, role, expires_unix, join_url, whep_url}`; `409` when the session has ended |
+//! | `POST` | `/api/v1/sessions/{id}/tokens` | `201` + `{token, token_id, role, expires_unix, join_url, whep_url}`; `409` when the session has ended |
+//! | `DELETE` | `/api/v1/sessions/{id}/tokens/{token_id}` | `200` + `{revoked, viewers_ended}`: refused from now on, its viewers ended at once |
 //! | `GET` | `/api/v1/nodes` | `200` + this node: capacity, sessions |
 
 use std::sync::Arc;
@@ -72,6 +73,10 @@ pub(super) fn routes() -> Router<AppState> {
             get(show_session).delete(delete_session),
         )
         .route("/api/v1/sessions/{id}/tokens", post(create_token))
+        .route(
+            "/api/v1/sessions/{id}/tokens/{token_id}",
+            axum::routing::delete(revoke_token),
+        )
         .route("/api/v1/nodes", get(nodes))
 }
 
@@ -389,15 +394,16 @@ async fn create_token(
             format!("{ttl} is outside 1 ..= {MAX_TOKEN_TTL_SECS}"),
         ));
     }
-    let token = state
+    let (token, token_id) = state
         .tokens()
-        .issue(&id, req.role, Duration::from_secs(ttl));
+        .issue_with_id(&id, req.role, Duration::from_secs(ttl));
     let base = base_url(&headers);
     let expires = crate::sessions::unix_ms() / 1000 + ttl;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
             "token": token,
+            "token_id": token_id,
             "role": req.role,
             "expires_unix": expires,
             "join_url": format!("{base}/?session={id}#token={token}"),
@@ -405,6 +411,26 @@ async fn create_token(
         })),
     )
         .into_response())
+}
+
+/// `DELETE /api/v1/sessions/{id}/tokens/{token_id}`: the token is refused from now on and
+/// the viewers that joined with it are ended.
+async fn revoke_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    op.manager
+        .get(&id)
+        .ok_or(ApiError::NotFound("unknown session"))?;
+    if token_id.is_empty() || token_id.len() > 64 {
+        return Err(ApiError::NotFound("unknown token"));
+    }
+    state.tokens().revoke(&token_id);
+    let viewers = op.manager.disconnect_token(&id, &token_id).await;
+    tracing::info!(session = %id, viewers, "join token revoked");
+    Ok(Json(serde_json::json!({ "revoked": token_id, "viewers_ended": viewers })).into_response())
 }
 
 async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {

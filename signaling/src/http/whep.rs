@@ -33,10 +33,19 @@ fn valid_id(id: &str) -> bool {
 
 /// The role the request's Bearer token grants for `session`.
 fn authorize(state: &AppState, headers: &HeaderMap, session: &str) -> Result<Role, ApiError> {
+    grant(state, headers, session).map(|g| g.role)
+}
+
+/// The role and token id the request's Bearer token grants for `session`.
+fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &str,
+) -> Result<crate::tokens::Grant, ApiError> {
     let token = bearer_token(headers).ok_or(ApiError::MissingToken)?;
     state
         .tokens
-        .verify(token, session, SystemTime::now())
+        .verify_grant(token, session, SystemTime::now())
         .map_err(|err| {
             // The reason, never the token.
             tracing::debug!(reason = %err, "join token refused");
@@ -76,7 +85,7 @@ pub(crate) async fn post_offer(
         return Err(ApiError::NotFound("unknown session"));
     }
     Span::current().record("session", session.as_str());
-    let role = authorize(&state, &headers, &session)?;
+    let crate::tokens::Grant { role, token_id } = grant(&state, &headers, &session)?;
     if !content_type_is(&headers, SDP) {
         return Err(ApiError::UnsupportedMediaType(SDP));
     }
@@ -88,7 +97,7 @@ pub(crate) async fn post_offer(
 
     let answer = state
         .backend
-        .create_viewer(&session, offer.to_owned(), role)
+        .create_viewer(&session, offer.to_owned(), role, token_id)
         .await?;
     if !valid_id(&answer.viewer_id) {
         return Err(ApiError::internal(format_args!(
