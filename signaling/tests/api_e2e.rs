@@ -421,3 +421,178 @@ fn the_cli_creates_lists_mints_and_deletes_with_clear_errors() {
     );
     drop(child);
 }
+
+/// The pid of the X server for `display` and its parent (the session's host).
+fn server_and_host(display: &str) -> Option<(u32, u32)> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+        let server = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"Xvfb") || a.ends_with(b"Xorg"))
+            && args.contains(&display.as_bytes());
+        if !server {
+            return None;
+        }
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some((pid, ppid))
+    })
+}
+
+/// Creates a session through the API and waits until it runs; (id, display).
+async fn running_session(base: &str, body: Value) -> (String, String) {
+    let (s, created) = http(base, "POST", "/api/v1/sessions", Some(KEY), Some(&body));
+    assert_eq!(s, 201, "{created}");
+    let id = json_of(&created)["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let (_, b) = http(
+            base,
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some(KEY),
+            None,
+        );
+        let b = json_of(&b);
+        if b["state"] == "running" {
+            return (id, b["display"].as_str().unwrap().to_owned());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Frames the viewer receives in `window`.
+async fn frames_in(client: &mut ViewerClient, window: Duration) -> usize {
+    let end = Instant::now() + window;
+    let mut n = 0;
+    while Instant::now() < end {
+        if client.next_frame(end - Instant::now()).await.is_some() {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_fails_only_its_session() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--display-kind",
+            "xvfb",
+            "--size",
+            "320x240",
+        ])
+        .args([
+            "--app",
+            "",
+            "--wm",
+            "",
+            "--fps",
+            "30",
+            "--operator-key",
+            KEY,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let _child = Killed(child);
+    let mut base = None;
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
+            base = w.split("/whep/").next().map(str::to_owned);
+        }
+        if line.starts_with("API: ") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let base = base.expect("WHEP: line");
+
+    // A: to be killed. B: a terminal printing without end, so frames keep coming.
+    let (a, a_display) = running_session(&base, json!({"size": "320x240"})).await;
+    let (b, _) = running_session(
+        &base,
+        json!({"size": "320x240", "fps": 30, "command": "xterm -e yes"}),
+    )
+    .await;
+    let (_, t) = http(
+        &base,
+        "POST",
+        &format!("/api/v1/sessions/{b}/tokens"),
+        Some(KEY),
+        Some(&json!({"role": "view"})),
+    );
+    let t = json_of(&t);
+    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();
+    let (w, tok) = (
+        t["whep_url"].as_str().unwrap().to_owned(),
+        t["token"].as_str().unwrap().to_owned(),
+    );
+    let answer = tokio::task::spawn_blocking(move || whep_post(&w, Some(&tok), &offer))
+        .await
+        .unwrap()
+        .expect("WHEP POST");
+    client.accept_answer(answer.answer_sdp).await.unwrap();
+    assert!(
+        client.next_frame(Duration::from_secs(10)).await.is_some(),
+        "B streams"
+    );
+    let before = frames_in(&mut client, Duration::from_secs(2)).await;
+
+    let (_, a_host) = server_and_host(&a_display).expect("A's X server and host");
+    let killed = Command::new("kill")
+        .args(["-9", &a_host.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let after = frames_in(&mut client, Duration::from_secs(2)).await;
+    eprintln!("B: {before} frames in the 2 s before A's host was killed, {after} in the 2 s after");
+    assert!(
+        before >= 10,
+        "B streams continuously ({before} frames in 2 s)"
+    );
+    assert!(
+        after * 10 >= before * 7,
+        "B keeps its frame rate: {before} → {after}"
+    );
+
+    // A is failed, with the reason; its display is gone; B runs.
+    let (_, s) = http(
+        &base,
+        "GET",
+        &format!("/api/v1/sessions/{a}"),
+        Some(KEY),
+        None,
+    );
+    let s = json_of(&s);
+    assert_eq!(s["state"], "failed", "{s}");
+    assert!(s["reason"].as_str().unwrap().contains("exited"), "{s}");
+    assert!(
+        server_and_host(&a_display).is_none(),
+        "A's X server is gone"
+    );
+    let (_, s) = http(
+        &base,
+        "GET",
+        &format!("/api/v1/sessions/{b}"),
+        Some(KEY),
+        None,
+    );
+    assert_eq!(json_of(&s)["state"], "running");
+}
