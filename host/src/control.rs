@@ -332,6 +332,20 @@ async fn handle(
                 .map_err(control_error)?;
             Ok(Reply::Done)
         }
+        Request::Screenshot { max_width } => {
+            use base64::Engine as _;
+            let display = session.config.pipeline.display.clone();
+            let png =
+                tokio::task::spawn_blocking(move || crate::screenshot::png(&display, max_width))
+                    .await
+                    .map_err(|e| ControlError::Internal {
+                        message: e.to_string(),
+                    })?
+                    .map_err(|message| ControlError::Internal { message })?;
+            Ok(Reply::Screenshot {
+                png_base64: base64::engine::general_purpose::STANDARD.encode(png),
+            })
+        }
         Request::Metrics => Ok(Reply::Metrics {
             text: host.metrics_text(),
         }),

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod resize;
 pub mod rtp;
+pub mod screenshot;
 pub mod session;
 pub mod timing;
 pub mod viewer;

@@ -621,6 +621,21 @@ impl SessionManager for RemoteBackend {
         self.capacity
     }
 
+    async fn screenshot(&self, id: &str, max_width: u32) -> Result<Vec<u8>, ManagerError> {
+        use base64::Engine as _;
+        if !self.records.lock().unwrap().contains_key(id) {
+            return Err(ManagerError::Unknown);
+        }
+        let link = self.live(id).map_err(|_| ManagerError::NotRunning)?;
+        match link.request(Request::Screenshot { max_width }).await {
+            Ok(Reply::Screenshot { png_base64 }) => base64::engine::general_purpose::STANDARD
+                .decode(png_base64)
+                .map_err(|e| ManagerError::Failed(e.to_string())),
+            Ok(other) => Err(ManagerError::Failed(format!("unexpected reply {other:?}"))),
+            Err(e) => Err(ManagerError::Failed(e.to_string())),
+        }
+    }
+
     async fn disconnect_token(&self, id: &str, token_id: &str) -> usize {
         let Ok(link) = self.live(id) else {
             return 0;

@@ -45,6 +45,10 @@ pub enum ManagerError {
     Full(usize),
     #[error("unknown session")]
     Unknown,
+    #[error("the session is not running")]
+    NotRunning,
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Sessions on this node (see the module docs).
@@ -68,6 +72,8 @@ pub trait SessionManager: Send + Sync + 'static {
     /// Ends the viewers of session `id` that joined with token `token_id` (it was revoked);
     /// how many.
     async fn disconnect_token(&self, id: &str, token_id: &str) -> usize;
+    /// The session's current picture as a PNG at most `max_width` wide (0: full size).
+    async fn screenshot(&self, id: &str, max_width: u32) -> Result<Vec<u8>, ManagerError>;
 }
 
 /// Unix time now, in ms.

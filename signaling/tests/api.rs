@@ -98,6 +98,13 @@ impl SessionManager for FakeManager {
     fn capacity(&self) -> usize {
         self.capacity
     }
+    async fn screenshot(&self, id: &str, _: u32) -> Result<Vec<u8>, ManagerError> {
+        match self.get(id).map(|s| s.state) {
+            None => Err(ManagerError::Unknown),
+            Some(SessionState::Running { .. }) => Ok(b"\x89PNG fake".to_vec()),
+            Some(_) => Err(ManagerError::NotRunning),
+        }
+    }
     async fn disconnect_token(&self, _: &str, token_id: &str) -> usize {
         self.disconnected.lock().unwrap().push(token_id.to_owned());
         1
@@ -199,6 +206,8 @@ async fn every_route_needs_the_operator_key() {
         (Method::DELETE, "/api/v1/sessions/x"),
         (Method::POST, "/api/v1/sessions/x/tokens"),
         (Method::GET, "/api/v1/nodes"),
+        (Method::GET, "/api/v1/sessions/x/screenshot"),
+        (Method::DELETE, "/api/v1/sessions/x/tokens/t"),
     ] {
         let (status, headers, _) = api.call(method.clone(), path, None, None).await;
         assert_eq!(

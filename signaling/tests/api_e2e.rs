@@ -231,6 +231,31 @@ async fn a_session_made_through_the_api_streams_and_ends() {
     );
     assert!(on_display(&display) >= 1, "the session's display runs");
 
+    // Its picture, as a PNG thumbnail.
+    let addr = base.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /api/v1/sessions/{id}/screenshot?width=160 HTTP/1.0\r\nAuthorization: Bearer {KEY}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let (head, png) = (String::from_utf8_lossy(&raw[..at]), &raw[at..]);
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: image/png"),
+        "{head}"
+    );
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let dims = |o: usize| u32::from_be_bytes(png[o..o + 4].try_into().unwrap());
+    assert_eq!(
+        (dims(16), dims(20)),
+        (160, 90),
+        "a 640x360 screen shrunk to 160 wide"
+    );
+
     // Revoking the token ends the live viewer within a second, and refuses the token.
     let token_id = t["token_id"].as_str().unwrap();
     let revoked_at = Instant::now();

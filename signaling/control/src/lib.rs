@@ -150,6 +150,8 @@ pub enum Request {
     },
     /// End a viewer (WHEP DELETE).
     DeleteViewer { viewer: String },
+    /// The current picture as a PNG at most `max_width` wide (0: full size).
+    Screenshot { max_width: u32 },
     /// The session's metrics, Prometheus text format.
     Metrics,
     /// The session's state and per-frame timings (`/stats`).
@@ -168,6 +170,10 @@ pub enum Reply {
     /// How many viewers a `DisconnectToken` ended.
     Disconnected {
         viewers: usize,
+    },
+    /// A `Screenshot`: the PNG, base64 (standard alphabet, padded).
+    Screenshot {
+        png_base64: String,
     },
     Metrics {
         text: String,

@@ -13,6 +13,7 @@
 //! | `DELETE` | `/api/v1/sessions/{id}` | `204` (again `204` once ended), `404` never known |
 //! | `POST` | `/api/v1/sessions/{id}/tokens` | `201` + `{token, token_id, role, expires_unix, join_url, whep_url}`; `409` when the session has ended |
 //! | `DELETE` | `/api/v1/sessions/{id}/tokens/{token_id}` | `200` + `{revoked, viewers_ended}`: refused from now on, its viewers ended at once |
+//! | `GET` | `/api/v1/sessions/{id}/screenshot[?width=N]` | `200` + the current picture, `image/png`; `409` when not running |
 //! | `GET` | `/api/v1/nodes` | `200` + this node: capacity, sessions |
 
 use std::sync::Arc;
@@ -73,6 +74,7 @@ pub(super) fn routes() -> Router<AppState> {
             get(show_session).delete(delete_session),
         )
         .route("/api/v1/sessions/{id}/tokens", post(create_token))
+        .route("/api/v1/sessions/{id}/screenshot", get(screenshot))
         .route(
             "/api/v1/sessions/{id}/tokens/{token_id}",
             axum::routing::delete(revoke_token),
@@ -411,6 +413,37 @@ async fn create_token(
         })),
     )
         .into_response())
+}
+
+/// `GET /api/v1/sessions/{id}/screenshot[?width=N]`: the current picture as PNG.
+async fn screenshot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let op = operator(&state, &headers)?;
+    let width = match q.get("width") {
+        None => 0,
+        Some(w) => w
+            .parse::<u32>()
+            .ok()
+            .filter(|w| (16..=8192).contains(w))
+            .ok_or_else(|| bad("width", format!("{w:?} is not 16 ..= 8192")))?,
+    };
+    match op.manager.screenshot(&id, width).await {
+        Ok(png) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/png"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            png,
+        )
+            .into_response()),
+        Err(ManagerError::Unknown) => Err(ApiError::NotFound("unknown session")),
+        Err(ManagerError::NotRunning) => Err(ApiError::Conflict("the session is not running")),
+        Err(e) => Err(ApiError::internal(e)),
+    }
 }
 
 /// `DELETE /api/v1/sessions/{id}/tokens/{token_id}`: the token is refused from now on and
