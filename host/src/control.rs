@@ -346,8 +346,14 @@ async fn handle(
                 png_base64: base64::engine::general_purpose::STANDARD.encode(png),
             })
         }
+        // This session's families only (the control plane merges its hosts' texts and adds
+        // its own, such as the session count).
         Request::Metrics => Ok(Reply::Metrics {
-            text: host.metrics_text(),
+            text: {
+                let mut m = crate::metrics::Metrics::new();
+                session.metrics(&mut m);
+                m.render()
+            },
         }),
         Request::Stats => Ok(Reply::Stats {
             json: serde_json::json!({ "sessions": [session.stats()] }),

@@ -12,7 +12,8 @@
 //! | `PATCH` | `/whep/{session}/{viewer}` | trickle ICE (`application/trickle-ice-sdpfrag`), `204` |
 //! | `DELETE` | `/whep/{session}/{viewer}` | `200` |
 //! | `OPTIONS` | both | `204` + CORS, `Accept-Post` / `Accept-Patch`, `Link` ice-servers |
-//! | `GET` | `/healthz` | `200 ok` |
+//! | `GET` | `/healthz` | `200 ok` (the process serves HTTP) |
+//! | `GET` | `/readyz` | `200 ready`, or `503` and why this node cannot start a session now |
 //! | any | `/api/v1/…` | the operator API ([`api`]): sessions, join tokens, nodes |
 //! | `GET` | `/`, `/<file>` | the embedded client ([`crate::assets`]) |
 //!
@@ -50,6 +51,7 @@
 pub mod api;
 mod error;
 mod headers;
+pub mod observe;
 mod sdp;
 mod whep;
 
@@ -79,6 +81,8 @@ pub struct AppState {
     ice: Arc<headers::IceLinks>,
     etags: Arc<headers::EtagKey>,
     operator: Option<Arc<api::Operator>>,
+    rejections: Arc<observe::Rejections>,
+    readiness: observe::Readiness,
 }
 
 impl AppState {
@@ -90,7 +94,18 @@ impl AppState {
             ice: Arc::new(headers::IceLinks::default()),
             etags: Arc::new(headers::EtagKey::random()),
             operator: None,
+            rejections: Arc::default(),
+            readiness: Arc::new(|| Ok(())),
         }
+    }
+
+    /// What `/readyz` checks (default: always ready).
+    pub fn with_readiness(
+        mut self,
+        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        self.readiness = Arc::new(check);
+        self
     }
 
     /// Serve the operator API (`/api/v1`, see [`api`]) with this key and registry.
@@ -140,10 +155,18 @@ pub fn app(state: AppState) -> Router {
         // The handlers read bodies with their own caps; this one guards any future extractor.
         .layer(DefaultBodyLimit::max(MAX_OFFER_BYTES));
 
+    let counted =
+        Router::new()
+            .merge(whep)
+            .merge(api::routes())
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                observe::count_rejections,
+            ));
     Router::new()
-        .merge(whep)
-        .merge(api::routes())
+        .merge(counted)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/stats", get(stats))
         .fallback(crate::assets::serve)
@@ -158,8 +181,20 @@ async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResp
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.backend().metrics_text().await,
+        observe::merge_expositions(&[
+            observe::control_plane_metrics(&state),
+            state.backend().metrics_text().await,
+        ]),
     )
+}
+
+/// Readiness: this node can start a session now (`200 ready`), or `503` and why.
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match (state.readiness)() {
+        Ok(()) => "ready".into_response(),
+        Err(why) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
 }
 
 /// Sessions and their last frames' host timings, as JSON: the bench tool's stage breakdown

@@ -326,7 +326,18 @@ async fn up(args: UpArgs) -> Result<()> {
     let state = AppState::new(backend.clone(), Arc::new(tokens))
         .with_ice_servers(ice_servers)
         .context("--ice-server")?
-        .with_operator(Operator::new(&operator_key, backend.clone(), defaults));
+        .with_operator(Operator::new(&operator_key, backend.clone(), defaults))
+        .with_readiness({
+            let host_bin = RemoteBackend::default_host_bin();
+            move || {
+                if !host_bin.is_file() {
+                    return Err(format!("{} is missing", host_bin.display()));
+                }
+                host::display::DisplayKind::Xvfb
+                    .available()
+                    .or_else(|_| host::display::DisplayKind::XorgDummy.available())
+            }
+        });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -502,3 +502,45 @@ async fn without_an_operator_the_api_is_404() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn metrics_count_refusals_and_sessions_by_state_readyz_says_why() {
+    let api = Api::new(4);
+    api.create(json!({})).await;
+    api.call(Method::GET, "/api/v1/sessions", None, None).await; // 401
+    api.call(Method::GET, "/api/v1/sessions/nope", Some(KEY), None)
+        .await; // 404
+    api.create(json!({"fps": 0})).await; // 422
+    let (s, _, text) = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap().to_owned();
+    for line in [
+        "edgedesk_requests_rejected_total{status=\"401\"} 1",
+        "edgedesk_requests_rejected_total{status=\"404\"} 1",
+        "edgedesk_requests_rejected_total{status=\"422\"} 1",
+        "edgedesk_requests_rejected_total{status=\"503\"} 0",
+        "edgedesk_sessions_by_state{state=\"starting\"}",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{line} in\n{text}"
+        );
+    }
+    assert_eq!(
+        text.matches("# HELP edgedesk_requests_rejected_total")
+            .count(),
+        1
+    );
+
+    let (s, _, body) = api.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((s, body), (StatusCode::OK, Value::String("ready".into())));
+    let state = AppState::new(Arc::new(NoViewers), Arc::new(Tokens::random()))
+        .with_readiness(|| Err("Xvfb is not installed".into()));
+    let res = app(state)
+        .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"Xvfb is not installed");
+}

@@ -55,6 +55,11 @@ impl Operator {
         }
     }
 
+    /// The session registry.
+    pub fn manager(&self) -> &Arc<dyn SessionManager> {
+        &self.manager
+    }
+
     fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let key = super::headers::bearer_token(headers).ok_or(ApiError::MissingToken)?;
         let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
