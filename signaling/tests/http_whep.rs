@@ -775,7 +775,11 @@ async fn metrics_are_the_backends_in_prometheus_text_format() {
         r.header("content-type"),
         "text/plain; version=0.0.4; charset=utf-8"
     );
-    assert_eq!(r.body, "edgedesk_sessions 2\n");
+    // The backend's samples, after the control plane's own families.
+    assert!(r.body.ends_with("\nedgedesk_sessions 2\n"), "{}", r.body);
+    assert!(r
+        .body
+        .contains("# TYPE edgedesk_requests_rejected_total counter\n"));
 }
 
 #[tokio::test]
