@@ -32,6 +32,8 @@ test('copy on the desktop, paste in the browser, and the other way round', async
   const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '640x480', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  // The session's display has access control: X clients of the test need its cookie.
+  process.env.XAUTHORITY = (await server.waitLine((l) => l.startsWith('Xauthority: '))).slice(12);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
   const xev = startProcess(XEVENTS, ['--display', display, '--rect', '0,0,640,480']);
   t.after(xev.kill);

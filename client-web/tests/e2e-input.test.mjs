@@ -46,6 +46,8 @@ test('keyboard, mouse, wheel and text reach a real X client exactly; nothing sta
   const server = startProcess(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '1280x720', '--fps', '30', '--token', token, '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  // The session's display has access control: X clients of the test need its cookie.
+  process.env.XAUTHORITY = (await server.waitLine((l) => l.startsWith('Xauthority: '))).slice(12);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
   const xev = startProcess(XEVENTS, ['--display', display, '--rect', '0,0,1280,720']);
   t.after(xev.kill);

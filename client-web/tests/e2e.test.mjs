@@ -65,6 +65,8 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   const server = start(BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '1280x720', '--fps', '30', '--bitrate', '4M', '--token', token, '--app', '']);
   t.after(server.kill);
   const display = await server.nextLine('Display: ');
+  // The session's display has access control: the painter needs its cookie.
+  process.env.XAUTHORITY = await server.nextLine('Xauthority: ');
   const openUrl = await server.nextLine('Open: ');
   assert.match(await server.nextLine('WHEP: '), /^http:\/\/127\.0\.0\.1:\d+\/whep\/default$/);
   assert.equal(await server.nextLine('Token: '), token);

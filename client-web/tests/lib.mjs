@@ -246,6 +246,8 @@ export async function desktopWithXevents(t, size = [640, 480], setup = () => {})
   const server = startProcess(EDGEDESK_BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', `${size[0]}x${size[1]}`, '--fps', '30', '--token', 'input-e2e', '--app', '', '--wm', '']);
   t.after(server.kill);
   const display = (await server.waitLine((l) => l.startsWith('Display: '))).slice(9);
+  // The session's display has access control: X clients of the test need its cookie.
+  process.env.XAUTHORITY = (await server.waitLine((l) => l.startsWith('Xauthority: '))).slice(12);
   const url = (await server.waitLine((l) => l.startsWith('Open: '))).slice(6);
   setup(display);
   const xev = startProcess(XEVENTS_BIN, ['--display', display, '--rect', `0,0,${size[0]},${size[1]}`]);

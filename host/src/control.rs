@@ -121,6 +121,9 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
         &mut write,
         &HostMessage::Ready {
             display: display_name.clone(),
+            xauthority: display
+                .as_ref()
+                .and_then(|_| std::env::var("XAUTHORITY").ok()),
         },
     )
     .await?;

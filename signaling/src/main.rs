@@ -349,6 +349,10 @@ async fn up(args: UpArgs) -> Result<()> {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "Display: {display_name}")
+            .and_then(|_| match backend.xauthority(&args.session) {
+                Some(x) => writeln!(out, "Xauthority: {x}"),
+                None => Ok(()),
+            })
             .and_then(|_| writeln!(out, "Open: {base}/?session={}#token={token}", args.session))
             .and_then(|_| writeln!(out, "WHEP: {base}/whep/{}", args.session))
             .and_then(|_| writeln!(out, "Token: {token}"))

@@ -70,6 +70,8 @@ struct HostLink {
     exited: Mutex<Option<tokio::sync::watch::Receiver<Option<String>>>>,
     /// We asked it to stop: its exit is no failure.
     stopping: std::sync::atomic::AtomicBool,
+    /// The Xauthority file with the session display's cookie, if it has one.
+    xauthority: Option<String>,
 }
 
 impl HostLink {
@@ -309,6 +311,12 @@ impl RemoteBackend {
             .and_then(|l| l.failed.lock().unwrap().clone())
     }
 
+    /// The Xauthority file holding session `name`'s display cookie (for the operator's own X
+    /// clients on it), if it has access control.
+    pub fn xauthority(&self, name: &str) -> Option<String> {
+        self.link(name).and_then(|l| l.xauthority.clone())
+    }
+
     /// The host process of session `name`.
     pub fn host_pid(&self, name: &str) -> Option<u32> {
         self.link(name).map(|l| l.pid)
@@ -362,8 +370,11 @@ async fn handshake(
         }
     }
     write_message(&mut write, &ControlMessage::Start { spec }).await?;
-    let display = match read_message::<HostMessage, _>(&mut read).await? {
-        Some(HostMessage::Ready { display }) => display,
+    let (display, xauthority) = match read_message::<HostMessage, _>(&mut read).await? {
+        Some(HostMessage::Ready {
+            display,
+            xauthority,
+        }) => (display, xauthority),
         Some(HostMessage::Failed { reason }) => return Err(SpawnError::Failed(reason)),
         other => return Err(SpawnError::Failed(format!("expected Ready, got {other:?}"))),
     };
@@ -376,6 +387,7 @@ async fn handshake(
         pid,
         exited: Mutex::new(None),
         stopping: std::sync::atomic::AtomicBool::new(false),
+        xauthority,
     });
     tokio::spawn(async move {
         while let Some(m) = rx.recv().await {

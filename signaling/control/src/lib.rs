@@ -63,7 +63,13 @@ pub enum HostMessage {
         pid: u32,
     },
     /// The session runs on `display` (e.g. `:21`) and takes requests.
-    Ready { display: String },
+    Ready {
+        display: String,
+        /// The Xauthority file holding the display's cookie (`None`: no access control, e.g.
+        /// a display the spec named). For the operator, who may run X clients on it.
+        #[serde(default)]
+        xauthority: Option<String>,
+    },
     /// The session could not start; the host exits next.
     Failed { reason: String },
     /// The answer to [`ControlMessage::Request`] `id`.
@@ -275,6 +281,7 @@ mod tests {
             },
             HostMessage::Ready {
                 display: ":21".into(),
+                xauthority: Some("/tmp/x/Xauthority".into()),
             },
             HostMessage::Reply {
                 id: 7,
