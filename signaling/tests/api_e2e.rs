@@ -63,6 +63,44 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// Starts `edgedesk up` on a small Xvfb with no desktop, plus `extra` arguments; returns it,
+/// its base URL and whether it printed an `Operator key:` line, once it printed its last
+/// connect line (its stdout is drained after that).
+fn up(extra: &[&std::ffi::OsStr]) -> (Killed, String, bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--display-kind",
+            "xvfb",
+            "--size",
+            "320x240",
+        ])
+        .args(["--app", "", "--wm", "", "--fps", "30"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let child = Killed(child);
+    let (mut base, mut printed_key) = (None, false);
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 {
+        printed_key |= line.starts_with("Operator key:");
+        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
+            base = w.split("/whep/").next().map(str::to_owned);
+        }
+        if line.starts_with("API: ") || line.starts_with("Operator key:") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, base.expect("WHEP: line"), printed_key)
+}
+
 /// Processes started with `DISPLAY=display`, or X servers for it.
 fn on_display(display: &str) -> usize {
     let want = format!("DISPLAY={display}");
@@ -86,42 +124,8 @@ fn on_display(display: &str) -> usize {
 async fn a_session_made_through_the_api_streams_and_ends() {
     let key_file = std::env::temp_dir().join(format!("edgedesk-api-e2e-{}", std::process::id()));
     std::fs::write(&key_file, KEY).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--display-kind",
-            "xvfb",
-            "--size",
-            "320x240",
-        ])
-        .args(["--app", "", "--wm", "", "--fps", "30"])
-        .arg("--operator-key-file")
-        .arg(&key_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let child = Killed(child);
-    let mut base = None;
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
-        assert!(
-            !line.starts_with("Operator key:"),
-            "a key from a file is not printed"
-        );
-        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
-            base = w.split("/whep/").next().map(str::to_owned);
-        }
-        if line.starts_with("API: ") {
-            break;
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let base = base.expect("WHEP: line");
+    let (child, base, printed_key) = up(&["--operator-key-file".as_ref(), key_file.as_os_str()]);
+    assert!(!printed_key, "a key from a file is not printed");
 
     // The default session is listed, running.
     let (s, list) = http(&base, "GET", "/api/v1/sessions", Some(KEY), None);
@@ -356,36 +360,7 @@ fn cli(base: &str, key: Option<&str>, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn the_cli_creates_lists_mints_and_deletes_with_clear_errors() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--display-kind",
-            "xvfb",
-            "--size",
-            "320x240",
-        ])
-        .args(["--app", "", "--wm", "", "--operator-key", KEY])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let child = Killed(child);
-    let mut base = None;
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
-        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
-            base = w.split("/whep/").next().map(str::to_owned);
-        }
-        if line.starts_with("API: ") {
-            break;
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let base = base.expect("WHEP: line");
+    let (child, base, _) = up(&["--operator-key".as_ref(), KEY.as_ref()]);
 
     let (code, json_out, err) = cli(
         &base,
@@ -403,7 +378,7 @@ fn the_cli_creates_lists_mints_and_deletes_with_clear_errors() {
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with(&id) && l.contains("running") && l.contains("400x300@60")),
+            .any(|l| l.starts_with(&id) && l.contains("running") && l.contains("400x300@30")),
         "{table}"
     );
     assert!(table.lines().any(|l| l.starts_with("default ")), "{table}");
@@ -509,45 +484,7 @@ async fn frames_in(client: &mut ViewerClient, window: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_host_fails_only_its_session() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--display-kind",
-            "xvfb",
-            "--size",
-            "320x240",
-        ])
-        .args([
-            "--app",
-            "",
-            "--wm",
-            "",
-            "--fps",
-            "30",
-            "--operator-key",
-            KEY,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let _child = Killed(child);
-    let mut base = None;
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 {
-        if let Some(w) = line.trim().strip_prefix("WHEP: ") {
-            base = w.split("/whep/").next().map(str::to_owned);
-        }
-        if line.starts_with("API: ") {
-            break;
-        }
-        line.clear();
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let base = base.expect("WHEP: line");
+    let (_child, base, _) = up(&["--operator-key".as_ref(), KEY.as_ref()]);
 
     // A: to be killed. B: a terminal printing without end, so frames keep coming.
     let (a, a_display) = running_session(&base, json!({"size": "320x240"})).await;
