@@ -335,6 +335,9 @@ async fn handle(
                 .map_err(control_error)?;
             Ok(Reply::Done)
         }
+        Request::Viewers => Ok(Reply::Viewers {
+            count: session.viewer_count(),
+        }),
         Request::Screenshot { max_width } => {
             use base64::Engine as _;
             let display = session.config.pipeline.display.clone();

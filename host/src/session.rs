@@ -114,6 +114,11 @@ impl Session {
         })
     }
 
+    /// How many viewers the session has (connecting ones included).
+    pub fn viewer_count(&self) -> usize {
+        self.viewers.lock().unwrap().len()
+    }
+
     pub fn stats(&self) -> SessionStats {
         SessionStats {
             name: self.config.name.clone(),

@@ -54,6 +54,9 @@ pub enum SessionCommand {
         /// Seconds until the session ends by itself.
         #[arg(long)]
         ttl: Option<u64>,
+        /// Seconds without a viewer after which the session ends.
+        #[arg(long)]
+        idle_timeout: Option<u64>,
         #[arg(long)]
         max_viewers: Option<usize>,
         /// both, to-client, to-server or off.
@@ -201,6 +204,7 @@ pub fn run(args: &ServerArgs, cmd: SessionCommand) -> Result<String, CliError> {
             command,
             display_kind,
             ttl,
+            idle_timeout,
             max_viewers,
             clipboard,
             wait,
@@ -217,6 +221,7 @@ pub fn run(args: &ServerArgs, cmd: SessionCommand) -> Result<String, CliError> {
             put("command", json!(command));
             put("display_kind", json!(display_kind));
             put("ttl_secs", json!(ttl));
+            put("idle_timeout_secs", json!(idle_timeout));
             put("max_viewers", json!(max_viewers));
             put("clipboard", json!(clipboard));
             let mut s = call(args, "POST", "/api/v1/sessions", Some(body))?;

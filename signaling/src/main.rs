@@ -298,7 +298,7 @@ async fn up(args: UpArgs) -> Result<()> {
         ..spec.clone()
     };
     backend
-        .register(&args.session, spec, 0)
+        .register(&args.session, spec, Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     backend.launch(&args.session).await;
     let display_name = match backend.get(&args.session).map(|s| s.state) {

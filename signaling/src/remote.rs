@@ -25,7 +25,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::{BackendError, Role, TrickleFragment, ViewerAnswer, WhepBackend};
-use crate::sessions::{unix_ms, ManagerError, SessionInfo, SessionManager, SessionState};
+use crate::sessions::{unix_ms, Lifetime, ManagerError, SessionInfo, SessionManager, SessionState};
 
 /// How long a spawned host may take to say `Ready` (display, desktop, encoder probe).
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -517,7 +517,7 @@ impl SessionManager for RemoteBackend {
         &self,
         id: &str,
         spec: SessionSpec,
-        ttl_secs: u64,
+        lifetime: Lifetime,
     ) -> Result<SessionInfo, ManagerError> {
         let mut records = self.records.lock().unwrap();
         if records.contains_key(id) {
@@ -547,7 +547,8 @@ impl SessionManager for RemoteBackend {
             id: id.to_owned(),
             state: SessionState::Starting,
             created_unix_ms: unix_ms(),
-            ttl_secs,
+            ttl_secs: lifetime.ttl_secs,
+            idle_timeout_secs: lifetime.idle_timeout_secs,
             spec: shown,
         };
         records.insert(id.to_owned(), info.clone());
@@ -631,6 +632,14 @@ impl SessionManager for RemoteBackend {
 
     fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    async fn viewer_count(&self, id: &str) -> Option<usize> {
+        let link = self.live(id).ok()?;
+        match link.request(Request::Viewers).await {
+            Ok(Reply::Viewers { count }) => Some(count),
+            _ => None,
+        }
     }
 
     async fn screenshot(&self, id: &str, max_width: u32) -> Result<Vec<u8>, ManagerError> {

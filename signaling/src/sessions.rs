@@ -31,6 +31,9 @@ pub struct SessionInfo {
     pub created_unix_ms: u64,
     /// Time to live from creation, seconds (0: none).
     pub ttl_secs: u64,
+    /// Ended after this many seconds without a viewer (0: never).
+    #[serde(default)]
+    pub idle_timeout_secs: u64,
     /// What it was created with (ICE server credentials left out).
     pub spec: SessionSpec,
 }
@@ -51,6 +54,15 @@ pub enum ManagerError {
     Failed(String),
 }
 
+/// How long a session may live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifetime {
+    /// From creation, seconds (0: no limit).
+    pub ttl_secs: u64,
+    /// Without a viewer, seconds (0: no limit).
+    pub idle_timeout_secs: u64,
+}
+
 /// Sessions on this node (see the module docs).
 #[async_trait]
 pub trait SessionManager: Send + Sync + 'static {
@@ -59,7 +71,7 @@ pub trait SessionManager: Send + Sync + 'static {
         &self,
         id: &str,
         spec: SessionSpec,
-        ttl_secs: u64,
+        lifetime: Lifetime,
     ) -> Result<SessionInfo, ManagerError>;
     /// Starts a registered session (its state becomes `running` or `failed`).
     async fn launch(&self, id: &str);
@@ -72,6 +84,8 @@ pub trait SessionManager: Send + Sync + 'static {
     /// Ends the viewers of session `id` that joined with token `token_id` (it was revoked);
     /// how many.
     async fn disconnect_token(&self, id: &str, token_id: &str) -> usize;
+    /// How many viewers session `id` has now; `None` when it does not run.
+    async fn viewer_count(&self, id: &str) -> Option<usize>;
     /// The session's current picture as a PNG at most `max_width` wide (0: full size).
     async fn screenshot(&self, id: &str, max_width: u32) -> Result<Vec<u8>, ManagerError>;
 }

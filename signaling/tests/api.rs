@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use signaling::backend::{BackendError, Role, TrickleFragment, ViewerAnswer, WhepBackend};
 use signaling::http::api::Operator;
 use signaling::http::{app, AppState};
-use signaling::sessions::{ManagerError, SessionInfo, SessionManager, SessionState};
+use signaling::sessions::{Lifetime, ManagerError, SessionInfo, SessionManager, SessionState};
 use signaling::tokens::Tokens;
 use tower::ServiceExt;
 
@@ -54,7 +54,7 @@ impl SessionManager for FakeManager {
         &self,
         id: &str,
         spec: SessionSpec,
-        ttl_secs: u64,
+        lifetime: Lifetime,
     ) -> Result<SessionInfo, ManagerError> {
         let mut s = self.sessions.lock().unwrap();
         let live = s
@@ -68,7 +68,8 @@ impl SessionManager for FakeManager {
             id: id.into(),
             state: SessionState::Starting,
             created_unix_ms: s.len() as u64,
-            ttl_secs,
+            ttl_secs: lifetime.ttl_secs,
+            idle_timeout_secs: lifetime.idle_timeout_secs,
             spec,
         };
         s.insert(id.into(), info.clone());
@@ -97,6 +98,9 @@ impl SessionManager for FakeManager {
     }
     fn capacity(&self) -> usize {
         self.capacity
+    }
+    async fn viewer_count(&self, id: &str) -> Option<usize> {
+        matches!(self.get(id)?.state, SessionState::Running { .. }).then_some(0)
     }
     async fn screenshot(&self, id: &str, _: u32) -> Result<Vec<u8>, ManagerError> {
         match self.get(id).map(|s| s.state) {

@@ -545,6 +545,11 @@ async fn a_killed_host_fails_only_its_session() {
     let s = json_of(&s);
     assert_eq!(s["state"], "failed", "{s}");
     assert!(s["reason"].as_str().unwrap().contains("exited"), "{s}");
+    // Its X server got SIGTERM when its host died; give it a moment to exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server_and_host(&a_display).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
         server_and_host(&a_display).is_none(),
         "A's X server is gone"
@@ -557,4 +562,47 @@ async fn a_killed_host_fails_only_its_session() {
         None,
     );
     assert_eq!(json_of(&s)["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_ends_after_its_idle_timeout() {
+    let (_child, base, _) = up(&["--operator-key".as_ref(), KEY.as_ref()]);
+    let (id, display) =
+        running_session(&base, json!({"size": "320x240", "idle_timeout_secs": 2})).await;
+    let (_, s) = http(
+        &base,
+        "GET",
+        &format!("/api/v1/sessions/{id}"),
+        Some(KEY),
+        None,
+    );
+    assert_eq!(json_of(&s)["idle_timeout_secs"], 2);
+    let started = Instant::now();
+    let state = loop {
+        let (_, s) = http(
+            &base,
+            "GET",
+            &format!("/api/v1/sessions/{id}"),
+            Some(KEY),
+            None,
+        );
+        let state = json_of(&s)["state"].as_str().unwrap().to_owned();
+        if state != "running" || started.elapsed() > Duration::from_secs(10) {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(state, "ended", "no viewer for 2 s ends it");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before its timeout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while on_display(&display) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(on_display(&display), 0, "its display is gone");
+    // The default session (no idle timeout) keeps running.
+    let (_, d) = http(&base, "GET", "/api/v1/sessions/default", Some(KEY), None);
+    assert_eq!(json_of(&d)["state"], "running");
 }

@@ -158,6 +158,8 @@ pub enum Request {
     DeleteViewer { viewer: String },
     /// The current picture as a PNG at most `max_width` wide (0: full size).
     Screenshot { max_width: u32 },
+    /// How many viewers the session has (for the idle timeout).
+    Viewers,
     /// The session's metrics, Prometheus text format.
     Metrics,
     /// The session's state and per-frame timings (`/stats`).
@@ -176,6 +178,10 @@ pub enum Reply {
     /// How many viewers a `DisconnectToken` ended.
     Disconnected {
         viewers: usize,
+    },
+    /// A `Viewers`: how many.
+    Viewers {
+        count: usize,
     },
     /// A `Screenshot`: the PNG, base64 (standard alphabet, padded).
     Screenshot {

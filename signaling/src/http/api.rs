@@ -31,7 +31,7 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
 use crate::backend::Role;
-use crate::sessions::{ManagerError, SessionManager, SessionState};
+use crate::sessions::{Lifetime, ManagerError, SessionManager, SessionState};
 
 /// Longest session time-to-live accepted (7 days).
 pub const MAX_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -135,6 +135,8 @@ struct CreateSession {
     /// The window manager (`openbox` default, empty for none).
     wm: Option<String>,
     ttl_secs: Option<u64>,
+    /// Ended after this many seconds without a viewer.
+    idle_timeout_secs: Option<u64>,
     max_viewers: Option<usize>,
     /// `both`, `to-client`, `to-server`, `off`.
     clipboard: Option<String>,
@@ -160,7 +162,7 @@ fn runnable(program: &str) -> bool {
 
 impl CreateSession {
     /// The spec for this request on top of `defaults`, or `422` naming the first bad field.
-    fn spec(self, defaults: &SessionSpec) -> Result<(SessionSpec, u64), ApiError> {
+    fn spec(self, defaults: &SessionSpec) -> Result<(SessionSpec, Lifetime), ApiError> {
         let mut spec = defaults.clone();
         spec.display = None; // API sessions always get a display of their own
         if let Some(size) = self.size {
@@ -255,7 +257,20 @@ impl CreateSession {
         if ttl > MAX_TTL_SECS {
             return Err(bad("ttl_secs", format!("{ttl} is over {MAX_TTL_SECS}")));
         }
-        Ok((spec, ttl))
+        let idle = self.idle_timeout_secs.unwrap_or(0);
+        if idle > MAX_TTL_SECS {
+            return Err(bad(
+                "idle_timeout_secs",
+                format!("{idle} is over {MAX_TTL_SECS}"),
+            ));
+        }
+        Ok((
+            spec,
+            Lifetime {
+                ttl_secs: ttl,
+                idle_timeout_secs: idle,
+            },
+        ))
     }
 }
 
@@ -310,24 +325,23 @@ async fn create_session(
     } else {
         json_body(&headers, &body)?
     };
-    let (spec, ttl) = req.spec(&op.defaults)?;
+    let (spec, lifetime) = req.spec(&op.defaults)?;
     let id = crate::tokens::random_id();
-    let info = op.manager.register(&id, spec, ttl).map_err(|e| match e {
-        ManagerError::Full(_) => ApiError::NodeFull {
-            retry_after_secs: 10,
-        },
-        other => ApiError::internal(other),
-    })?;
+    let info = op
+        .manager
+        .register(&id, spec, lifetime)
+        .map_err(|e| match e {
+            ManagerError::Full(_) => ApiError::NodeFull {
+                retry_after_secs: 10,
+            },
+            other => ApiError::internal(other),
+        })?;
     tracing::info!(session = %id, "session created by the operator API");
     let manager = op.manager.clone();
     let launch_id = id.clone();
     tokio::spawn(async move {
         manager.launch(&launch_id).await;
-        if ttl > 0 {
-            tokio::time::sleep(Duration::from_secs(ttl)).await;
-            tracing::info!(session = %launch_id, ttl, "time to live over: ending the session");
-            let _ = manager.delete(&launch_id).await;
-        }
+        enforce_lifetime(manager, &launch_id, lifetime).await;
     });
     let base = base_url(&headers);
     Ok((
@@ -336,6 +350,44 @@ async fn create_session(
         Json(session_json(&info, &base)),
     )
         .into_response())
+}
+
+/// Ends the session when its time to live is over, or when it has had no viewer for its idle
+/// timeout (checked every second; a session that fails or ends stops the watch).
+async fn enforce_lifetime(manager: Arc<dyn SessionManager>, id: &str, lifetime: Lifetime) {
+    let Lifetime {
+        ttl_secs,
+        idle_timeout_secs,
+    } = lifetime;
+    if ttl_secs == 0 && idle_timeout_secs == 0 {
+        return;
+    }
+    let started = tokio::time::Instant::now();
+    let mut last_viewer = started;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if ttl_secs > 0 && started.elapsed() >= Duration::from_secs(ttl_secs) {
+            tracing::info!(session = %id, ttl_secs, "time to live over: ending the session");
+            break;
+        }
+        if idle_timeout_secs > 0 {
+            match manager.viewer_count(id).await {
+                None => return, // not running any more
+                Some(n) if n > 0 => last_viewer = tokio::time::Instant::now(),
+                Some(_) => {}
+            }
+            if last_viewer.elapsed() >= Duration::from_secs(idle_timeout_secs) {
+                tracing::info!(session = %id, idle_timeout_secs, "no viewer for the idle timeout: ending the session");
+                break;
+            }
+        } else if !matches!(
+            manager.get(id).map(|s| s.state),
+            Some(SessionState::Running { .. } | SessionState::Starting)
+        ) {
+            return;
+        }
+    }
+    let _ = manager.delete(id).await;
 }
 
 async fn show_session(
