@@ -36,6 +36,15 @@ fn on_display(name: &str) -> Vec<String> {
     found
 }
 
+/// Kills and reaps the child on drop, so a failing test leaves no server behind.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The pid of the `edgedesk-host` child of `parent`.
 fn host_child(parent: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -49,7 +58,7 @@ fn host_child(parent: u32) -> Option<u32> {
 }
 
 /// Starts `edgedesk up` with a `kind` desktop; returns it, its display and its HTTP base URL.
-fn up(kind: &str) -> (std::process::Child, String, String) {
+fn up(kind: &str) -> (Killed, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
         .args(["up", "--listen", "127.0.0.1:0", "--size", "800x600"])
         .args(["--display-kind", kind, "--token", "t"])
@@ -76,7 +85,7 @@ fn up(kind: &str) -> (std::process::Child, String, String) {
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let display = display.expect("edgedesk printed its Display: line");
     (
-        child,
+        Killed(child),
         display,
         base.expect("edgedesk printed its WHEP: line"),
     )
@@ -117,8 +126,8 @@ fn kill9_leaves_nothing(kind: &str) {
         "the desktop did not come up: {before:#?}"
     );
 
-    child.kill().unwrap(); // SIGKILL: no cleanup code of edgedesk runs
-    child.wait().unwrap();
+    child.0.kill().unwrap(); // SIGKILL: no cleanup code of edgedesk runs
+    child.0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut left = on_display(&display);
     while !left.is_empty() && Instant::now() < deadline {
@@ -146,7 +155,7 @@ fn kill_9_of_the_host_ends_only_its_session() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let host =
-        host_child(child.id()).expect("edgedesk up runs its session in an edgedesk-host child");
+        host_child(child.0.id()).expect("edgedesk up runs its session in an edgedesk-host child");
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc_kill(host as i32, 9) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -161,15 +170,14 @@ fn kill_9_of_the_host_ends_only_its_session() {
     );
     // The control plane keeps serving; the session is gone (no session in /stats, not a hang).
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "edgedesk up kept running"
     );
     assert_eq!(http(&base, "GET", "/healthz", "").0, 200);
     let (status, stats) = http(&base, "GET", "/stats", "");
     assert_eq!(status, 200);
     assert_eq!(stats.trim(), r#"{"sessions":[]}"#);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 }
 
 extern "C" {

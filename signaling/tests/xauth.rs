@@ -7,6 +7,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Kills and reaps the child on drop, so a failing test leaves no server behind.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The pid of the `edgedesk-host` child of `parent`.
 fn host_child(parent: u32) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
@@ -74,6 +83,7 @@ fn only_the_session_holds_the_cookie_to_its_display() {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
+        let child = Killed(child);
         let mut display = None;
         let mut line = String::new();
         while out.read_line(&mut line).unwrap() > 0 {
@@ -84,7 +94,7 @@ fn only_the_session_holds_the_cookie_to_its_display() {
             line.clear();
         }
         let display = display.expect("Display: line");
-        host_child(child.id()).expect("the session runs in an edgedesk-host child");
+        host_child(child.0.id()).expect("the session runs in an edgedesk-host child");
         let started = Instant::now();
         let mut cookie_file = apps_xauthority(&display);
         while cookie_file.is_none() && started.elapsed() < Duration::from_secs(10) {
@@ -121,8 +131,7 @@ fn only_the_session_holds_the_cookie_to_its_display() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(terminal, "{kind}: the terminal window is on {display}");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        drop(child);
         // The host's private directory (its Xauthority) goes with it.
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::path::Path::new(&cookie_file).exists() && Instant::now() < deadline {
