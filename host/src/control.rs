@@ -71,6 +71,10 @@ pub fn parse_preference(s: &str) -> EncoderPreference {
 
 /// Runs one session for the control plane listening at `socket` (see the module docs).
 pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError> {
+    // From the start: a SIGTERM (ours, or PDEATHSIG when the control plane dies) must end
+    // the session through the teardown below, not kill the process mid-way.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| HostProcessError::Start(format!("SIGTERM handler: {e}")))?;
     let stream = UnixStream::connect(socket)
         .await
         .map_err(|source| HostProcessError::Connect {
@@ -138,8 +142,7 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
             }
         }
     });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| HostProcessError::Start(format!("SIGTERM handler: {e}")))?;
+
     // Which join token each viewer came with (a revoked token ends its viewers).
     let joined: Arc<Joined> = Arc::default();
     loop {
@@ -180,7 +183,13 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(session)).await;
     drop(host);
-    let _ = writer.await;
+    // A request stuck in the session must not keep the process (and its display) alive.
+    if tokio::time::timeout(Duration::from_secs(3), writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!(session, "requests still running at shutdown; ending anyway");
+    }
     drop(display);
     Ok(())
 }

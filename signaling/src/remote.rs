@@ -82,23 +82,27 @@ impl HostLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
+        // Removes the entry however this ends (a timeout, or the caller giving up).
+        struct Pending<'a>(&'a HostLink, u64);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                self.0.pending.lock().unwrap().remove(&self.1);
+            }
+        }
+        let _pending = Pending(self, id);
         if self
             .tx
             .send(ControlMessage::Request { id, request })
             .is_err()
         {
-            self.pending.lock().unwrap().remove(&id);
             return Err(BackendError::Internal("the session's host is gone".into()));
         }
         match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
             Ok(Ok(reply)) => reply.map_err(backend_error),
             Ok(Err(_)) => Err(BackendError::Internal("the session's host is gone".into())),
-            Err(_) => {
-                self.pending.lock().unwrap().remove(&id);
-                Err(BackendError::Internal(
-                    "the session's host did not answer".into(),
-                ))
-            }
+            Err(_) => Err(BackendError::Internal(
+                "the session's host did not answer".into(),
+            )),
         }
     }
 
@@ -232,24 +236,16 @@ impl RemoteBackend {
                 let _ = exit_tx.send(Some(status));
             })
             .map_err(SpawnError::Socket)?;
-        let stream = tokio::select! {
-            accepted = tokio::time::timeout(START_TIMEOUT, listener.accept()) => match accepted {
-                Ok(Ok((s, _))) => s,
-                Ok(Err(e)) => return Err(SpawnError::Socket(e)),
-                Err(_) => return Err(SpawnError::Timeout(START_TIMEOUT)),
-            },
-            _ = exit_rx.changed() => {
-                return Err(SpawnError::Exited(exit_rx.borrow().clone().unwrap_or_default()));
-            }
-        };
-        drop(listener);
-        let (link, x_display) = tokio::select! {
-            r = tokio::time::timeout(START_TIMEOUT, handshake(stream, name, spec, pid)) => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(SpawnError::Timeout(START_TIMEOUT)),
-            },
-            _ = exit_rx.changed() => {
-                return Err(SpawnError::Exited(exit_rx.borrow().clone().unwrap_or_default()));
+        let started = Self::connect_host(listener, name, spec, pid, &mut exit_rx).await;
+        let (link, x_display) = match started {
+            Ok(r) => r,
+            Err(e) => {
+                // Whatever went wrong, this host must not linger with its display.
+                if exit_rx.borrow().is_none() {
+                    let _ = control::process::kill(pid);
+                }
+                remove_host_dirs(pid);
+                return Err(e);
             }
         };
         *link.exited.lock().unwrap() = Some(exit_rx.clone());
@@ -268,9 +264,62 @@ impl RemoteBackend {
                 remove_host_dirs(link.pid);
             });
         }
-        self.sessions.lock().unwrap().insert(name.to_owned(), link);
+        {
+            let mut sessions = self.sessions.lock().unwrap();
+            if sessions.contains_key(name) {
+                // Another start of the same name won meanwhile: this host goes.
+                link.stopping.store(true, Ordering::Relaxed);
+                let _ = link.tx.send(ControlMessage::Shutdown);
+                return Err(SpawnError::Exists(name.to_owned()));
+            }
+            sessions.insert(name.to_owned(), link);
+        }
         tracing::info!(session = name, pid, display = %x_display, "session host ready");
         Ok(x_display)
+    }
+
+    /// Accepts the connection of the host with `pid` (others on the socket, such as a late
+    /// host of an earlier start that timed out, are dropped) and runs the handshake.
+    async fn connect_host(
+        listener: tokio::sync::MutexGuard<'_, UnixListener>,
+        name: &str,
+        spec: SessionSpec,
+        pid: u32,
+        exit_rx: &mut tokio::sync::watch::Receiver<Option<String>>,
+    ) -> Result<(Arc<HostLink>, String), SpawnError> {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        let stream = loop {
+            let accepted = tokio::select! {
+                a = tokio::time::timeout_at(deadline, listener.accept()) => a,
+                _ = exit_rx.changed() => {
+                    return Err(SpawnError::Exited(exit_rx.borrow().clone().unwrap_or_default()));
+                }
+            };
+            let stream = match accepted {
+                Ok(Ok((s, _))) => s,
+                Ok(Err(e)) => return Err(SpawnError::Socket(e)),
+                Err(_) => return Err(SpawnError::Timeout(START_TIMEOUT)),
+            };
+            let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+            if peer == Some(pid as i32) {
+                break stream;
+            }
+            tracing::warn!(
+                ?peer,
+                expected = pid,
+                "dropping a control connection from another process"
+            );
+        };
+        drop(listener);
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, handshake(stream, name, spec, pid)) => match r {
+                Ok(r) => r,
+                Err(_) => Err(SpawnError::Timeout(START_TIMEOUT)),
+            },
+            _ = exit_rx.changed() => {
+                Err(SpawnError::Exited(exit_rx.borrow().clone().unwrap_or_default()))
+            }
+        }
     }
 
     /// Asks every host to end its session (their processes exit; they also would if this
@@ -567,6 +616,10 @@ impl SessionManager for RemoteBackend {
             .remove(id)
             .unwrap_or(info.spec);
         match self.start_session(id, spec).await {
+            Ok(_) if matches!(self.get(id).map(|s| s.state), Some(SessionState::Ended)) => {
+                // Deleted while it started: end it now.
+                let _ = self.delete(id).await;
+            }
             Ok(display) => self.set_state(id, SessionState::Running { display }),
             Err(e) => {
                 tracing::error!(session = id, error = %e, "session did not start");

@@ -362,29 +362,34 @@ async fn enforce_lifetime(manager: Arc<dyn SessionManager>, id: &str, lifetime: 
     if ttl_secs == 0 && idle_timeout_secs == 0 {
         return;
     }
-    let started = tokio::time::Instant::now();
-    let mut last_viewer = started;
+    // The TTL counts from creation (as the session shows it), not from when it ran.
+    let created = manager
+        .get(id)
+        .map_or_else(crate::sessions::unix_ms, |s| s.created_unix_ms);
+    let mut last_viewer = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if ttl_secs > 0 && started.elapsed() >= Duration::from_secs(ttl_secs) {
+        let running = matches!(
+            manager.get(id).map(|s| s.state),
+            Some(SessionState::Running { .. })
+        );
+        if !running {
+            return; // failed or ended: nothing to enforce any more
+        }
+        let age_ms = crate::sessions::unix_ms().saturating_sub(created);
+        if ttl_secs > 0 && age_ms >= ttl_secs * 1000 {
             tracing::info!(session = %id, ttl_secs, "time to live over: ending the session");
             break;
         }
         if idle_timeout_secs > 0 {
-            match manager.viewer_count(id).await {
-                None => return, // not running any more
-                Some(n) if n > 0 => last_viewer = tokio::time::Instant::now(),
-                Some(_) => {}
+            // No answer (a busy host) is not "no viewer": only a count of 0 is.
+            if manager.viewer_count(id).await != Some(0) {
+                last_viewer = tokio::time::Instant::now();
             }
             if last_viewer.elapsed() >= Duration::from_secs(idle_timeout_secs) {
                 tracing::info!(session = %id, idle_timeout_secs, "no viewer for the idle timeout: ending the session");
                 break;
             }
-        } else if !matches!(
-            manager.get(id).map(|s| s.state),
-            Some(SessionState::Running { .. } | SessionState::Starting)
-        ) {
-            return;
         }
     }
     let _ = manager.delete(id).await;

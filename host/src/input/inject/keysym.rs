@@ -79,6 +79,10 @@ impl Injector {
     /// [`Injector::keycode_release`] lets go. A modifier keysym the keymap lacks is an error
     /// ([`InjectError::NotInKeymap`]); any other keysym it lacks goes through a spare keycode.
     pub fn keysym_press(&mut self, keysym: Keysym) -> Result<Keycode, InjectError> {
+        if keysym == 0 {
+            // NoSymbol would match an unmapped keycode (the protocol decoder refuses it too).
+            return Err(InjectError::NotInKeymap(keysym));
+        }
         self.drain()?;
         if self.map_stale {
             self.load_keyboard()?;
