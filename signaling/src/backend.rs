@@ -2,8 +2,7 @@
 //!
 //! The HTTP layer ([`crate::http`]) parses and checks requests, then calls a [`WhepBackend`].
 //! In `edgedesk up` the backend is [`crate::remote::RemoteBackend`] (each session in its own
-//! host process); [`crate::host_backend::HostBackend`] runs sessions in this process; tests use
-//! a small fake.
+//! host process); tests use a small fake.
 
 use async_trait::async_trait;
 

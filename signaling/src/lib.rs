@@ -4,7 +4,6 @@
 pub mod assets;
 pub mod backend;
 pub mod cli;
-pub mod host_backend;
 pub mod http;
 pub mod remote;
 pub mod sessions;

@@ -66,7 +66,7 @@ struct UpArgs {
     /// Which X server to start: auto (xorg where its dummy driver is installed, else xvfb),
     /// xvfb (fixed size) or xorg (Xorg + dummy driver: follows the browser window's size).
     #[arg(long, env = "EDGEDESK_DISPLAY_KIND", default_value = "auto", value_parser = parse_display_kind)]
-    display_kind: DisplayChoice,
+    display_kind: String,
     /// Program started on a new display, after the window manager (shell words); "terminal"
     /// is a maximised xterm with a readable font; empty for none.
     #[arg(long, env = "EDGEDESK_APP", default_value = host::desktop::DEFAULT_APP)]
@@ -161,32 +161,14 @@ fn parse_clipboard_max(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
-/// `--display-kind`: `auto` or a kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DisplayChoice {
-    Auto,
-    Xvfb,
-    Xorg,
-}
-
-impl DisplayChoice {
-    fn name(self) -> &'static str {
-        match self {
-            DisplayChoice::Auto => "auto",
-            DisplayChoice::Xvfb => "xvfb",
-            DisplayChoice::Xorg => "xorg",
-        }
-    }
-}
-
-fn parse_display_kind(s: &str) -> Result<DisplayChoice, String> {
-    match s {
-        "auto" => Ok(DisplayChoice::Auto),
-        "xvfb" => Ok(DisplayChoice::Xvfb),
-        "xorg" => Ok(DisplayChoice::Xorg),
-        _ => Err(format!(
+/// `--display-kind`: one of [`control::DISPLAY_KINDS`].
+fn parse_display_kind(s: &str) -> Result<String, String> {
+    if control::DISPLAY_KINDS.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
             "display kind must be auto, xvfb or xorg, got {s:?}"
-        )),
+        ))
     }
 }
 
@@ -269,7 +251,7 @@ async fn up(args: UpArgs) -> Result<()> {
         width: args.size.0,
         height: args.size.1,
         display: args.display.clone(),
-        display_kind: args.display_kind.name().to_owned(),
+        display_kind: args.display_kind.clone(),
         wm: args.wm.clone(),
         app: args.app.clone(),
         fps: args.fps,

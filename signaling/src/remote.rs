@@ -113,6 +113,15 @@ impl HostLink {
     }
 }
 
+/// Resolves once the host process behind `w` has exited.
+async fn exited(mut w: tokio::sync::watch::Receiver<Option<String>>) {
+    while w.borrow().is_none() {
+        if w.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
 /// Removes the private directories a host process left (it removes them itself unless it was
 /// killed): `edgedesk-host-PID-*` in the temporary directory.
 fn remove_host_dirs(pid: u32) {
@@ -343,12 +352,8 @@ impl RemoteBackend {
             .filter_map(|l| l.exited.lock().unwrap().clone())
             .collect();
         let all = async {
-            for mut w in waits {
-                while w.borrow().is_none() {
-                    if w.changed().await.is_err() {
-                        break;
-                    }
-                }
+            for w in waits {
+                exited(w).await;
             }
         };
         let _ = tokio::time::timeout(grace, all).await;
@@ -657,15 +662,8 @@ impl SessionManager for RemoteBackend {
             link.stopping.store(true, Ordering::Relaxed);
             let _ = link.tx.send(ControlMessage::Shutdown);
             let exited = link.exited.lock().unwrap().clone();
-            if let Some(mut w) = exited {
-                let wait = async {
-                    while w.borrow().is_none() {
-                        if w.changed().await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                if tokio::time::timeout(Duration::from_secs(5), wait)
+            if let Some(w) = exited {
+                if tokio::time::timeout(Duration::from_secs(5), self::exited(w))
                     .await
                     .is_err()
                 {

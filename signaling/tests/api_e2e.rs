@@ -5,7 +5,7 @@
 //! session keeps running.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codec::decoder::Decoder;
@@ -13,15 +13,10 @@ use codec::Codec;
 use host::client::{whep_post, ViewerClient};
 use serde_json::{json, Value};
 
-const KEY: &str = "api-e2e-operator-key-0123456789";
+mod common;
+use common::{on_display, Killed};
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+const KEY: &str = "api-e2e-operator-key-0123456789";
 
 /// One HTTP/1.0 request; (status, body).
 fn http(
@@ -99,25 +94,6 @@ fn up(extra: &[&std::ffi::OsStr]) -> (Killed, String, bool) {
     }
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (child, base.expect("WHEP: line"), printed_key)
-}
-
-/// Processes started with `DISPLAY=display`, or X servers for it.
-fn on_display(display: &str) -> usize {
-    let want = format!("DISPLAY={display}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
-            let server = args
-                .first()
-                .is_some_and(|a| a.ends_with(b"Xvfb") || a.ends_with(b"Xorg"))
-                && args.contains(&display.as_bytes());
-            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            server || env.split(|&b| b == 0).any(|v| v == want.as_bytes())
-        })
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +209,10 @@ async fn a_session_made_through_the_api_streams_and_ends() {
         "offer → first decoded frame {} ms",
         first_frame.elapsed().as_millis()
     );
-    assert!(on_display(&display) >= 1, "the session's display runs");
+    assert!(
+        !on_display(&display).is_empty(),
+        "the session's display runs"
+    );
 
     // Its picture, as a PNG thumbnail.
     let addr = base.trim_start_matches("http://");
@@ -326,11 +305,11 @@ async fn a_session_made_through_the_api_streams_and_ends() {
     );
     assert_eq!(json_of(&b)["state"], "ended");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while on_display(&display) > 0 && Instant::now() < deadline {
+    while !on_display(&display).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        on_display(&display),
+        on_display(&display).len(),
         0,
         "the deleted session's display is gone"
     );
@@ -598,10 +577,10 @@ async fn an_idle_session_ends_after_its_idle_timeout() {
         "not before its timeout"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
-    while on_display(&display) > 0 && Instant::now() < deadline {
+    while !on_display(&display).is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(on_display(&display), 0, "its display is gone");
+    assert_eq!(on_display(&display).len(), 0, "its display is gone");
     // The default session (no idle timeout) keeps running.
     let (_, d) = http(&base, "GET", "/api/v1/sessions/default", Some(KEY), None);
     assert_eq!(json_of(&d)["state"], "running");

@@ -7,30 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Kills and reaps the child on drop, so a failing test leaves no server behind.
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The pid of the `edgedesk-host` child of `parent`.
-fn host_child(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let ppid: u32 = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        (ppid == parent && stat.contains("(edgedesk-host)")).then_some(pid)
-    })
-}
+mod common;
+use common::{host_child, Killed};
 
 /// The XAUTHORITY that the apps on `display` were started with (the host sets it in its own
 /// environment after exec, which /proc does not show; its children's start-up one does).

@@ -109,6 +109,11 @@ pub struct IceServer {
     pub credential: String,
 }
 
+/// The `display_kind` values a [`SessionSpec`] may carry.
+pub const DISPLAY_KINDS: [&str; 3] = ["auto", "xvfb", "xorg"];
+/// The `clipboard` policies a [`SessionSpec`] may carry.
+pub const CLIPBOARD_POLICIES: [&str; 4] = ["both", "to-client", "to-server", "off"];
+
 /// Everything a host needs to run one session (validated by the control plane; the host
 /// refuses what it cannot do with [`HostMessage::Failed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -210,7 +210,7 @@ impl CreateSession {
             spec.encoder = e;
         }
         if let Some(k) = self.display_kind {
-            if !matches!(k.as_str(), "auto" | "xvfb" | "xorg") {
+            if !control::DISPLAY_KINDS.contains(&k.as_str()) {
                 return Err(bad(
                     "display_kind",
                     format!("{k:?} is not auto, xvfb or xorg"),
@@ -245,7 +245,7 @@ impl CreateSession {
             spec.max_viewers = n;
         }
         if let Some(c) = self.clipboard {
-            if !matches!(c.as_str(), "both" | "to-client" | "to-server" | "off") {
+            if !control::CLIPBOARD_POLICIES.contains(&c.as_str()) {
                 return Err(bad(
                     "clipboard",
                     format!("{c:?} is not both, to-client, to-server or off"),
