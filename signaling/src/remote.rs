@@ -579,11 +579,11 @@ impl SessionManager for RemoteBackend {
         }
         let live = records
             .values()
-            .filter(|r| {
-                matches!(
-                    r.state,
-                    SessionState::Starting | SessionState::Running { .. }
-                )
+            .filter(|r| match r.state {
+                SessionState::Starting => true,
+                // A crashed host's session is failed even before anyone looks at it.
+                SessionState::Running { .. } => self.failure(&r.id).is_none(),
+                _ => false,
             })
             .count();
         if live >= self.capacity {
@@ -663,10 +663,12 @@ impl SessionManager for RemoteBackend {
             let _ = link.tx.send(ControlMessage::Shutdown);
             let exited = link.exited.lock().unwrap().clone();
             if let Some(w) = exited {
-                if tokio::time::timeout(Duration::from_secs(5), self::exited(w))
+                let done = w.clone();
+                let timed_out = tokio::time::timeout(Duration::from_secs(5), self::exited(w))
                     .await
-                    .is_err()
-                {
+                    .is_err();
+                // Only a host still running: once reaped, its pid may be someone else's.
+                if timed_out && done.borrow().is_none() {
                     tracing::warn!(
                         session = id,
                         pid = link.pid,

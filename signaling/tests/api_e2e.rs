@@ -463,7 +463,13 @@ async fn frames_in(client: &mut ViewerClient, window: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_host_fails_only_its_session() {
-    let (_child, base, _) = up(&["--operator-key".as_ref(), KEY.as_ref()]);
+    // Room for the default session, A and B: a crashed A must give its slot back.
+    let (_child, base, _) = up(&[
+        "--operator-key".as_ref(),
+        KEY.as_ref(),
+        "--max-sessions".as_ref(),
+        "3".as_ref(),
+    ]);
 
     // A: to be killed. B: a terminal printing without end, so frames keep coming.
     let (a, a_display) = running_session(&base, json!({"size": "320x240"})).await;
@@ -541,6 +547,15 @@ async fn a_killed_host_fails_only_its_session() {
         None,
     );
     assert_eq!(json_of(&s)["state"], "running");
+    // A's slot is free again: a new session fits beside B and the default one.
+    let (s, body) = http(
+        &base,
+        "POST",
+        "/api/v1/sessions",
+        Some(KEY),
+        Some(&json!({"size": "320x240"})),
+    );
+    assert_eq!(s, 201, "the crashed session's capacity came back: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
