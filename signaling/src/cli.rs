@@ -72,7 +72,7 @@ pub enum SessionCommand {
     Show { id: String },
     /// End a session (its processes, display and viewers).
     Delete { id: String },
-    /// Mint a join token and link for a session.
+    /// Mint a join token and link for a session (prints its id, for `revoke`).
     Token {
         id: String,
         /// control or view.
@@ -81,6 +81,13 @@ pub enum SessionCommand {
         /// Lifetime in seconds.
         #[arg(long)]
         ttl: Option<u64>,
+    },
+    /// Revoke a join token: refused from now on, the viewers that joined with it ended.
+    Revoke {
+        /// The session's id.
+        id: String,
+        /// The token's id (`Token id:` of `edgedesk session token`).
+        token_id: String,
     },
 }
 
@@ -110,6 +117,33 @@ fn key(args: &ServerArgs) -> Result<String, CliError> {
             "no operator key: set EDGEDESK_OPERATOR_KEY or pass --operator-key-file",
         )
     })
+}
+
+/// `value` as one path segment: percent-encoded but for RFC 3986's unreserved characters (ids
+/// are URL-safe base64, so they pass as they are). An empty one is a bad argument (exit 2).
+fn segment(what: &str, value: &str) -> Result<String, CliError> {
+    if value.is_empty() {
+        return Err(fail(2, format!("the {what} is empty")));
+    }
+    Ok(value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect())
+}
+
+/// The line `revoke` prints for the server's `{revoked, viewers_ended}`.
+fn revoked_text(answer: &Value) -> String {
+    let ended = answer["viewers_ended"].as_u64().unwrap_or(0);
+    format!(
+        "token {} revoked, {ended} viewer{} ended",
+        answer["revoked"].as_str().unwrap_or(""),
+        if ended == 1 { "" } else { "s" }
+    )
 }
 
 /// One request; the JSON answer (or `Value::Null` for an empty one).
@@ -273,14 +307,77 @@ pub fn run(args: &ServerArgs, cmd: SessionCommand) -> Result<String, CliError> {
                 Some(body),
             )?;
             let text = format!(
-                "Join: {}\nWHEP: {}\nToken: {}\nRole: {}, expires at {} (Unix time)",
+                "Join: {}\nWHEP: {}\nToken: {}\nToken id: {}\nRole: {}, expires at {} (Unix time)",
                 t["join_url"].as_str().unwrap_or(""),
                 t["whep_url"].as_str().unwrap_or(""),
                 t["token"].as_str().unwrap_or(""),
+                t["token_id"].as_str().unwrap_or(""),
                 t["role"].as_str().unwrap_or(""),
                 t["expires_unix"]
             );
             Ok(out(&t, text))
         }
+        SessionCommand::Revoke { id, token_id } => {
+            let path = format!(
+                "/api/v1/sessions/{}/tokens/{}",
+                segment("session id", &id)?,
+                segment("token id", &token_id)?
+            );
+            let r = call(args, "DELETE", &path, None)?;
+            Ok(out(&r, revoked_text(&r)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: SessionCommand,
+    }
+
+    #[test]
+    fn revoke_takes_the_session_and_the_token_id() {
+        let cli = Cli::try_parse_from(["session", "revoke", "S1", "T1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            SessionCommand::Revoke { id, token_id } if id == "S1" && token_id == "T1"
+        ));
+        assert!(Cli::try_parse_from(["session", "revoke", "S1"]).is_err());
+    }
+
+    #[test]
+    fn path_segments_are_encoded_and_never_empty() {
+        let id = "3q2-7Xc9Rb0_aB~c.d";
+        assert_eq!(
+            segment("session id", id).unwrap(),
+            id,
+            "ids pass as they are"
+        );
+        assert_eq!(segment("token id", "a/b?c d").unwrap(), "a%2Fb%3Fc%20d");
+        assert_eq!(segment("token id", "é").unwrap(), "%C3%A9");
+        let err = segment("token id", "").unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (2, "the token id is empty")
+        );
+    }
+
+    #[test]
+    fn revoke_says_what_it_ended() {
+        assert_eq!(
+            revoked_text(&json!({"revoked": "T1", "viewers_ended": 1})),
+            "token T1 revoked, 1 viewer ended"
+        );
+        assert_eq!(
+            revoked_text(&json!({"revoked": "T1", "viewers_ended": 0})),
+            "token T1 revoked, 0 viewers ended"
+        );
     }
 }

@@ -14,7 +14,7 @@
 //! | `OPTIONS` | both | `204` + CORS, `Accept-Post` / `Accept-Patch`, `Link` ice-servers |
 //! | `GET` | `/healthz` | `200 ok` (the process serves HTTP) |
 //! | `GET` | `/readyz` | `200 ready`, or `503` and why this node cannot start a session now |
-//! | any | `/api/v1/…` | the operator API ([`api`]): sessions, join tokens, nodes |
+//! | any | `/api/v1/…` | the operator API ([`api`]): sessions, join tokens, nodes; its OpenAPI document at `/api/v1/openapi.json` ([`openapi`]) |
 //! | `GET` | `/`, `/<file>` | the embedded client ([`crate::assets`]) |
 //!
 //! WHEP requests are checked in this order, each failure a short `text/plain` answer
@@ -52,6 +52,7 @@ pub mod api;
 mod error;
 mod headers;
 pub mod observe;
+pub mod openapi;
 mod sdp;
 mod whep;
 

@@ -6,9 +6,10 @@
 use async_trait::async_trait;
 use control::SessionSpec;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum SessionState {
     /// Its host process is starting the display and desktop.
@@ -22,7 +23,7 @@ pub enum SessionState {
 }
 
 /// A session as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SessionInfo {
     pub id: String,
     #[serde(flatten)]
@@ -35,6 +36,7 @@ pub struct SessionInfo {
     #[serde(default)]
     pub idle_timeout_secs: u64,
     /// What it was created with (ICE server credentials left out).
+    #[schema(value_type = crate::http::openapi::SessionSpecSchema)]
     pub spec: SessionSpec,
 }
 

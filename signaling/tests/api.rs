@@ -1,7 +1,8 @@
 //! The operator API (`/api/v1`) through `app(state)` with a fake session registry; no socket.
-//! Every route, and every refusal: 401 (missing and wrong key), 404, 409, 415, 422, 503.
+//! Every route, and every refusal: 401 (missing and wrong key), 404, 409, 415, 422, 503; and
+//! the OpenAPI document against the routes the router serves and the answers it gives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -13,7 +14,7 @@ use control::SessionSpec;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use signaling::backend::{BackendError, Role, TrickleFragment, ViewerAnswer, WhepBackend};
-use signaling::http::api::Operator;
+use signaling::http::api::{route_paths, Operator};
 use signaling::http::{app, AppState};
 use signaling::sessions::{Lifetime, ManagerError, SessionInfo, SessionManager, SessionState};
 use signaling::tokens::Tokens;
@@ -505,6 +506,251 @@ async fn without_an_operator_the_api_is_404() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_openapi_document_needs_no_key_even_without_an_operator() {
+    let state = AppState::new(Arc::new(NoViewers), Arc::new(Tokens::random()));
+    let res = app(state)
+        .oneshot(
+            Request::get("/api/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+}
+
+/// The operations of an OpenAPI path item, by their (lower-case) method names.
+const OPENAPI_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The methods the router serves at `uri`: the `Allow` of the `405` it answers to a method no
+/// route takes (axum lists every method of the matched path there). `HEAD`, which axum serves
+/// with every `GET`, is left out, as OpenAPI leaves it out.
+async fn served_methods(app: &Router, uri: &str) -> BTreeSet<String> {
+    let req = Request::builder()
+        .method(Method::from_bytes(b"PROBE").unwrap())
+        .uri(uri)
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "{uri} is not a route"
+    );
+    res.headers()[header::ALLOW]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .filter(|m| m != "HEAD")
+        .collect()
+}
+
+/// Follows a `$ref` (`#/components/...`) in `doc`; other values as they are.
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v["$ref"].as_str() {
+        Some(r) => r
+            .strip_prefix("#/")
+            .unwrap_or_else(|| panic!("{r} is not local"))
+            .split('/')
+            .fold(doc, |node, key| &node[key]),
+        None => v,
+    }
+}
+
+/// Every `$ref` in `v` points to something in `doc`.
+fn check_refs(doc: &Value, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            if map.contains_key("$ref") {
+                assert!(!resolve(doc, v).is_null(), "dangling {}", map["$ref"]);
+            }
+            map.values().for_each(|x| check_refs(doc, x));
+        }
+        Value::Array(items) => items.iter().for_each(|x| check_refs(doc, x)),
+        _ => {}
+    }
+}
+
+/// The fields a schema documents (through `$ref`, `allOf`, `oneOf`, `anyOf`), and those it
+/// requires in every case (its own and its `allOf` parts'; a `oneOf` choice's are optional).
+fn fields(doc: &Value, schema: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
+    let schema = resolve(doc, schema);
+    let mut all: BTreeSet<String> = schema["properties"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.keys().cloned())
+        .collect();
+    let mut required: BTreeSet<String> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    for (combinator, binding) in [("allOf", true), ("oneOf", false), ("anyOf", false)] {
+        for part in schema[combinator].as_array().into_iter().flatten() {
+            let (a, r) = fields(doc, part);
+            all.extend(a);
+            if binding {
+                required.extend(r);
+            }
+        }
+    }
+    (all, required)
+}
+
+/// `value` has only fields `schema` documents, and every field it requires.
+fn assert_documented(doc: &Value, schema: &str, value: &Value) {
+    let (all, required) = fields(doc, &doc["components"]["schemas"][schema]);
+    let got: BTreeSet<String> = value.as_object().unwrap().keys().cloned().collect();
+    assert!(
+        got.is_subset(&all),
+        "{schema}: undocumented {:?}",
+        got.difference(&all).collect::<Vec<_>>()
+    );
+    assert!(
+        required.is_subset(&got),
+        "{schema}: missing {:?}",
+        required.difference(&got).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_served() {
+    let api = Api::new(4);
+    let (status, headers, doc) = api
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "no operator key needed: {doc}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{doc}"
+    );
+
+    // The paths and methods the router serves (the paths from the list it is built from, the
+    // methods from the router itself) are the document's, no more, no fewer.
+    let mut served = BTreeMap::new();
+    for path in route_paths() {
+        let uri: Vec<&str> = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') {
+                    "probe-id"
+                } else {
+                    seg
+                }
+            })
+            .collect();
+        served.insert(
+            path.to_owned(),
+            served_methods(&api.app, &uri.join("/")).await,
+        );
+    }
+    let paths = doc["paths"].as_object().unwrap();
+    let documented: BTreeMap<String, BTreeSet<String>> = paths
+        .iter()
+        .map(|(path, item)| {
+            let methods = OPENAPI_METHODS
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(|m| m.to_uppercase())
+                .collect();
+            (path.clone(), methods)
+        })
+        .collect();
+    assert_eq!(served, documented, "served (left) and documented (right)");
+    assert!(served.keys().all(|p| p.starts_with("/api/v1/")));
+
+    // Each operation: its path parameters are the path's, and every one but the document's
+    // own needs the operator key's bearer scheme and says what a missing key answers.
+    let scheme = &doc["components"]["securitySchemes"]["operator_key"];
+    assert_eq!(
+        (&scheme["type"], &scheme["scheme"]),
+        (&json!("http"), &json!("bearer"))
+    );
+    for (path, item) in paths {
+        for method in OPENAPI_METHODS.iter().filter(|m| item.get(**m).is_some()) {
+            let op = &item[*method];
+            let template: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            let params: BTreeSet<&str> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(params, template, "{method} {path}: path parameters");
+            if path == "/api/v1/openapi.json" {
+                assert!(op.get("security").is_none(), "{method} {path} needs no key");
+            } else {
+                assert_eq!(
+                    op["security"],
+                    json!([{"operator_key": []}]),
+                    "{method} {path}"
+                );
+                assert!(op["responses"].get("401").is_some(), "{method} {path}: 401");
+            }
+        }
+    }
+    check_refs(&doc, &doc);
+}
+
+#[tokio::test]
+async fn the_answers_carry_the_fields_the_document_describes() {
+    let api = Api::new(4);
+    let (_, _, doc) = api
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    let (status, _, created) = api.create(json!({})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let session = format!("/api/v1/sessions/{id}");
+    let (_, _, list) = api
+        .call(Method::GET, "/api/v1/sessions", Some(KEY), None)
+        .await;
+    let (_, _, token) = api
+        .call(
+            Method::POST,
+            &format!("{session}/tokens"),
+            Some(KEY),
+            Some(json!({"role": "view"})),
+        )
+        .await;
+    let token_id = token["token_id"].as_str().unwrap().to_owned();
+    let (_, _, revoked) = api
+        .call(
+            Method::DELETE,
+            &format!("{session}/tokens/{token_id}"),
+            Some(KEY),
+            None,
+        )
+        .await;
+    let (_, _, nodes) = api
+        .call(Method::GET, "/api/v1/nodes", Some(KEY), None)
+        .await;
+    api.call(Method::DELETE, &session, Some(KEY), None).await;
+    let (_, _, ended) = api.call(Method::GET, &session, Some(KEY), None).await;
+    for (schema, value) in [
+        ("Session", &created),
+        ("Session", &list[0]),
+        ("Session", &ended),
+        ("SessionSpec", &created["spec"]),
+        ("JoinToken", &token),
+        ("Revoked", &revoked),
+        ("Node", &nodes[0]),
+    ] {
+        assert_documented(&doc, schema, value);
+    }
 }
 
 #[tokio::test]

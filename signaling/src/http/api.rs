@@ -1,6 +1,6 @@
 //! The operator API, `/api/v1`: create, list, show and end sessions, and mint join tokens.
 //!
-//! Every route needs `Authorization: Bearer <operator key>` (the key is kept as a SHA-256
+//! Every route but the OpenAPI document needs `Authorization: Bearer <operator key>` (the key is kept as a SHA-256
 //! digest and compared in constant time; missing → 401 with `WWW-Authenticate: Bearer`, wrong
 //! → 401 `invalid_token`). Bodies are JSON; unknown fields and bad values are `422` with a
 //! message naming the field.
@@ -15,6 +15,10 @@
 //! | `DELETE` | `/api/v1/sessions/{id}/tokens/{token_id}` | `200` + `{revoked, viewers_ended}`: refused from now on, its viewers ended at once |
 //! | `GET` | `/api/v1/sessions/{id}/screenshot[?width=N]` | `200` + the current picture, `image/png`; `409` when not running |
 //! | `GET` | `/api/v1/nodes` | `200` + this node: capacity, sessions |
+//! | `GET` | `/api/v1/openapi.json` | `200` + the OpenAPI 3.1 document of these routes ([`super::openapi`]); no key needed |
+//!
+//! The routes are listed once, in [`ROUTES`]: the router serves exactly these, and a test
+//! checks that the OpenAPI document describes exactly these paths with the methods each serves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,16 +26,18 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Json, Router};
 use control::SessionSpec;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
+use super::openapi::{NotFound, OperatorOff, RoleSchema, Unauthorized, UnsupportedMediaType};
 use super::{ApiError, AppState};
 use crate::backend::Role;
-use crate::sessions::{Lifetime, ManagerError, SessionManager, SessionState};
+use crate::sessions::{Lifetime, ManagerError, SessionInfo, SessionManager, SessionState};
 
 /// Longest session time-to-live accepted (7 days).
 pub const MAX_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -71,20 +77,40 @@ impl Operator {
     }
 }
 
+/// The handlers of one path, by method.
+type Handlers = fn() -> MethodRouter<AppState>;
+
+/// Every route of the operator API and its handlers by method: the one list. [`routes`]
+/// serves exactly these; each handler carries its `#[utoipa::path]` and is named in
+/// [`super::openapi`], and `tests/api.rs` fails when the document and these disagree.
+const ROUTES: &[(&str, Handlers)] = &[
+    ("/api/v1/sessions", || {
+        get(list_sessions).post(create_session)
+    }),
+    ("/api/v1/sessions/{id}", || {
+        get(show_session).delete(delete_session)
+    }),
+    ("/api/v1/sessions/{id}/tokens", || post(create_token)),
+    ("/api/v1/sessions/{id}/tokens/{token_id}", || {
+        delete(revoke_token)
+    }),
+    ("/api/v1/sessions/{id}/screenshot", || get(screenshot)),
+    ("/api/v1/nodes", || get(nodes)),
+    ("/api/v1/openapi.json", || get(super::openapi::serve)),
+];
+
+/// The paths the operator API serves (from [`ROUTES`]); which methods each takes, the router
+/// itself says (a `405` lists them in `Allow`).
+pub fn route_paths() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().map(|(path, _)| *path)
+}
+
 pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/sessions", get(list_sessions).post(create_session))
-        .route(
-            "/api/v1/sessions/{id}",
-            get(show_session).delete(delete_session),
-        )
-        .route("/api/v1/sessions/{id}/tokens", post(create_token))
-        .route("/api/v1/sessions/{id}/screenshot", get(screenshot))
-        .route(
-            "/api/v1/sessions/{id}/tokens/{token_id}",
-            axum::routing::delete(revoke_token),
-        )
-        .route("/api/v1/nodes", get(nodes))
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, (path, handlers)| {
+            router.route(path, handlers())
+        })
 }
 
 fn operator<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Operator, ApiError> {
@@ -116,13 +142,17 @@ fn json_body<T: for<'de> Deserialize<'de>>(
 }
 
 /// `POST /api/v1/sessions` body; every field optional (the node's defaults fill in).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateSession {
+pub(super) struct CreateSession {
     /// `WIDTHxHEIGHT`, 64..=8192 each.
+    #[schema(example = "1920x1080")]
     size: Option<String>,
+    /// Frames per second, 1..=240.
+    #[schema(minimum = 1, maximum = 240)]
     fps: Option<u32>,
-    /// Bits per second.
+    /// Bits per second, 100k..=500M.
+    #[schema(minimum = 100_000, maximum = 500_000_000)]
     bitrate: Option<u64>,
     /// `h264` (the only codec this node encodes today).
     codec: Option<String>,
@@ -134,9 +164,14 @@ struct CreateSession {
     command: Option<String>,
     /// The window manager (`openbox` default, empty for none).
     wm: Option<String>,
+    /// Ended this many seconds after creation (0 or absent: no limit; at most 7 days).
+    #[schema(maximum = 604_800)]
     ttl_secs: Option<u64>,
-    /// Ended after this many seconds without a viewer.
+    /// Ended after this many seconds without a viewer (0 or absent: never; at most 7 days).
+    #[schema(maximum = 604_800)]
     idle_timeout_secs: Option<u64>,
+    /// Most viewers at once, 1..=64.
+    #[schema(minimum = 1, maximum = 64)]
     max_viewers: Option<usize>,
     /// `both`, `to-client`, `to-server`, `off`.
     clipboard: Option<String>,
@@ -293,12 +328,40 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{proto}://{host}")
 }
 
-fn session_json(info: &crate::sessions::SessionInfo, base: &str) -> serde_json::Value {
-    let mut v = serde_json::to_value(info).unwrap_or_default();
-    v["whep_url"] = format!("{base}/whep/{}", info.id).into();
-    v
+/// A session as the API answers it: the registry's view and where viewers connect.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Session)]
+pub(super) struct SessionView {
+    #[serde(flatten)]
+    info: SessionInfo,
+    /// The WHEP endpoint of this session (a viewer posts its offer here, with a join token).
+    #[schema(example = "http://edge.example:8080/whep/3q2-7Xc9Rb0")]
+    whep_url: String,
 }
 
+fn session_json(info: SessionInfo, base: &str) -> SessionView {
+    SessionView {
+        whep_url: format!("{base}/whep/{}", info.id),
+        info,
+    }
+}
+
+/// The `id` path parameter every session route takes.
+const SESSION_ID: &str = "The session's id (as `POST /api/v1/sessions` answered it)";
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    summary = "List the sessions",
+    description = "Every session this node knows, ended and failed ones included.",
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "Every session", body = [SessionView]),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = OperatorOff),
+    )
+)]
 async fn list_sessions(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -308,12 +371,40 @@ async fn list_sessions(
     let all: Vec<_> = op
         .manager
         .list()
-        .iter()
+        .into_iter()
         .map(|s| session_json(s, &base))
         .collect();
     Ok(Json(all).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions",
+    tag = "sessions",
+    summary = "Create a session",
+    description = "Registers a session (`starting`) and starts it in the background: poll \
+        `GET /api/v1/sessions/{id}` until it is `running` (or `failed`). Every body field is \
+        optional; an empty body takes the node's defaults.",
+    security(("operator_key" = [])),
+    request_body(
+        content = Option<CreateSession>,
+        content_type = "application/json",
+        description = "What differs from the node's defaults (unknown fields are refused)",
+    ),
+    responses(
+        (status = 201, description = "Created; starting", body = SessionView,
+            headers(("Location" = String, description = "`/api/v1/sessions/{id}`"))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = OperatorOff),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "A bad value; the text names the field", body = String,
+            content_type = "text/plain", example = "fps: 0 is outside 1 ..= 240"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, description = "The node runs as many sessions as it takes",
+            body = String, content_type = "text/plain",
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
 async fn create_session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -347,7 +438,7 @@ async fn create_session(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/api/v1/sessions/{id}"))],
-        Json(session_json(&info, &base)),
+        Json(session_json(info, &base)),
     )
         .into_response())
 }
@@ -395,6 +486,19 @@ async fn enforce_lifetime(manager: Arc<dyn SessionManager>, id: &str, lifetime: 
     let _ = manager.delete(id).await;
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}",
+    tag = "sessions",
+    summary = "Show one session",
+    security(("operator_key" = [])),
+    params(("id" = String, Path, description = SESSION_ID)),
+    responses(
+        (status = 200, description = "The session", body = SessionView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn show_session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -405,9 +509,25 @@ async fn show_session(
         .manager
         .get(&id)
         .ok_or(ApiError::NotFound("unknown session"))?;
-    Ok(Json(session_json(&info, &base_url(&headers))).into_response())
+    Ok(Json(session_json(info, &base_url(&headers))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}",
+    tag = "sessions",
+    summary = "End a session",
+    description = "Ends its processes, display and viewers. Ending an ended session is no \
+        error (`204` again).",
+    security(("operator_key" = [])),
+    params(("id" = String, Path, description = SESSION_ID)),
+    responses(
+        (status = 204, description = "Ended (or it had ended already)"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = super::openapi::Internal),
+    )
+)]
 async fn delete_session(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -425,14 +545,54 @@ async fn delete_session(
 }
 
 /// `POST /api/v1/sessions/{id}/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
+pub(super) struct CreateToken {
+    #[schema(value_type = RoleSchema)]
     role: Role,
-    /// Lifetime in seconds (default 12 h).
+    /// Lifetime in seconds, 1..=30 days (default 12 h).
+    #[schema(minimum = 1, maximum = 2_592_000)]
     ttl_secs: Option<u64>,
 }
 
+/// A new join token and the links that use it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JoinToken)]
+pub(super) struct TokenView {
+    /// The signed token (`Authorization: Bearer` for WHEP, or the join link's fragment).
+    token: String,
+    /// Its id, for `DELETE /api/v1/sessions/{id}/tokens/{token_id}`.
+    token_id: String,
+    #[schema(value_type = RoleSchema)]
+    role: Role,
+    /// When it expires, Unix seconds.
+    expires_unix: u64,
+    /// The web client's link for this session with the token.
+    join_url: String,
+    /// The session's WHEP endpoint.
+    whep_url: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/tokens",
+    tag = "tokens",
+    summary = "Mint a join token",
+    description = "A signed token for this session and role, and the links that use it.",
+    security(("operator_key" = [])),
+    params(("id" = String, Path, description = SESSION_ID)),
+    request_body(content = CreateToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The token and its links", body = TokenView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session has ended (or failed)", body = String,
+            content_type = "text/plain"),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "A bad value; the text names the field", body = String,
+            content_type = "text/plain", example = "role: unknown variant `admin`, expected `control` or `view`"),
+    )
+)]
 async fn create_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -465,19 +625,42 @@ async fn create_token(
     let expires = crate::sessions::unix_ms() / 1000 + ttl;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "token": token,
-            "token_id": token_id,
-            "role": req.role,
-            "expires_unix": expires,
-            "join_url": format!("{base}/?session={id}#token={token}"),
-            "whep_url": format!("{base}/whep/{id}"),
-        })),
+        Json(TokenView {
+            join_url: format!("{base}/?session={id}#token={token}"),
+            whep_url: format!("{base}/whep/{id}"),
+            token,
+            token_id,
+            role: req.role,
+            expires_unix: expires,
+        }),
     )
         .into_response())
 }
 
 /// `GET /api/v1/sessions/{id}/screenshot[?width=N]`: the current picture as PNG.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/screenshot",
+    tag = "sessions",
+    summary = "The session's current picture",
+    security(("operator_key" = [])),
+    params(
+        ("id" = String, Path, description = SESSION_ID),
+        ("width" = Option<u32>, Query, minimum = 16, maximum = 8192,
+            description = "Scale down to at most this many pixels wide (absent: full size)"),
+    ),
+    responses(
+        (status = 200, description = "The picture (`Cache-Control: no-store`)",
+            content(("image/png"))),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, description = "The session is not running", body = String,
+            content_type = "text/plain"),
+        (status = 422, description = "`width` is not 16 ..= 8192", body = String,
+            content_type = "text/plain"),
+        (status = 500, response = super::openapi::Internal),
+    )
+)]
 async fn screenshot(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -508,8 +691,37 @@ async fn screenshot(
     }
 }
 
+/// What a revocation did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Revoked)]
+pub(super) struct RevokedView {
+    /// The revoked token's id.
+    revoked: String,
+    /// How many viewers that joined with it were ended.
+    viewers_ended: usize,
+}
+
 /// `DELETE /api/v1/sessions/{id}/tokens/{token_id}`: the token is refused from now on and
 /// the viewers that joined with it are ended.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}/tokens/{token_id}",
+    tag = "tokens",
+    summary = "Revoke a join token",
+    description = "The token is refused from now on, and the viewers that joined with it are \
+        ended at once. Revoking an id twice is no error.",
+    security(("operator_key" = [])),
+    params(
+        ("id" = String, Path, description = SESSION_ID),
+        ("token_id" = String, Path, max_length = 64,
+            description = "The token's id (`token_id` when it was minted)"),
+    ),
+    responses(
+        (status = 200, description = "Revoked", body = RevokedView),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -525,9 +737,39 @@ async fn revoke_token(
     state.tokens().revoke(&token_id);
     let viewers = op.manager.disconnect_token(&id, &token_id).await;
     tracing::info!(session = %id, viewers, "join token revoked");
-    Ok(Json(serde_json::json!({ "revoked": token_id, "viewers_ended": viewers })).into_response())
+    Ok(Json(RevokedView {
+        revoked: token_id,
+        viewers_ended: viewers,
+    })
+    .into_response())
 }
 
+/// A node of the control plane (today: this one).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Node)]
+pub(super) struct NodeView {
+    /// Its host name.
+    id: String,
+    /// How many sessions it runs at most.
+    capacity: usize,
+    /// How many run (or start) now.
+    sessions: usize,
+    /// Its CPU count.
+    cpus: usize,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/nodes",
+    tag = "nodes",
+    summary = "List the nodes",
+    security(("operator_key" = [])),
+    responses(
+        (status = 200, description = "This node", body = [NodeView]),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = OperatorOff),
+    )
+)]
 async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let op = operator(&state, &headers)?;
     let live = op
@@ -544,11 +786,11 @@ async fn nodes(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
     let name = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "local".into());
-    Ok(Json(serde_json::json!([{
-        "id": name,
-        "capacity": op.manager.capacity(),
-        "sessions": live,
-        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
-    }]))
+    Ok(Json([NodeView {
+        id: name,
+        capacity: op.manager.capacity(),
+        sessions: live,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }])
     .into_response())
 }
