@@ -14,7 +14,7 @@ use std::time::Duration;
 use codec::registry::{EncoderPreference, EncoderRegistry};
 use codec::EncoderSettings;
 use control::{
-    read_message, write_message, ControlError, ControlMessage, HostMessage, Reply, Request,
+    read_message, write_message, ControlError, ControlMessage, HostMessage, Reply, Request, Resume,
     SessionSpec, TrickleFragment, VERSION,
 };
 use tokio::io::BufReader;
@@ -70,7 +70,9 @@ pub fn parse_preference(s: &str) -> EncoderPreference {
 }
 
 /// Runs one session for the control plane listening at `socket` (see the module docs).
-pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError> {
+/// `grace`: how long the session outlives its control channel, reconnecting (zero: it ends
+/// with the channel).
+pub async fn serve(socket: &Path, session: &str, grace: Duration) -> Result<(), HostProcessError> {
     // From the start: a SIGTERM (ours, or PDEATHSIG when the control plane dies) must end
     // the session through the teardown below, not kill the process mid-way.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -83,15 +85,7 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
         })?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    write_message(
-        &mut write,
-        &HostMessage::Hello {
-            version: VERSION,
-            session: session.to_owned(),
-            pid: std::process::id(),
-        },
-    )
-    .await?;
+    write_message(&mut write, &hello(session, None)).await?;
     let spec = loop {
         match read_message::<ControlMessage, _>(&mut read).await? {
             Some(ControlMessage::Start { spec }) => break spec,
@@ -121,18 +115,91 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
             return Err(HostProcessError::Start(reason));
         }
     };
+    let resume = Resume {
+        display: display_name.clone(),
+        xauthority: display
+            .as_ref()
+            .and_then(|_| std::env::var("XAUTHORITY").ok()),
+    };
     write_message(
         &mut write,
         &HostMessage::Ready {
-            display: display_name.clone(),
-            xauthority: display
-                .as_ref()
-                .and_then(|_| std::env::var("XAUTHORITY").ok()),
+            display: resume.display.clone(),
+            xauthority: resume.xauthority.clone(),
         },
     )
     .await?;
     tracing::info!(session, display = %display_name, "session ready");
 
+    // Which join token each viewer came with (a revoked token ends its viewers).
+    let joined: Arc<Joined> = Arc::default();
+    let mut writers = Vec::new();
+    let mut channel = Some((read, write));
+    while let Some((read, write)) = channel.take() {
+        let (end, writer) = run_channel(read, write, &host, session, &joined, &mut term).await;
+        writers.push(writer);
+        if end != ChannelEnd::Lost || grace.is_zero() {
+            break;
+        }
+        tracing::warn!(
+            session,
+            grace_secs = grace.as_secs(),
+            "the control plane went away; the session keeps running while this host reconnects"
+        );
+        channel = reconnect(socket, session, &resume, grace, &mut term).await;
+        if channel.is_none() {
+            tracing::warn!(session, "no control plane came back; ending the session");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(session)).await;
+    drop(host);
+    // A request stuck in the session must not keep the process (and its display) alive.
+    let writers = async {
+        for w in writers {
+            let _ = w.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), writers)
+        .await
+        .is_err()
+    {
+        tracing::warn!(session, "requests still running at shutdown; ending anyway");
+    }
+    drop(display);
+    Ok(())
+}
+
+fn hello(session: &str, resume: Option<Resume>) -> HostMessage {
+    HostMessage::Hello {
+        version: VERSION,
+        session: session.to_owned(),
+        pid: std::process::id(),
+        resume,
+    }
+}
+
+/// Why [`run_channel`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChannelEnd {
+    /// The control plane said `Shutdown`, or SIGTERM came: the session ends.
+    Stop,
+    /// The channel closed or broke.
+    Lost,
+}
+
+type Reader = BufReader<tokio::net::unix::OwnedReadHalf>;
+type Writer = tokio::net::unix::OwnedWriteHalf;
+
+/// Answers requests on one control connection until it ends; returns why, and the task that
+/// writes the replies (it ends once the replies of requests still running are written).
+async fn run_channel(
+    mut read: Reader,
+    mut write: Writer,
+    host: &Arc<Host>,
+    session: &str,
+    joined: &Arc<Joined>,
+    term: &mut tokio::signal::unix::Signal,
+) -> (ChannelEnd, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<HostMessage>();
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
@@ -142,15 +209,12 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
             }
         }
     });
-
-    // Which join token each viewer came with (a revoked token ends its viewers).
-    let joined: Arc<Joined> = Arc::default();
-    loop {
+    let end = loop {
         let next = tokio::select! {
             m = read_message::<ControlMessage, _>(&mut read) => m,
             _ = term.recv() => {
                 tracing::info!(session, "SIGTERM: ending the session");
-                break;
+                break ChannelEnd::Stop;
             }
         };
         match next {
@@ -164,34 +228,78 @@ pub async fn serve(socket: &Path, session: &str) -> Result<(), HostProcessError>
             }
             Ok(Some(ControlMessage::Shutdown)) => {
                 tracing::info!(session, "shutdown asked");
-                break;
+                break ChannelEnd::Stop;
             }
             Ok(Some(other)) => tracing::warn!(?other, "ignoring an unexpected control message"),
             Ok(None) => {
-                tracing::info!(session, "the control plane went away; ending the session");
-                break;
+                tracing::info!(session, "the control channel closed");
+                break ChannelEnd::Lost;
             }
             Err(control::ChannelError::Malformed(e)) => {
                 tracing::warn!(error = %e, "dropping a malformed control message");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "control channel failed; ending the session");
-                break;
+                tracing::warn!(error = %e, "control channel failed");
+                break ChannelEnd::Lost;
             }
         }
+    };
+    (end, writer)
+}
+
+/// Reconnects to a (restarted) control plane at `socket` within `grace`: `Hello` with
+/// `resume`, answered `Resumed`. `None`: no control plane took the session back in time, it
+/// refused it, or SIGTERM came.
+async fn reconnect(
+    socket: &Path,
+    session: &str,
+    resume: &Resume,
+    grace: Duration,
+    term: &mut tokio::signal::unix::Signal,
+) -> Option<(Reader, Writer)> {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let attempt = async {
+            let stream = UnixStream::connect(socket).await.ok()?;
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            write_message(&mut write, &hello(session, Some(resume.clone())))
+                .await
+                .ok()?;
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                read_message::<ControlMessage, _>(&mut read),
+            )
+            .await
+            {
+                Ok(Ok(Some(ControlMessage::Resumed))) => Some(Ok((read, write))),
+                Ok(Ok(Some(ControlMessage::Refused { reason }))) => Some(Err(reason)),
+                _ => None,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, attempt) => match r {
+                Ok(Some(Ok(channel))) => {
+                    tracing::info!(session, "reconnected to the control plane");
+                    return Some(channel);
+                }
+                Ok(Some(Err(reason))) => {
+                    tracing::warn!(session, %reason, "the control plane refused this session");
+                    return None;
+                }
+                Ok(None) => {}
+                Err(_) => return None,
+            },
+            _ = term.recv() => {
+                tracing::info!(session, "SIGTERM: ending the session");
+                return None;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(tx);
-    let _ = tokio::time::timeout(Duration::from_secs(3), host.remove(session)).await;
-    drop(host);
-    // A request stuck in the session must not keep the process (and its display) alive.
-    if tokio::time::timeout(Duration::from_secs(3), writer)
-        .await
-        .is_err()
-    {
-        tracing::warn!(session, "requests still running at shutdown; ending anyway");
-    }
-    drop(display);
-    Ok(())
 }
 
 /// Starts the display (unless the spec names one), the desktop and the session.

@@ -4,6 +4,7 @@
 pub mod assets;
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod remote;
 pub mod sessions;

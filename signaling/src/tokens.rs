@@ -115,6 +115,8 @@ pub struct Tokens {
     static_token: Option<StaticToken>,
     /// Revoked token ids (serialisable, for a shared store later).
     revoked: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Where revocations are also appended (one id a line), to outlive this process.
+    revocation_log: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Tokens {
@@ -165,6 +167,7 @@ impl Tokens {
             mac,
             static_token: None,
             revoked: Default::default(),
+            revocation_log: None,
         }
     }
 
@@ -200,12 +203,45 @@ impl Tokens {
         (token, jti)
     }
 
-    /// Revoke the token with id `token_id`: [`verify`](Self::verify) refuses it from now on.
+    /// Revoke the token with id `token_id`: [`verify`](Self::verify) refuses it from now on
+    /// (and after a restart, with a [revocation log](Self::with_revocation_log)).
     pub fn revoke(&self, token_id: &str) {
-        self.revoked
+        let new = self
+            .revoked
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(token_id.to_owned());
+        if let (true, Some(path)) = (new, &self.revocation_log) {
+            // Ids are base64url; anything else cannot match an issued token anyway.
+            if !token_id.is_empty() && token_id.bytes().all(|b| b.is_ascii_graphic()) {
+                use std::io::Write as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(path)
+                    .and_then(|mut f| writeln!(f, "{token_id}"));
+                if let Err(e) = written {
+                    tracing::error!(path = %path.display(), error = %e, "cannot record a revocation");
+                }
+            }
+        }
+    }
+
+    /// Revocations are also kept in file `path` (one token id a line), and those already
+    /// there are revoked now: a restarted control plane still refuses revoked tokens.
+    pub fn with_revocation_log(mut self, path: std::path::PathBuf) -> std::io::Result<Self> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let mut r = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+                r.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.revocation_log = Some(path);
+        Ok(self)
     }
 
     /// The revoked token ids, sorted.
@@ -335,6 +371,25 @@ fn unix_secs(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revocations_outlive_the_process_with_a_log() {
+        let path =
+            std::env::temp_dir().join(format!("edgedesk-revoked-{:016x}", rand::random::<u64>()));
+        let key = [9u8; 32];
+        let a = Tokens::new(key).with_revocation_log(path.clone()).unwrap();
+        let (token, id) = a.issue_with_id("s", Role::Control, Duration::from_secs(60));
+        a.revoke(&id);
+        a.revoke(&id);
+        a.revoke("bad\nid");
+        let b = Tokens::new(key).with_revocation_log(path.clone()).unwrap();
+        assert_eq!(
+            b.verify(&token, "s", SystemTime::now()),
+            Err(TokenError::Revoked)
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{id}\n"));
+        std::fs::remove_file(path).unwrap();
+    }
 
     #[test]
     fn revoked_tokens_are_refused_and_listed() {

@@ -3,11 +3,12 @@
 //! channel. Started by the control plane, not by hand:
 //!
 //! ```text
-//! edgedesk-host --control /run/…/control.sock --session NAME
+//! edgedesk-host --control /run/…/control.sock --session NAME [--reconnect-grace SECS]
 //! ```
 //!
 //! Its X server and apps die with it (even on SIGKILL); it ends when the control plane says
-//! so or goes away. Logs go to stderr (`RUST_LOG`, default `info`).
+//! so or goes away (with `--reconnect-grace`, when no control plane has taken the session
+//! back within that many seconds). Logs go to stderr (`RUST_LOG`, default `info`).
 
 use std::path::PathBuf;
 
@@ -22,6 +23,7 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let (mut socket, mut session) = (None, None);
+    let mut grace = std::time::Duration::ZERO;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -31,9 +33,17 @@ fn main() -> Result<()> {
                 ))
             }
             "--session" => session = Some(args.next().context("--session needs a name")?),
+            "--reconnect-grace" => {
+                let secs: u64 = args
+                    .next()
+                    .context("--reconnect-grace needs seconds")?
+                    .parse()
+                    .context("--reconnect-grace needs whole seconds")?;
+                grace = std::time::Duration::from_secs(secs);
+            }
             "-h" | "--help" => {
                 println!(
-                    "usage: edgedesk-host --control SOCKET --session NAME (started by edgedesk up)"
+                    "usage: edgedesk-host --control SOCKET --session NAME [--reconnect-grace SECS] (started by edgedesk serve/up)"
                 );
                 return Ok(());
             }
@@ -45,7 +55,7 @@ fn main() -> Result<()> {
     let auth = private_xauthority().context("setting up X access control")?;
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = rt
-        .block_on(edgedesk_host::control::serve(&socket, &session))
+        .block_on(edgedesk_host::control::serve(&socket, &session, grace))
         .with_context(|| format!("session {session}"));
     drop(rt);
     let _ = std::fs::remove_dir_all(&auth);

@@ -15,7 +15,12 @@
 //!    `{id, result}` — requests are answered in any order, matched by `id`.
 //! 4. host → [`HostMessage::ViewerGone`] when a viewer leaves by itself.
 //! 5. control → [`ControlMessage::Shutdown`]: the host ends its session and exits. A host
-//!    whose control channel closes ends too.
+//!    whose control channel closes ends too, unless it was started with a reconnect grace
+//!    (a control plane with a state directory): then its session keeps running, viewers
+//!    included, while it reconnects to the same socket and says `Hello` with
+//!    [`Resume`]; the new control plane answers [`ControlMessage::Resumed`] (requests follow
+//!    as in 3.) or [`ControlMessage::Refused`] (the host ends). No control plane within the
+//!    grace: the host ends.
 //!
 //! Unknown message types fail to decode; the receiver logs and drops them (the connection
 //! stays): a newer peer's additions need a [`VERSION`] bump only when they change meaning.
@@ -61,6 +66,10 @@ pub enum HostMessage {
         version: u32,
         session: String,
         pid: u32,
+        /// Set when this host already runs its session and reconnects to a restarted
+        /// control plane (no `Start` follows; `Resumed` does).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<Resume>,
     },
     /// The session runs on `display` (e.g. `:21`) and takes requests.
     Ready {
@@ -93,12 +102,23 @@ pub enum ControlMessage {
         id: u64,
         request: Request,
     },
+    /// The answer to a `Hello` with [`Resume`]: requests follow.
+    Resumed,
     /// End the session and exit.
     Shutdown,
     /// The control plane does not serve this host (e.g. another [`VERSION`]); it closes next.
     Refused {
         reason: String,
     },
+}
+
+/// What a reconnecting host reports of the session it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The session's X display, as its `Ready` said.
+    pub display: String,
+    #[serde(default)]
+    pub xauthority: Option<String>,
 }
 
 /// A STUN/TURN server for the viewers' ICE.
@@ -116,7 +136,7 @@ pub const CLIPBOARD_POLICIES: [&str; 4] = ["both", "to-client", "to-server", "of
 
 /// Everything a host needs to run one session (validated by the control plane; the host
 /// refuses what it cannot do with [`HostMessage::Failed`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionSpec {
     /// Size of a new display.
     pub width: u32,
@@ -289,6 +309,16 @@ mod tests {
                 version: VERSION,
                 session: "s1".into(),
                 pid: 42,
+                resume: None,
+            },
+            HostMessage::Hello {
+                version: VERSION,
+                session: "s1".into(),
+                pid: 43,
+                resume: Some(Resume {
+                    display: ":21".into(),
+                    xauthority: None,
+                }),
             },
             HostMessage::Ready {
                 display: ":21".into(),

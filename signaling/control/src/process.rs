@@ -68,6 +68,26 @@ fn spawn_dying_with_parent(cmd: &mut Command) -> io::Result<Child> {
     cmd.spawn()
 }
 
+/// Spawns `cmd` to outlive this process: in its own process group (a Ctrl-C in this
+/// process's terminal does not reach it) and without a parent-death signal. For session hosts
+/// that wait for a restarted control plane; they end by themselves when none comes back.
+pub fn spawn_detached(cmd: &mut Command) -> io::Result<Child> {
+    cmd.process_group(0).spawn()
+}
+
+/// Whether process `pid` runs `program` (its argv\[0\] ends with it): a pid from an earlier
+/// run may belong to another process by now.
+pub fn runs(pid: u32, program: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| {
+            c.split(|b| *b == 0)
+                .next()
+                .map(|a| String::from_utf8_lossy(a).ends_with(program))
+        })
+        .unwrap_or(false)
+}
+
 /// Sends SIGKILL to process `pid` (a host that did not end when asked).
 pub fn kill(pid: u32) -> io::Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.

@@ -6,17 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use control::{
-    read_message, write_message, ControlError, ControlMessage, HostMessage, Reply, Request,
+    read_message, write_message, ControlError, ControlMessage, HostMessage, Reply, Request, Resume,
     SessionSpec, VERSION,
 };
 use tokio::io::BufReader;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{SpawnError, REQUEST_TIMEOUT};
 use crate::backend::BackendError;
 
-/// One running host process.
+/// One running host process: spawned by this control plane, or taken over from an earlier
+/// one (then `exited` stays `None`: it is not our child).
 pub(super) struct HostLink {
     pub(super) tx: mpsc::UnboundedSender<ControlMessage>,
     pub(super) pending: Mutex<HashMap<u64, oneshot::Sender<Result<Reply, ControlError>>>>,
@@ -26,6 +28,8 @@ pub(super) struct HostLink {
     pub(super) pid: u32,
     /// `Some(exit status)` once the process has exited.
     pub(super) exited: Mutex<Option<tokio::sync::watch::Receiver<Option<String>>>>,
+    /// Turns true when its control connection has closed.
+    pub(super) closed: tokio::sync::watch::Receiver<bool>,
     /// We asked it to stop: its exit is no failure.
     pub(super) stopping: std::sync::atomic::AtomicBool,
     /// The Xauthority file with the session display's cookie, if it has one.
@@ -105,7 +109,7 @@ pub(super) fn backend_error(e: ControlError) -> BackendError {
     }
 }
 
-/// Hello → Start → Ready; then a reader task (replies) and a writer task (requests).
+/// Hello → Start → Ready on a new host's connection; then [`HostLink::open`].
 pub(super) async fn handshake(
     stream: UnixStream,
     name: &str,
@@ -114,23 +118,11 @@ pub(super) async fn handshake(
 ) -> Result<(Arc<HostLink>, String), SpawnError> {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    match read_message::<HostMessage, _>(&mut read).await? {
-        Some(HostMessage::Hello { version, .. }) if version != VERSION => {
-            let _ = write_message(
-                &mut write,
-                &ControlMessage::Refused {
-                    reason: format!("protocol version {VERSION} only"),
-                },
-            )
-            .await;
-            return Err(SpawnError::Version(version));
-        }
-        Some(HostMessage::Hello { session, .. }) if session == name => {}
-        other => {
-            return Err(SpawnError::Failed(format!(
-                "expected Hello for {name:?}, got {other:?}"
-            )))
-        }
+    let resume = hello(&mut read, &mut write, name).await?;
+    if resume.is_some() {
+        return Err(SpawnError::Failed(format!(
+            "a new host for {name:?} claims to resume it"
+        )));
     }
     write_message(&mut write, &ControlMessage::Start { spec }).await?;
     let (display, xauthority) = match read_message::<HostMessage, _>(&mut read).await? {
@@ -141,51 +133,137 @@ pub(super) async fn handshake(
         Some(HostMessage::Failed { reason }) => return Err(SpawnError::Failed(reason)),
         other => return Err(SpawnError::Failed(format!("expected Ready, got {other:?}"))),
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<ControlMessage>();
-    let link = Arc::new(HostLink {
-        tx,
-        pending: Mutex::new(HashMap::new()),
-        next_id: AtomicU64::new(1),
-        failed: Mutex::new(None),
-        pid,
-        exited: Mutex::new(None),
-        stopping: std::sync::atomic::AtomicBool::new(false),
-        xauthority,
-    });
-    tokio::spawn(async move {
-        while let Some(m) = rx.recv().await {
-            if write_message(&mut write, &m).await.is_err() {
-                break;
-            }
+    let link = HostLink::open(read, write, name, pid, xauthority, None);
+    Ok((link, display))
+}
+
+/// Hello with [`Resume`] → Resumed, on the connection of a host that ran session `name` under
+/// an earlier control plane; then [`HostLink::open`]. Returns the link and the display.
+pub(super) async fn resume_handshake(
+    stream: UnixStream,
+    name: &str,
+    pid: u32,
+) -> Result<(Arc<HostLink>, String), SpawnError> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let Some(resume) = hello(&mut read, &mut write, name).await? else {
+        return Err(SpawnError::Failed(format!(
+            "the host of {name:?} asked to start it again instead of resuming it"
+        )));
+    };
+    write_message(&mut write, &ControlMessage::Resumed).await?;
+    let link = HostLink::open(read, write, name, pid, resume.xauthority, None);
+    Ok((link, resume.display))
+}
+
+/// Reads the host's `Hello` for session `name` (refusing another protocol version).
+async fn hello(
+    read: &mut BufReader<OwnedReadHalf>,
+    write: &mut OwnedWriteHalf,
+    name: &str,
+) -> Result<Option<Resume>, SpawnError> {
+    match read_message::<HostMessage, _>(read).await? {
+        Some(HostMessage::Hello { version, .. }) if version != VERSION => {
+            let _ = write_message(
+                write,
+                &ControlMessage::Refused {
+                    reason: format!("protocol version {VERSION} only"),
+                },
+            )
+            .await;
+            Err(SpawnError::Version(version))
         }
-    });
-    let reader_link = link.clone();
-    let session = name.to_owned();
-    tokio::spawn(async move {
-        loop {
-            match read_message::<HostMessage, _>(&mut read).await {
-                Ok(Some(HostMessage::Reply { id, result })) => {
-                    if let Some(tx) = reader_link.pending.lock().unwrap().remove(&id) {
-                        let _ = tx.send(result);
-                    }
-                }
-                Ok(Some(HostMessage::ViewerGone { viewer })) => {
-                    tracing::debug!(session = %session, %viewer, "viewer gone");
-                }
-                Ok(Some(other)) => {
-                    tracing::warn!(session = %session, ?other, "unexpected host message")
-                }
-                Ok(None) => break,
-                Err(control::ChannelError::Malformed(e)) => {
-                    tracing::warn!(session = %session, error = %e, "dropping a malformed host message");
-                }
-                Err(e) => {
-                    tracing::warn!(session = %session, error = %e, "control channel failed");
+        Some(HostMessage::Hello {
+            session, resume, ..
+        }) if session == name => Ok(resume),
+        other => Err(SpawnError::Failed(format!(
+            "expected Hello for {name:?}, got {other:?}"
+        ))),
+    }
+}
+
+impl HostLink {
+    /// The link over an established connection: a writer task (requests) and a reader task
+    /// (replies; when the connection ends, the link fails and `closed` turns true).
+    fn open(
+        mut read: BufReader<OwnedReadHalf>,
+        mut write: OwnedWriteHalf,
+        name: &str,
+        pid: u32,
+        xauthority: Option<String>,
+        exited: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    ) -> Arc<HostLink> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<ControlMessage>();
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let link = Arc::new(HostLink {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            failed: Mutex::new(None),
+            pid,
+            exited: Mutex::new(exited),
+            closed,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            xauthority,
+        });
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if write_message(&mut write, &m).await.is_err() {
                     break;
                 }
             }
+        });
+        let reader_link = link.clone();
+        let session = name.to_owned();
+        tokio::spawn(async move {
+            loop {
+                match read_message::<HostMessage, _>(&mut read).await {
+                    Ok(Some(HostMessage::Reply { id, result })) => {
+                        if let Some(tx) = reader_link.pending.lock().unwrap().remove(&id) {
+                            let _ = tx.send(result);
+                        }
+                    }
+                    Ok(Some(HostMessage::ViewerGone { viewer })) => {
+                        tracing::debug!(session = %session, %viewer, "viewer gone");
+                    }
+                    Ok(Some(other)) => {
+                        tracing::warn!(session = %session, ?other, "unexpected host message")
+                    }
+                    Ok(None) => break,
+                    Err(control::ChannelError::Malformed(e)) => {
+                        tracing::warn!(session = %session, error = %e, "dropping a malformed host message");
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %session, error = %e, "control channel failed");
+                        break;
+                    }
+                }
+            }
+            reader_link.fail("control channel closed".into());
+            let _ = closed_tx.send(true);
+        });
+        link
+    }
+
+    /// Resolves once this host is gone: its process exited (a host this process spawned), or
+    /// its connection closed and no `edgedesk-host` runs under its pid any more (a host taken
+    /// over from an earlier control plane, which is not our child).
+    pub(super) async fn gone(&self) {
+        let spawned = self.exited.lock().unwrap().clone();
+        if let Some(w) = spawned {
+            return exited(w).await;
         }
-        reader_link.fail("control channel closed".into());
-    });
-    Ok((link, display))
+        let mut closed = self.closed.clone();
+        while !*closed.borrow() {
+            if closed.changed().await.is_err() {
+                break;
+            }
+        }
+        while control::process::runs(self.pid, HOST_PROGRAM) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
+
+/// The host binary's name, as its processes' argv\[0\] ends.
+pub(super) const HOST_PROGRAM: &str = "edgedesk-host";

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use control::{ControlMessage, Reply, Request, SessionSpec};
 
-use super::{exited, RemoteBackend};
+use super::RemoteBackend;
 use crate::backend::{BackendError, Role, TrickleFragment, ViewerAnswer, WhepBackend};
 use crate::sessions::{unix_ms, Lifetime, ManagerError, SessionInfo, SessionManager, SessionState};
 
@@ -104,7 +104,13 @@ impl SessionManager for RemoteBackend {
         lifetime: Lifetime,
     ) -> Result<SessionInfo, ManagerError> {
         let mut records = self.records.lock().unwrap();
-        if records.contains_key(id) {
+        // An ended or failed session's id may be used again (`edgedesk up`'s fixed name).
+        let taken = records.get(id).is_some_and(|r| match r.state {
+            SessionState::Starting => true,
+            SessionState::Running { .. } => self.failure(id).is_none(),
+            _ => false,
+        });
+        if taken {
             return Err(ManagerError::Exists(id.to_owned()));
         }
         let live = records
@@ -136,6 +142,10 @@ impl SessionManager for RemoteBackend {
             spec: shown,
         };
         records.insert(id.to_owned(), info.clone());
+        drop(records);
+        // A failed earlier session of this id leaves its link behind.
+        self.sessions.lock().unwrap().remove(id);
+        self.save();
         Ok(info)
     }
 
@@ -191,21 +201,22 @@ impl SessionManager for RemoteBackend {
         if let Some(link) = link {
             link.stopping.store(true, Ordering::Relaxed);
             let _ = link.tx.send(ControlMessage::Shutdown);
-            let exited = link.exited.lock().unwrap().clone();
-            if let Some(w) = exited {
-                let done = w.clone();
-                let timed_out = tokio::time::timeout(Duration::from_secs(5), self::exited(w))
-                    .await
-                    .is_err();
-                // Only a host still running: once reaped, its pid may be someone else's.
-                if timed_out && done.borrow().is_none() {
-                    tracing::warn!(
-                        session = id,
-                        pid = link.pid,
-                        "host did not end within 5 s; killing it"
-                    );
-                    let _ = control::process::kill(link.pid);
-                }
+            let spawned = link.exited.lock().unwrap().clone();
+            let timed_out = tokio::time::timeout(Duration::from_secs(5), link.gone())
+                .await
+                .is_err();
+            // Only a host still running: once reaped, its pid may be someone else's.
+            let running = match spawned {
+                Some(w) => w.borrow().is_none(),
+                None => control::process::runs(link.pid, super::HOST_PROGRAM),
+            };
+            if timed_out && running {
+                tracing::warn!(
+                    session = id,
+                    pid = link.pid,
+                    "host did not end within 5 s; killing it"
+                );
+                let _ = control::process::kill(link.pid);
             }
             link.fail("deleted".into());
         }

@@ -2,6 +2,8 @@
 //! it starts.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::io::{Read, Write};
+
 /// Processes whose environment has `DISPLAY=name` (the desktop's apps) or whose command line
 /// is an X server for `name`.
 pub fn on_display(name: &str) -> Vec<String> {
@@ -49,4 +51,44 @@ pub fn host_child(parent: u32) -> Option<u32> {
         let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
         (ppid == parent && stat.contains("(edgedesk-host)")).then_some(pid)
     })
+}
+
+/// One HTTP/1.0 request; (status, body).
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        reply
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+pub fn json_of(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
