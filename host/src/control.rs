@@ -478,6 +478,9 @@ async fn handle(
                 m.render()
             },
         }),
+        Request::Live => Ok(Reply::Live {
+            live: session.live(),
+        }),
         Request::Stats => Ok(Reply::Stats {
             json: serde_json::json!({ "sessions": [session.stats()] }),
         }),

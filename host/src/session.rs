@@ -71,6 +71,7 @@ pub struct Session {
     viewers: Arc<Mutex<HashMap<String, Option<Arc<Viewer>>>>>,
     /// The counters of viewers that left (metrics stay monotonic).
     departed: Arc<ViewerCounters>,
+    started: std::time::Instant,
 }
 
 /// A snapshot of a session for stats and listings.
@@ -111,6 +112,7 @@ impl Session {
             clipboard,
             viewers: Arc::default(),
             departed: Arc::default(),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -125,6 +127,50 @@ impl Session {
             viewers: self.viewers.lock().unwrap().len(),
             pipeline: self.pipeline.stats(),
             frames: self.pipeline.timings().snapshot(),
+        }
+    }
+
+    /// What the session does now: rates over the last second, its viewers and their links.
+    pub fn live(&self) -> control::LiveStats {
+        let now = crate::timing::mono_ns();
+        let frames = self.pipeline.timings().snapshot();
+        let recent: Vec<_> = frames
+            .iter()
+            .filter(|f| f.encoded_ns != 0 && now.saturating_sub(f.encoded_ns) <= 1_000_000_000)
+            .collect();
+        let p = self.pipeline.stats();
+        let viewers: Vec<Arc<Viewer>> = self
+            .viewers
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        control::LiveStats {
+            uptime_secs: self.started.elapsed().as_secs(),
+            fps: recent.len() as f64,
+            bitrate_bps: recent.iter().map(|f| u64::from(f.bytes) * 8).sum(),
+            encode_ms: p.last_encode_us as f64 / 1000.0,
+            encoder: p.encoder,
+            viewers: viewers
+                .iter()
+                .map(|v| {
+                    let q = v.quality.snapshot();
+                    control::LiveViewer {
+                        id: v.id.clone(),
+                        role: if v.control {
+                            control::Role::Control
+                        } else {
+                            control::Role::View
+                        },
+                        connected_secs: v.created.elapsed().as_secs(),
+                        loss: q.loss,
+                        rtt_ms: q.rtt_ms,
+                        frames_sent: v.counters.frames_sent.load(Ordering::Relaxed),
+                    }
+                })
+                .collect(),
         }
     }
 
@@ -230,6 +276,29 @@ impl Session {
             "Viewers allowed to send input.",
             &l,
             control as f64,
+        );
+        for (role, n) in [("control", control), ("view", live.len() - control)] {
+            m.gauge(
+                "edgedesk_viewers_by_role",
+                "Connected viewers by the role of their join token.",
+                &[("session", name), ("role", role)],
+                n as f64,
+            );
+        }
+        let quality: Vec<_> = live.iter().map(|v| v.quality.snapshot()).collect();
+        if let Some(rtt) = quality.iter().filter_map(|q| q.rtt_ms).reduce(f64::max) {
+            m.gauge(
+                "edgedesk_rtt_seconds",
+                "Round-trip time of the session's slowest viewer, from RTCP receiver reports.",
+                &l,
+                rtt / 1000.0,
+            );
+        }
+        m.gauge(
+            "edgedesk_loss_ratio",
+            "Fraction of packets lost by the session's worst viewer in its last receiver report.",
+            &l,
+            quality.iter().map(|q| q.loss).fold(0.0, f64::max),
         );
         for (i, (metric, help, departed)) in self.departed.fields().into_iter().enumerate() {
             let total = departed.load(Ordering::Relaxed)

@@ -90,6 +90,25 @@ pub trait SessionManager: Send + Sync + 'static {
     async fn viewer_count(&self, id: &str) -> Option<usize>;
     /// The session's current picture as a PNG at most `max_width` wide (0: full size).
     async fn screenshot(&self, id: &str, max_width: u32) -> Result<Vec<u8>, ManagerError>;
+    /// What running session `id` does now (`None`: not running, or not known here).
+    async fn live(&self, _id: &str) -> Option<control::LiveStats> {
+        None
+    }
+    /// What happened to this node's host processes so far.
+    fn host_events(&self) -> HostEvents {
+        HostEvents::default()
+    }
+}
+
+/// Counts of host-process events, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostEvents {
+    /// Hosts that exited or lost their channel without being asked to stop.
+    pub crashed: u64,
+    /// Sessions a control plane took back from an earlier one after a restart.
+    pub taken_back: u64,
+    /// Sessions whose host did not come back after a restart.
+    pub not_back: u64,
 }
 
 /// Unix time now, in ms.

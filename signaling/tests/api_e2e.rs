@@ -490,6 +490,11 @@ async fn a_killed_host_fails_only_its_session() {
     let s = json_of(&s);
     assert_eq!(s["state"], "failed", "{s}");
     assert!(s["reason"].as_str().unwrap().contains("exited"), "{s}");
+    let (_, metrics) = http(&base, "GET", "/metrics", None, None);
+    assert!(
+        metrics.contains("edgedesk_host_events_total{event=\"crashed\"} 1\n"),
+        "the crash is counted: {metrics}"
+    );
     // Its X server got SIGTERM when its host died; give it a moment to exit.
     let deadline = Instant::now() + Duration::from_secs(5);
     while server_and_host(&a_display).is_some() && Instant::now() < deadline {

@@ -239,12 +239,45 @@ async fn a_restarted_control_plane_takes_back_a_live_session() {
     let after = frames_in(&mut viewer, Duration::from_secs(2)).await;
     eprintln!("frames in 2 s after the restart: {after}");
     assert!(after * 10 >= before * 7, "{before} → {after}");
-    // The host answers it: its metrics count the viewer that never left.
+    // The host answers it: its metrics count the viewer that never left, and the control
+    // plane counts the take-over.
     let (_, metrics) = http(&base, "GET", "/metrics", None, None);
     assert!(
         metrics.contains(&format!("edgedesk_viewers{{session=\"{id}\"}} 1\n")),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "edgedesk_viewers_by_role{{session=\"{id}\",role=\"control\"}} 1\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("edgedesk_host_events_total{event=\"taken_back\"} 1\n"),
+        "{metrics}"
+    );
+    // The session's details: its one viewer, its link, live rates.
+    let (_, b) = http(
+        &base,
+        "GET",
+        &format!("/api/v1/sessions/{id}"),
+        Some(KEY),
+        None,
+    );
+    let live = json_of(&b)["live"].clone();
+    eprintln!("live: {live}");
+    assert!(live["uptime_secs"].as_u64().unwrap() >= 4, "{live}");
+    assert!(live["fps"].as_f64().unwrap() >= 10.0, "{live}");
+    assert!(live["bitrate_bps"].as_u64().unwrap() > 0, "{live}");
+    let viewers = live["viewers"].as_array().unwrap();
+    assert_eq!(viewers.len(), 1, "{live}");
+    assert_eq!(viewers[0]["role"], "control", "{live}");
+    assert!(viewers[0]["frames_sent"].as_u64().unwrap() > 100, "{live}");
+    let rtt = viewers[0]["rtt_ms"]
+        .as_f64()
+        .expect("an RTT from the viewer's reports");
+    assert!(rtt > 0.0 && rtt < 200.0, "loopback RTT {rtt} ms");
+    assert_eq!(viewers[0]["loss"].as_f64(), Some(0.0), "{live}");
     // A link minted before the restart still joins (the key is kept); a token revoked
     // before it is still refused (so are revocations).
     let mut second_viewer = join(&whep, &token).await.expect("an old link joins");

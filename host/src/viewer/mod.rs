@@ -33,7 +33,9 @@ use webrtc::peer_connection::{
 pub use webrtc::peer_connection::RTCIceServer;
 
 mod input_channel;
+pub mod quality;
 use input_channel::{input_channel, InputContext};
+use quality::LinkQuality;
 
 use crate::clipboard::{Clipboard, ClipboardConfig};
 use crate::input::dispatch::InputDispatcher;
@@ -203,6 +205,8 @@ pub struct Viewer {
     pub control: bool,
     pc: Arc<dyn PeerConnection>,
     pub counters: Arc<ViewerCounters>,
+    /// Loss and round-trip time, from the viewer's RTCP reports.
+    pub quality: Arc<LinkQuality>,
     /// Wakes the viewer's task to end it (DELETE, session end, data channel closed).
     stop: Arc<Notify>,
     pub created: Instant,
@@ -261,11 +265,13 @@ impl PeerConnectionEventHandler for Handler {
 }
 
 /// Interceptor that hands PLI and FIR to the application (they are consumed inside the
-/// stack otherwise); everything else passes through untouched.
+/// stack otherwise) and reads the viewer's receiver reports into its [`LinkQuality`];
+/// everything passes through untouched.
 #[derive(Default)]
 struct KeyframeRequests {
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
+    quality: Arc<LinkQuality>,
 }
 
 impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
@@ -276,6 +282,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
     type Time = Instant;
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let IPacket::Rtcp(packets) = &msg.message.packet {
+            self.quality.on_rtcp(packets, std::time::SystemTime::now());
             if packets.iter().any(|p| {
                 let any = p.as_any();
                 any.is::<PictureLossIndication>() || any.is::<FullIntraRequest>()
@@ -398,8 +405,14 @@ impl Viewer {
             RtpCodecKind::Video,
             None,
         )?;
-        let registry = register_default_interceptors(Registry::new(), &mut media)?
-            .with(Slot::from(14_000), KeyframeRequests::default());
+        let quality = Arc::new(LinkQuality::default());
+        let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+            Slot::from(14_000),
+            KeyframeRequests {
+                quality: quality.clone(),
+                ..KeyframeRequests::default()
+            },
+        );
         let loopback = settings.udp_addrs.iter().any(|a| a.starts_with("127."));
         // mDNS off: no multicast socket per connection; Chromium's .local candidates are
         // reached through the peer-reflexive candidate its first STUN check creates.
@@ -515,6 +528,7 @@ impl Viewer {
             control,
             pc,
             counters: Arc::default(),
+            quality,
             stop: Arc::new(Notify::new()),
             created: Instant::now(),
             task: std::sync::Mutex::new(Some(TaskParts {

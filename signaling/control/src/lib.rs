@@ -189,6 +189,8 @@ pub enum Request {
     Metrics,
     /// The session's state and per-frame timings (`/stats`).
     Stats,
+    /// What the session does now: [`LiveStats`] (the operator API's session details).
+    Live,
 }
 
 /// A host's successful answer.
@@ -218,6 +220,38 @@ pub enum Reply {
     Stats {
         json: serde_json::Value,
     },
+    Live {
+        live: LiveStats,
+    },
+}
+
+/// What a session does now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    /// Since its host started it.
+    pub uptime_secs: u64,
+    /// Frames encoded in the last second.
+    pub fps: f64,
+    /// Encoded video in the last second, bit/s.
+    pub bitrate_bps: u64,
+    /// Encode time of the last frame, ms.
+    pub encode_ms: f64,
+    /// The encoder backend (e.g. `ffmpeg:libx264`).
+    pub encoder: String,
+    pub viewers: Vec<LiveViewer>,
+}
+
+/// One viewer of [`LiveStats`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewer {
+    pub id: String,
+    pub role: Role,
+    pub connected_secs: u64,
+    /// Fraction of packets lost in its last receiver report, 0 ..= 1.
+    pub loss: f64,
+    /// Round-trip time from its receiver reports (`None` before the first).
+    pub rtt_ms: Option<f64>,
+    pub frames_sent: u64,
 }
 
 /// A host's refusal, mapped to an HTTP status by the control plane.

@@ -337,12 +337,19 @@ pub(super) struct SessionView {
     /// The WHEP endpoint of this session (a viewer posts its offer here, with a join token).
     #[schema(example = "http://edge.example:8080/whep/3q2-7Xc9Rb0")]
     whep_url: String,
+    /// What a running session does now (`GET /api/v1/sessions/{id}` only): uptime, encoded
+    /// frames and bits in the last second, last encode time, encoder, and each viewer with
+    /// its role, time connected, loss and RTT from its RTCP reports, frames sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    live: Option<control::LiveStats>,
 }
 
 fn session_json(info: SessionInfo, base: &str) -> SessionView {
     SessionView {
         whep_url: format!("{base}/whep/{}", info.id),
         info,
+        live: None,
     }
 }
 
@@ -509,7 +516,12 @@ async fn show_session(
         .manager
         .get(&id)
         .ok_or(ApiError::NotFound("unknown session"))?;
-    Ok(Json(session_json(info, &base_url(&headers))).into_response())
+    let running = matches!(info.state, crate::sessions::SessionState::Running { .. });
+    let mut view = session_json(info, &base_url(&headers));
+    if running {
+        view.live = op.manager.live(&id).await;
+    }
+    Ok(Json(view).into_response())
 }
 
 #[utoipa::path(

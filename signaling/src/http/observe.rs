@@ -125,6 +125,20 @@ pub fn control_plane_metrics(state: &AppState) -> String {
                 "edgedesk_sessions_by_state{{state=\"{k}\"}} {v}\n"
             ));
         }
+        let e = op.manager().host_events();
+        out.push_str(
+            "# HELP edgedesk_host_events_total Session host processes: crashed (exited unasked), taken_back (reconnected to a restarted control plane), not_back (did not).\n",
+        );
+        out.push_str("# TYPE edgedesk_host_events_total counter\n");
+        for (k, v) in [
+            ("crashed", e.crashed),
+            ("taken_back", e.taken_back),
+            ("not_back", e.not_back),
+        ] {
+            out.push_str(&format!(
+                "edgedesk_host_events_total{{event=\"{k}\"}} {v}\n"
+            ));
+        }
     }
     out.push_str(
         "# HELP edgedesk_requests_rejected_total WHEP and API requests refused, by HTTP status.\n",

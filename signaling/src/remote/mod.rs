@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,6 +91,15 @@ pub struct RemoteBackend {
     resuming: Mutex<HashSet<String>>,
     /// [`detach`](Self::detach)ed: leave the hosts running at exit.
     detached: AtomicBool,
+    events: Arc<Events>,
+}
+
+/// Counters behind [`crate::sessions::HostEvents`].
+#[derive(Default)]
+struct Events {
+    crashed: AtomicU64,
+    taken_back: AtomicU64,
+    not_back: AtomicU64,
 }
 
 /// Sessions a node runs at most by default.
@@ -162,6 +171,7 @@ impl RemoteBackend {
             grace,
             resuming: Mutex::new(HashSet::new()),
             detached: AtomicBool::new(false),
+            events: Arc::default(),
         })
     }
 
@@ -259,11 +269,14 @@ impl RemoteBackend {
         match result {
             Ok((link, x_display)) => {
                 tracing::info!(session = id, pid, display = %x_display, "took the session back from an earlier control plane");
+                self.events.taken_back.fetch_add(1, Ordering::Relaxed);
                 {
                     let (link, name) = (link.clone(), id.to_owned());
+                    let events = self.events.clone();
                     tokio::spawn(async move {
                         link.gone().await;
                         if !link.stopping.load(Ordering::Relaxed) {
+                            events.crashed.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(session = %name, pid = link.pid, "the session's host went away; the session has failed");
                         }
                         remove_host_dirs(link.pid);
@@ -283,6 +296,7 @@ impl RemoteBackend {
                 self.set_state(id, SessionState::Running { display: x_display });
             }
             Err(e) => {
+                self.events.not_back.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(session = id, pid, error = %e, "the session's host did not come back");
                 self.set_state(
                     id,
@@ -378,12 +392,14 @@ impl RemoteBackend {
         // Supervision: the host's exit fails its session (and only that one).
         {
             let (link, name) = (link.clone(), name.to_owned());
+            let events = self.events.clone();
             tokio::spawn(async move {
                 let _ = exit_rx.changed().await;
                 let status = exit_rx.borrow().clone().unwrap_or_default();
                 if link.stopping.load(Ordering::Relaxed) {
                     tracing::info!(session = %name, pid = link.pid, %status, "the session's host has ended");
                 } else {
+                    events.crashed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(session = %name, pid = link.pid, %status, "the session's host exited; the session has failed");
                 }
                 link.fail(format!("host exited ({status})"));

@@ -251,6 +251,21 @@ impl SessionManager for RemoteBackend {
         }
     }
 
+    async fn live(&self, id: &str) -> Option<control::LiveStats> {
+        match self.live(id).ok()?.request(Request::Live).await {
+            Ok(Reply::Live { live }) => Some(live),
+            _ => None,
+        }
+    }
+
+    fn host_events(&self) -> crate::sessions::HostEvents {
+        crate::sessions::HostEvents {
+            crashed: self.events.crashed.load(Ordering::Relaxed),
+            taken_back: self.events.taken_back.load(Ordering::Relaxed),
+            not_back: self.events.not_back.load(Ordering::Relaxed),
+        }
+    }
+
     async fn disconnect_token(&self, id: &str, token_id: &str) -> usize {
         let Ok(link) = self.live(id) else {
             return 0;
