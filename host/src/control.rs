@@ -93,7 +93,7 @@ pub async fn serve(socket: &Path, session: &str, grace: Duration) -> Result<(), 
                 return Err(HostProcessError::Refused(reason))
             }
             Some(ControlMessage::Shutdown) | None => return Err(HostProcessError::NoStart),
-            Some(other) => tracing::warn!(?other, "ignoring a message before Start"),
+            Some(other) => tracing::warn!(kind = other.kind(), "ignoring a message before Start"),
         }
     };
     let started = {
@@ -230,7 +230,10 @@ async fn run_channel(
                 tracing::info!(session, "shutdown asked");
                 break ChannelEnd::Stop;
             }
-            Ok(Some(other)) => tracing::warn!(?other, "ignoring an unexpected control message"),
+            Ok(Some(other)) => tracing::warn!(
+                kind = other.kind(),
+                "ignoring an unexpected control message"
+            ),
             Ok(None) => {
                 tracing::info!(session, "the control channel closed");
                 break ChannelEnd::Lost;
@@ -398,7 +401,12 @@ async fn handle(
             if let Some(t) = token_id {
                 joined.lock().unwrap().insert(viewer.clone(), t);
             }
-            tracing::info!(session = name, viewer = %viewer, ?role, "viewer created");
+            tracing::info!(
+                session = name,
+                viewer = control::log_tag(&viewer),
+                ?role,
+                "viewer created"
+            );
             Ok(Reply::ViewerCreated { viewer, answer_sdp })
         }
         Request::AddCandidates { viewer, fragment } => {

@@ -28,6 +28,7 @@ impl Drop for StateDirGuard {
             }
         }
         let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_file(log_file(&self.0));
     }
 }
 
@@ -73,7 +74,18 @@ fn free_port() -> u16 {
 /// `edgedesk serve` on `port` with state directory `dir`; returns it and its base URL once
 /// it printed its `Console:` line.
 fn serve(dir: &Path, port: u16, grace: u64) -> (Killed, String) {
+    // Debug logs of the control plane and its hosts (they share its stderr), appended to
+    // `log_file(dir)`, which the tests search for secrets.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file(dir))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .env(
+            "RUST_LOG",
+            "info,edgedesk=debug,signaling=debug,edgedesk_host=debug,edgedesk_control=debug",
+        )
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--state-dir")
         .arg(dir)
@@ -81,7 +93,7 @@ fn serve(dir: &Path, port: u16, grace: u64) -> (Killed, String) {
         .args(["--operator-key", KEY, "--display-kind", "xvfb"])
         .args(["--size", "320x240", "--app", "", "--wm", "", "--fps", "30"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -99,6 +111,11 @@ fn serve(dir: &Path, port: u16, grace: u64) -> (Killed, String) {
     }
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     (child, base.expect("edgedesk serve printed its API: line"))
+}
+
+/// Where [`serve`] writes the logs of the control plane on `dir`, beside it.
+fn log_file(dir: &Path) -> PathBuf {
+    dir.with_extension("log")
 }
 
 /// Creates a session and waits until it runs; its id and display.
@@ -310,6 +327,25 @@ async fn a_restarted_control_plane_takes_back_a_live_session() {
     })
     .await;
     viewer.close().await;
+
+    // The logs (debug level, both control planes and the host) hold no secret: no operator
+    // key, join token, viewer resource id, nor SDP credentials.
+    let viewer_id = viewers[0]["id"].as_str().unwrap().to_owned();
+    let logs = std::fs::read_to_string(log_file(&dir.0)).unwrap();
+    assert!(
+        logs.contains("took the session back"),
+        "the logs were captured"
+    );
+    for (what, secret) in [
+        ("the operator key", KEY),
+        ("a join token", token.as_str()),
+        ("a revoked join token", revoked.as_str()),
+        ("a viewer's resource id", viewer_id.as_str()),
+        ("an ICE password", "ice-pwd"),
+        ("a DTLS fingerprint", "fingerprint:"),
+    ] {
+        assert!(!logs.contains(secret), "{what} is in the logs");
+    }
     // SIGTERM ends the control plane cleanly.
     let _ = Command::new("kill").arg(second.0.id().to_string()).status();
     let status = second.0.wait().unwrap();

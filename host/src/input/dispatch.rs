@@ -238,7 +238,7 @@ fn run(
                     Ok(false) => {}
                     Err(e) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(viewer = %viewer, error = %e, "input not injected");
+                        tracing::debug!(viewer = control::log_tag(&viewer), error = %e, "input not injected");
                     }
                 }
             }
@@ -292,7 +292,11 @@ fn release(
         result = result.and(inj.button(b, false));
     }
     match result.and(inj.flush()) {
-        Ok(()) => tracing::info!(viewer, why, "released the viewer's keys and buttons"),
+        Ok(()) => tracing::info!(
+            viewer = control::log_tag(&viewer),
+            why,
+            "released the viewer's keys and buttons"
+        ),
         Err(e) => tracing::warn!(viewer, why, error = %e, "release failed"),
     }
 }

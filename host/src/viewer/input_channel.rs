@@ -94,7 +94,10 @@ pub(super) async fn input_channel(
         if window.1 > MAX_INPUT_PER_SEC {
             counters.input_rate_limited.fetch_add(1, Ordering::Relaxed);
             if !std::mem::replace(&mut window.2, true) {
-                tracing::warn!(viewer = %viewer, "input flood: dropping messages for the rest of this second");
+                tracing::warn!(
+                    viewer = control::log_tag(&viewer),
+                    "input flood: dropping messages for the rest of this second"
+                );
                 notice(&dc, NoticeCode::RateLimited).await;
             }
             continue;
@@ -103,7 +106,7 @@ pub(super) async fn input_channel(
             Ok(m) => m,
             Err(e) => {
                 counters.input_rejected.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(viewer = %viewer, error = %e, "input message rejected");
+                tracing::debug!(viewer = control::log_tag(&viewer), error = %e, "input message rejected");
                 if e == DecodeError::TooLong
                     && matches!(data.first(), Some(&(op::CLIPBOARD | op::CLIPBOARD_PART)))
                 {
@@ -157,7 +160,7 @@ pub(super) async fn input_channel(
                                     None
                                 }
                                 Ok(Err(e)) => {
-                                    tracing::warn!(viewer = %viewer, error = %e, "clipboard paste refused");
+                                    tracing::warn!(viewer = control::log_tag(&viewer), error = %e, "clipboard paste refused");
                                     Some(match e {
                                         crate::clipboard::ClipboardError::TooLarge { .. } => {
                                             NoticeCode::ClipboardTooLarge

@@ -36,6 +36,12 @@ pub const VERSION: u32 = 1;
 /// The longest message a receiver accepts (a `/stats` reply is ≈ 400 KB).
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
+/// How logs name a viewer: the first 6 characters of its id. The whole id is its WHEP
+/// resource's name, which logs must not hold.
+pub fn log_tag(viewer_id: &str) -> &str {
+    viewer_id.get(..6).unwrap_or(viewer_id)
+}
+
 /// What a verified join token allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -119,6 +125,48 @@ pub struct Resume {
     pub display: String,
     #[serde(default)]
     pub xauthority: Option<String>,
+}
+
+impl HostMessage {
+    /// The message's type, for logs (its fields may hold SDP or credentials).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostMessage::Hello { .. } => "hello",
+            HostMessage::Ready { .. } => "ready",
+            HostMessage::Failed { .. } => "failed",
+            HostMessage::Reply { .. } => "reply",
+            HostMessage::ViewerGone { .. } => "viewerGone",
+        }
+    }
+}
+
+impl ControlMessage {
+    /// The message's type, for logs (its fields may hold SDP or credentials).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ControlMessage::Start { .. } => "start",
+            ControlMessage::Request { .. } => "request",
+            ControlMessage::Resumed => "resumed",
+            ControlMessage::Shutdown => "shutdown",
+            ControlMessage::Refused { .. } => "refused",
+        }
+    }
+}
+
+impl Reply {
+    /// The reply's type, for logs and errors (its fields may hold SDP).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reply::ViewerCreated { .. } => "viewerCreated",
+            Reply::Done => "done",
+            Reply::Disconnected { .. } => "disconnected",
+            Reply::Viewers { .. } => "viewers",
+            Reply::Screenshot { .. } => "screenshot",
+            Reply::Metrics { .. } => "metrics",
+            Reply::Stats { .. } => "stats",
+            Reply::Live { .. } => "live",
+        }
+    }
 }
 
 /// A STUN/TURN server for the viewers' ICE.

@@ -106,7 +106,7 @@ pub(crate) async fn post_offer(
         )));
     }
     let viewer = answer.viewer_id;
-    tracing::info!(viewer = %viewer, ?role, "viewer created");
+    tracing::info!(viewer = control::log_tag(&viewer), ?role, "viewer created");
 
     let location = format!("/whep/{session}/{viewer}");
     let etag = format!("\"{}\"", state.etags.etag(&session, &viewer));

@@ -131,7 +131,12 @@ pub(super) async fn handshake(
             xauthority,
         }) => (display, xauthority),
         Some(HostMessage::Failed { reason }) => return Err(SpawnError::Failed(reason)),
-        other => return Err(SpawnError::Failed(format!("expected Ready, got {other:?}"))),
+        other => {
+            return Err(SpawnError::Failed(format!(
+                "expected Ready, got {}",
+                other.as_ref().map_or("end of channel", HostMessage::kind)
+            )))
+        }
     };
     let link = HostLink::open(read, write, name, pid, xauthority, None);
     Ok((link, display))
@@ -177,7 +182,8 @@ async fn hello(
             session, resume, ..
         }) if session == name => Ok(resume),
         other => Err(SpawnError::Failed(format!(
-            "expected Hello for {name:?}, got {other:?}"
+            "expected Hello for {name:?}, got {}",
+            other.as_ref().map_or("end of channel", HostMessage::kind)
         ))),
     }
 }
@@ -224,10 +230,10 @@ impl HostLink {
                         }
                     }
                     Ok(Some(HostMessage::ViewerGone { viewer })) => {
-                        tracing::debug!(session = %session, %viewer, "viewer gone");
+                        tracing::debug!(session = %session, viewer = control::log_tag(&viewer), "viewer gone");
                     }
                     Ok(Some(other)) => {
-                        tracing::warn!(session = %session, ?other, "unexpected host message")
+                        tracing::warn!(session = %session, kind = other.kind(), "unexpected host message")
                     }
                     Ok(None) => break,
                     Err(control::ChannelError::Malformed(e)) => {

@@ -34,14 +34,20 @@ impl WhepBackend for RemoteBackend {
             .await?
         {
             Reply::ViewerCreated { viewer, answer_sdp } => {
-                tracing::info!(session, viewer = %viewer, ?role, "viewer created");
+                tracing::info!(
+                    session,
+                    viewer = control::log_tag(&viewer),
+                    ?role,
+                    "viewer created"
+                );
                 Ok(ViewerAnswer {
                     viewer_id: viewer,
                     answer_sdp,
                 })
             }
             other => Err(BackendError::Internal(format!(
-                "unexpected reply {other:?}"
+                "unexpected reply {}",
+                other.kind()
             ))),
         }
     }
@@ -246,7 +252,10 @@ impl SessionManager for RemoteBackend {
             Ok(Reply::Screenshot { png_base64 }) => base64::engine::general_purpose::STANDARD
                 .decode(png_base64)
                 .map_err(|e| ManagerError::Failed(e.to_string())),
-            Ok(other) => Err(ManagerError::Failed(format!("unexpected reply {other:?}"))),
+            Ok(other) => Err(ManagerError::Failed(format!(
+                "unexpected reply {}",
+                other.kind()
+            ))),
             Err(e) => Err(ManagerError::Failed(e.to_string())),
         }
     }
