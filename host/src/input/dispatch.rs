@@ -293,7 +293,7 @@ fn release(
     }
     match result.and(inj.flush()) {
         Ok(()) => tracing::info!(
-            viewer = control::log_tag(&viewer),
+            viewer = control::log_tag(viewer),
             why,
             "released the viewer's keys and buttons"
         ),

@@ -627,7 +627,7 @@ async fn run_viewer(
     };
     if let Some((ext_id, delay)) = playout_delay {
         tracing::debug!(
-            viewer = control::log_tag(&id),
+            viewer = control::log_tag(id),
             ext_id,
             ?delay,
             "playout delay negotiated"
@@ -636,7 +636,7 @@ async fn run_viewer(
     }
     if let Some(ext_id) = abs_capture_time {
         tracing::debug!(
-            viewer = control::log_tag(&id),
+            viewer = control::log_tag(id),
             ext_id,
             "abs-capture-time negotiated"
         );
@@ -651,7 +651,7 @@ async fn run_viewer(
         tokio::select! {
             _ = stop.notified() => break,
             _ = tokio::time::sleep_until(connect_deadline), if !joined => {
-                tracing::info!(viewer = control::log_tag(&id), "viewer never connected; dropping it");
+                tracing::info!(viewer = control::log_tag(id), "viewer never connected; dropping it");
                 break;
             }
             ev = async {
@@ -662,14 +662,14 @@ async fn run_viewer(
             } => {
                 match ev {
                     Some(PeerEvent::State(state)) => {
-                        tracing::debug!(viewer = control::log_tag(&id), %state, "connection state");
+                        tracing::debug!(viewer = control::log_tag(id), %state, "connection state");
                         match state {
                             RTCPeerConnectionState::Connected if !joined => {
                                 let Some(p) = pipeline.upgrade() else { break };
                                 frames = Some(p.subscribe());
                                 p.viewer_joined();
                                 joined = true;
-                                tracing::info!(viewer = control::log_tag(&id), after_ms = started.elapsed().as_millis() as u64, "viewer connected");
+                                tracing::info!(viewer = control::log_tag(id), after_ms = started.elapsed().as_millis() as u64, "viewer connected");
                             }
                             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
                             _ => {}
@@ -677,7 +677,7 @@ async fn run_viewer(
                     }
                     Some(PeerEvent::DataChannel(dc)) if input_started => {
                         // One input channel per peer: a second one would get its own rate window.
-                        tracing::debug!(viewer = control::log_tag(&id), "ignoring an extra data channel");
+                        tracing::debug!(viewer = control::log_tag(id), "ignoring an extra data channel");
                         let _ = dc.close().await;
                     }
                     Some(PeerEvent::DataChannel(dc)) => {
@@ -719,7 +719,7 @@ async fn run_viewer(
                                 let mut ok = true;
                                 for p in packets {
                                     if let Err(e) = track.write_rtp(p).await {
-                                        tracing::debug!(viewer = control::log_tag(&id), error = %e, "rtp write failed");
+                                        tracing::debug!(viewer = control::log_tag(id), error = %e, "rtp write failed");
                                         ok = false;
                                         break;
                                     }
@@ -727,7 +727,7 @@ async fn run_viewer(
                                 ok
                             }
                             Err(e) => {
-                                tracing::warn!(viewer = control::log_tag(&id), error = %e, "packetize failed");
+                                tracing::warn!(viewer = control::log_tag(id), error = %e, "packetize failed");
                                 false
                             }
                         };
@@ -759,5 +759,5 @@ async fn run_viewer(
         }
     }
     let _ = pc.close().await;
-    tracing::info!(viewer = control::log_tag(&id), "viewer gone");
+    tracing::info!(viewer = control::log_tag(id), "viewer gone");
 }
