@@ -20,9 +20,9 @@ use std::process::Command;
 use crate::display::{DisplayError, VirtualDisplay};
 
 /// `--wm` value that starts the configured openbox (and the panel).
-pub const DEFAULT_WM: &str = "openbox";
+pub const DEFAULT_WM: &str = control::DEFAULT_WM;
 /// `--app` value that starts the readable, maximised terminal.
-pub const DEFAULT_APP: &str = "terminal";
+pub const DEFAULT_APP: &str = control::DEFAULT_APP;
 /// The X resource name of the first terminal (openbox maximises it).
 const TERMINAL_NAME: &str = "edgedesk-terminal";
 /// The terminal's command line (without the geometry and name the callers add).

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use host::clipboard::{ClipboardPolicy, DEFAULT_MAX_CLIPBOARD_BYTES};
+use control::DEFAULT_MAX_CLIPBOARD_BYTES;
 
 use crate::http::IceServer;
 
@@ -78,11 +78,11 @@ pub struct ServeArgs {
     pub display_kind: String,
     /// Program started on a new display, after the window manager (shell words); "terminal"
     /// is a maximised xterm with a readable font; empty for none.
-    #[arg(long, env = "EDGEDESK_APP", default_value = host::desktop::DEFAULT_APP)]
+    #[arg(long, env = "EDGEDESK_APP", default_value = control::DEFAULT_APP)]
     pub app: String,
     /// Window manager started on a new display (shell words); "openbox" is openbox with a
     /// right-click menu, a panel (tint2, if installed) and a background; empty for none.
-    #[arg(long, env = "EDGEDESK_WM", default_value = host::desktop::DEFAULT_WM)]
+    #[arg(long, env = "EDGEDESK_WM", default_value = control::DEFAULT_WM)]
     pub wm: String,
     /// Encoder choice: auto, software, hardware, or a backend name such as ffmpeg:libx264.
     #[arg(long, env = "EDGEDESK_ENCODER", default_value = "auto")]
@@ -102,8 +102,8 @@ pub struct ServeArgs {
     pub max_viewers: usize,
     /// Clipboard sharing between the desktop and controlling viewers: both, to-client,
     /// to-server or off.
-    #[arg(long, env = "EDGEDESK_CLIPBOARD", default_value = "both")]
-    pub clipboard: ClipboardPolicy,
+    #[arg(long, env = "EDGEDESK_CLIPBOARD", default_value = "both", value_parser = parse_clipboard)]
+    pub clipboard: String,
     /// Largest clipboard text either way, in bytes (longer texts are dropped whole).
     #[arg(long, env = "EDGEDESK_CLIPBOARD_MAX_BYTES", default_value_t = DEFAULT_MAX_CLIPBOARD_BYTES, value_parser = parse_clipboard_max)]
     pub clipboard_max_bytes: usize,
@@ -332,6 +332,18 @@ fn parse_clipboard_max(s: &str) -> Result<usize, String> {
         return Err(format!("clipboard cap {n} is outside 1 ..= 8388608 bytes"));
     }
     Ok(n)
+}
+
+/// `--clipboard`: one of [`control::CLIPBOARD_POLICIES`].
+fn parse_clipboard(s: &str) -> Result<String, String> {
+    if control::CLIPBOARD_POLICIES.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "clipboard policy must be one of {}, got {s:?}",
+            control::CLIPBOARD_POLICIES.join(", ")
+        ))
+    }
 }
 
 /// `--display-kind`: one of [`control::DISPLAY_KINDS`].

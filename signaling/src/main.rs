@@ -138,7 +138,7 @@ fn session_defaults(args: &ServeArgs) -> Result<SessionSpec> {
             })
             .collect(),
         max_viewers: args.max_viewers,
-        clipboard: args.clipboard.to_string(),
+        clipboard: args.clipboard.clone(),
         clipboard_max_bytes: args.clipboard_max_bytes,
     })
 }
@@ -233,17 +233,7 @@ async fn run(args: ServeArgs, up: Option<Up>) -> Result<()> {
         .with_ice_servers(ice_servers)
         .context("--ice-server")?
         .with_operator(Operator::new(&operator_key, backend.clone(), defaults))
-        .with_readiness({
-            let host_bin = RemoteBackend::default_host_bin();
-            move || {
-                if !host_bin.is_file() {
-                    return Err(format!("{} is missing", host_bin.display()));
-                }
-                host::display::DisplayKind::Xvfb
-                    .available()
-                    .or_else(|_| host::display::DisplayKind::XorgDummy.available())
-            }
-        });
+        .with_readiness(host_check(RemoteBackend::default_host_bin()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -296,6 +286,47 @@ async fn run(args: ServeArgs, up: Option<Up>) -> Result<()> {
     tracing::info!("shutting down");
     backend.stop(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// `/readyz`'s check: `edgedesk-host --check` (an X server to start, an encoder that opens:
+/// what the host needs, known to the host, so this process links no media code), run now and
+/// every 10 s on a thread of its own; the check answers the last result.
+fn host_check(host_bin: std::path::PathBuf) -> impl Fn() -> Result<(), String> + Send + Sync {
+    let run = move || -> Result<(), String> {
+        let out = std::process::Command::new(&host_bin)
+            .arg("--check")
+            .stdin(std::process::Stdio::null())
+            .env("RUST_LOG", "error")
+            .output()
+            .map_err(|e| format!("cannot run {} --check: {e}", host_bin.display()))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("the host check failed")
+            .trim_start_matches("Error: ")
+            .to_owned())
+    };
+    let last = Arc::new(std::sync::Mutex::new(run()));
+    {
+        let last = Arc::downgrade(&last);
+        std::thread::Builder::new()
+            .name("readiness".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(10));
+                let result = run();
+                match last.upgrade() {
+                    Some(l) => *l.lock().unwrap() = result,
+                    None => break,
+                }
+            })
+            .expect("starting the readiness thread");
+    }
+    move || last.lock().unwrap().clone()
 }
 
 /// How to stop.

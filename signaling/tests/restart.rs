@@ -200,6 +200,9 @@ async fn a_restarted_control_plane_takes_back_a_live_session() {
     let dir = state_dir("live");
     let port = free_port();
     let (mut first, base) = serve(&dir.0, port, 20);
+    // Ready: `edgedesk-host --check` found an X server and an encoder.
+    let (s, b) = http(&base, "GET", "/readyz", None, None);
+    assert_eq!((s, b.as_str()), (200, "ready"));
 
     // A terminal printing without end, so frames keep coming; a viewer on it.
     let (id, display) = running_session(
@@ -369,6 +372,27 @@ async fn hosts_no_control_plane_takes_back_end_by_themselves() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another control plane serves"), "{err}");
+
+    // Without a host binary this node cannot start a session, and /readyz says why.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
+        .env("EDGEDESK_HOST_BIN", "/nonexistent/edgedesk-host")
+        .args(["serve", "--listen", "127.0.0.1:0", "--operator-key", KEY])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let _no_host = Killed(child);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let no_host = line
+        .trim()
+        .strip_prefix("API: ")
+        .unwrap()
+        .replace("/api/v1", "");
+    let (s, b) = http(&no_host, "GET", "/readyz", None, None);
+    assert_eq!(s, 503, "{b}");
+    assert!(b.contains("/nonexistent/edgedesk-host"), "{b}");
 
     let (id, display) = running_session(&base, json!({"size": "320x240"})).await;
     let host = saved_pids(&dir.0)[0];

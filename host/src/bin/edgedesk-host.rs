@@ -41,9 +41,10 @@ fn main() -> Result<()> {
                     .context("--reconnect-grace needs whole seconds")?;
                 grace = std::time::Duration::from_secs(secs);
             }
+            "--check" => return check(),
             "-h" | "--help" => {
                 println!(
-                    "usage: edgedesk-host --control SOCKET --session NAME [--reconnect-grace SECS] (started by edgedesk serve/up)"
+                    "usage: edgedesk-host --control SOCKET --session NAME [--reconnect-grace SECS] (started by edgedesk serve/up)\n       edgedesk-host --check   (can this machine run a session? exit 0 and what it has, or 1 and why)"
                 );
                 return Ok(());
             }
@@ -60,6 +61,41 @@ fn main() -> Result<()> {
     drop(rt);
     let _ = std::fs::remove_dir_all(&auth);
     result
+}
+
+/// `--check`: whether a session can start here: an X server to start (Xvfb, or Xorg with the
+/// dummy driver) and an encoder that opens. The control plane's `/readyz` runs it.
+fn check() -> Result<()> {
+    use edgedesk_host::display::DisplayKind;
+    let kinds: Vec<&str> = [
+        (DisplayKind::Xvfb, "xvfb"),
+        (DisplayKind::XorgDummy, "xorg"),
+    ]
+    .into_iter()
+    .filter(|(k, _)| k.available().is_ok())
+    .map(|(_, n)| n)
+    .collect();
+    if kinds.is_empty() {
+        bail!(
+            "no X server to start: {}",
+            DisplayKind::Xvfb.available().unwrap_err()
+        );
+    }
+    let registry = codec::registry::EncoderRegistry::probe();
+    let encoders: Vec<String> = registry
+        .available()
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    if encoders.is_empty() {
+        bail!("no encoder opens on this machine");
+    }
+    println!(
+        "ready: displays {}; encoders {}",
+        kinds.join(","),
+        encoders.join(",")
+    );
+    Ok(())
 }
 
 /// This process's own Xauthority file, in a new 0700 directory, with the caller's entries

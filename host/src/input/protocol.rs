@@ -65,7 +65,7 @@ pub const CHANNEL_PROTOCOL: &str = "edgedesk-input/1";
 /// Default cap on a `text` message's UTF-8 bytes.
 pub const DEFAULT_MAX_TEXT_BYTES: usize = 4096;
 /// Default cap on a `clipboard` message's UTF-8 bytes (1 MiB).
-pub const DEFAULT_MAX_CLIPBOARD_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_CLIPBOARD_BYTES: usize = control::DEFAULT_MAX_CLIPBOARD_BYTES;
 /// Most UTF-8 bytes a sender puts in one `clipboard`/`clipboardPart` message (fits the
 /// default 64 KiB data-channel message size with room to spare).
 pub const CLIPBOARD_PART_BYTES: usize = 60 * 1024;

@@ -179,6 +179,14 @@ pub struct IceServer {
 
 /// The `display_kind` values a [`SessionSpec`] may carry.
 pub const DISPLAY_KINDS: [&str; 3] = ["auto", "xvfb", "xorg"];
+/// The default window manager of a new display (the host's `desktop` module says what it
+/// starts for it).
+pub const DEFAULT_WM: &str = "openbox";
+/// The default app of a new display: a maximised terminal.
+pub const DEFAULT_APP: &str = "terminal";
+/// The default cap on clipboard texts, either way, in bytes.
+pub const DEFAULT_MAX_CLIPBOARD_BYTES: usize = 1 << 20;
+
 /// The `clipboard` policies a [`SessionSpec`] may carry.
 pub const CLIPBOARD_POLICIES: [&str; 4] = ["both", "to-client", "to-server", "off"];
 

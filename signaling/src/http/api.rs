@@ -311,7 +311,7 @@ impl CreateSession {
 
 /// The `--app` value that means the default terminal (see `host::desktop`).
 fn host_default_app() -> &'static str {
-    "terminal"
+    control::DEFAULT_APP
 }
 
 /// `http(s)://host` of this request, for the links handed out.
