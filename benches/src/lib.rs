@@ -5,5 +5,6 @@
 pub mod framecode;
 pub mod measure;
 pub mod report;
+pub mod sessions;
 pub mod stats;
 pub mod stimulus;

@@ -42,6 +42,9 @@ enum Cmd {
     Local(LocalArgs),
     /// Connect to a WHEP endpoint as a headless viewer and measure what arrives.
     Run(RunArgs),
+    /// What sessions cost a node: start time (POST → first decoded picture), memory and CPU
+    /// of an idle session, and how many idle sessions keep click-to-photon under a limit.
+    Sessions(SessionsArgs),
     /// Show the stimulus on a display until interrupted.
     Stimulus {
         /// The X display, e.g. :0.
@@ -96,6 +99,33 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct SessionsArgs {
+    /// Session size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    size: String,
+    /// Sessions started (and ended) one after another for the start time.
+    #[arg(long, default_value_t = 10)]
+    starts: usize,
+    /// Most idle sessions added in the capacity step.
+    #[arg(long, default_value_t = 16)]
+    max_sessions: usize,
+    /// The click-to-photon p50 the capacity step holds sessions under, ms.
+    #[arg(long, default_value_t = 30.0)]
+    limit_ms: f64,
+    /// Seconds of clicking per capacity step.
+    #[arg(long, default_value_t = 6.0)]
+    probe_seconds: f64,
+    /// The edgedesk binary (default: next to this one).
+    #[arg(long)]
+    edgedesk: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 struct LocalArgs {
     /// Display size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1920x1080")]
@@ -129,6 +159,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Local(args) => rt.block_on(local(args)),
         Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Sessions(args) => rt.block_on(sessions(args)),
         Cmd::Stimulus {
             display,
             fps,
@@ -199,6 +230,70 @@ async fn run(args: RunArgs) -> Result<()> {
         None,
     )
     .await
+}
+
+async fn sessions(args: SessionsArgs) -> Result<()> {
+    let (width, height) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let edgedesk = match &args.edgedesk {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("edgedesk"),
+    };
+    let r = edgedesk_bench::sessions::run(edgedesk_bench::sessions::Options {
+        edgedesk,
+        width,
+        height,
+        starts: args.starts,
+        max_sessions: args.max_sessions,
+        limit_ms: args.limit_ms,
+        probe_seconds: args.probe_seconds,
+        quiet: args.quiet,
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let ms = |s: &Option<edgedesk_bench::stats::Summary>| {
+        s.as_ref().map_or("-".into(), |s| {
+            format!(
+                "p50 {:.0} ms (min {:.0}, p90 {:.0}, max {:.0}, n {})",
+                s.p50, s.min, s.p90, s.max, s.count
+            )
+        })
+    };
+    println!("sessions at {}", r.size);
+    println!("  POST → running:              {}", ms(&r.to_running_ms));
+    println!(
+        "  POST → first decoded frame:  {}",
+        ms(&r.to_first_frame_ms)
+    );
+    for (what, c) in [
+        ("idle, no viewer", r.idle_no_viewer),
+        ("idle, one viewer", r.idle_one_viewer),
+    ] {
+        println!(
+            "  {what:<17} PSS {:.0} MiB (RSS {:.0} MiB), CPU {:.1} % of a core, {} processes",
+            c.pss_mib, c.rss_mib, c.cpu_percent, c.processes
+        );
+    }
+    for s in &r.capacity {
+        println!(
+            "  {:>2} idle sessions + viewers: click-to-photon p50 {} ({} clicks)",
+            s.idle_sessions,
+            s.click_to_photon_p50_ms
+                .map_or("-".into(), |v| format!("{v:.1} ms")),
+            s.clicks
+        );
+    }
+    println!(
+        "  holds {} idle sessions with click-to-photon p50 under {} ms",
+        r.sessions_under_limit, r.limit_ms
+    );
+    Ok(())
 }
 
 /// A child process killed (SIGTERM, then waited for) when dropped.

@@ -19,14 +19,19 @@ use signaling::sessions::{SessionManager, SessionState};
 use signaling::tokens::Tokens;
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 "info,webrtc=warn,rtc=warn,rtc_dtls=error,rtc_ice=error".into()
             }),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // One JSON object a line for log collectors; the hosts inherit the setting.
+    if std::env::var("EDGEDESK_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let cli = match signaling::config::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(signaling::config::ParseError::Clap(e)) => e.exit(),

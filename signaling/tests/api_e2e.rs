@@ -504,6 +504,25 @@ async fn a_killed_host_fails_only_its_session() {
         server_and_host(&a_display).is_none(),
         "A's X server is gone"
     );
+    // Its host could not clean up after a SIGKILL: the control plane removed its directories
+    // (its Xauthority, its display's config and log).
+    let marks = [format!("edgedesk-host-{a_host}-"), format!("-{a_host}-")];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let left = || -> Vec<String> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with(&marks[0])
+                    || (n.starts_with("edgedesk-display-") && n.contains(&marks[1]))
+            })
+            .collect()
+    };
+    while !left().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left(), Vec::<String>::new(), "A's directories are removed");
     let (_, s) = http(
         &base,
         "GET",

@@ -376,13 +376,25 @@ async fn hosts_no_control_plane_takes_back_end_by_themselves() {
     // Without a host binary this node cannot start a session, and /readyz says why.
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgedesk"))
         .env("EDGEDESK_HOST_BIN", "/nonexistent/edgedesk-host")
+        .env("EDGEDESK_LOG_FORMAT", "json")
         .args(["serve", "--listen", "127.0.0.1:0", "--operator-key", KEY])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut logs = BufReader::new(child.stderr.take().unwrap());
     let _no_host = Killed(child);
+    // EDGEDESK_LOG_FORMAT=json: one JSON object a line, with level, fields and message.
+    let mut first_log = String::new();
+    logs.read_line(&mut first_log).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(&first_log)
+        .unwrap_or_else(|e| panic!("{e}: a JSON log line expected, got {first_log:?}"));
+    assert!(
+        entry["level"].is_string() && entry["fields"]["message"].is_string(),
+        "{entry}"
+    );
+    std::thread::spawn(move || std::io::copy(&mut logs, &mut std::io::sink()));
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let no_host = line

@@ -15,13 +15,17 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("EDGEDESK_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let (mut socket, mut session) = (None, None);
     let mut grace = std::time::Duration::ZERO;
     let mut args = std::env::args().skip(1);

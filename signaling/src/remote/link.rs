@@ -88,11 +88,18 @@ pub(super) async fn exited(mut w: tokio::sync::watch::Receiver<Option<String>>) 
 /// killed): `edgedesk-host-PID-*` in the temporary directory.
 pub(super) fn remove_host_dirs(pid: u32) {
     let prefix = format!("edgedesk-host-{pid}-");
+    // Its display's: edgedesk-display-NUMBER-PID-RANDOM.
+    let display_part = format!("-{pid}-");
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let display = name.strip_prefix("edgedesk-display-").is_some_and(|rest| {
+            rest.split_once('-')
+                .is_some_and(|(_, after)| format!("-{after}").starts_with(&display_part))
+        });
+        if name.starts_with(&prefix) || display {
             if let Err(err) = std::fs::remove_dir_all(e.path()) {
                 tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a host's directory");
             }

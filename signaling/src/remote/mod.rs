@@ -111,6 +111,7 @@ impl RemoteBackend {
     /// Listens on a control socket in a new private directory; hosts are `host_bin` and die
     /// with this process. Needs a Tokio runtime (the socket's acceptor is a task).
     pub fn new(host_bin: PathBuf) -> Result<Self, SpawnError> {
+        sweep_stale_control_dirs();
         let dir = std::env::temp_dir().join(format!(
             "edgedesk-control-{}-{:016x}",
             std::process::id(),
@@ -517,6 +518,27 @@ impl RemoteBackend {
             return Err(BackendError::UnknownSession);
         }
         Ok(link)
+    }
+}
+
+/// Removes the `edgedesk-control-PID-*` directories of control planes that are gone (a
+/// `kill -9` runs no cleanup): a dead socket and nothing else.
+fn sweep_stale_control_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("edgedesk-control-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
