@@ -487,7 +487,7 @@ async fn handle(
             },
         }),
         Request::Live => Ok(Reply::Live {
-            live: session.live(),
+            live: session.live().await,
         }),
         Request::Stats => Ok(Reply::Stats {
             json: serde_json::json!({ "sessions": [session.stats()] }),

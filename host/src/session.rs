@@ -131,7 +131,7 @@ impl Session {
     }
 
     /// What the session does now: rates over the last second, its viewers and their links.
-    pub fn live(&self) -> control::LiveStats {
+    pub async fn live(&self) -> control::LiveStats {
         let now = crate::timing::mono_ns();
         let frames = self.pipeline.timings().snapshot();
         let recent: Vec<_> = frames
@@ -147,6 +147,10 @@ impl Session {
             .flatten()
             .cloned()
             .collect();
+        let mut addresses = Vec::with_capacity(viewers.len());
+        for v in &viewers {
+            addresses.push(v.remote_address().await);
+        }
         control::LiveStats {
             uptime_secs: self.started.elapsed().as_secs(),
             fps: recent.len() as f64,
@@ -155,7 +159,8 @@ impl Session {
             encoder: p.encoder,
             viewers: viewers
                 .iter()
-                .map(|v| {
+                .zip(addresses)
+                .map(|(v, address)| {
                     let q = v.quality.snapshot();
                     control::LiveViewer {
                         id: v.id.clone(),
@@ -164,6 +169,7 @@ impl Session {
                         } else {
                             control::Role::View
                         },
+                        address,
                         connected_secs: v.created.elapsed().as_secs(),
                         loss: q.loss,
                         rtt_ms: q.rtt_ms,

@@ -292,6 +292,10 @@ async fn a_restarted_control_plane_takes_back_a_live_session() {
     let viewers = live["viewers"].as_array().unwrap();
     assert_eq!(viewers.len(), 1, "{live}");
     assert_eq!(viewers[0]["role"], "control", "{live}");
+    let address = viewers[0]["address"]
+        .as_str()
+        .expect("the viewer's address");
+    assert!(address.starts_with("127.0.0.1:"), "{live}");
     assert!(viewers[0]["frames_sent"].as_u64().unwrap() > 100, "{live}");
     let rtt = viewers[0]["rtt_ms"]
         .as_f64()

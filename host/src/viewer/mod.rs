@@ -354,6 +354,24 @@ pub fn check_offer(sdp: &str) -> Result<(), ViewerError> {
 }
 
 impl Viewer {
+    /// Where the viewer's media goes, as ICE selected it (`IP:PORT` of the browser, its NAT or
+    /// its TURN relay); `None` before ICE has selected a pair.
+    pub async fn remote_address(&self) -> Option<String> {
+        let sender = self.pc.get_senders().await.into_iter().next()?;
+        let dtls = sender.transport().await.ok()??;
+        let pair = dtls
+            .ice_transport()
+            .get_selected_candidate_pair()
+            .await
+            .ok()??;
+        let r = pair.remote();
+        Some(if r.address.contains(':') {
+            format!("[{}]:{}", r.address, r.port)
+        } else {
+            format!("{}:{}", r.address, r.port)
+        })
+    }
+
     /// Answers `offer_sdp`; returns the viewer and the answer with every local candidate.
     /// Nothing is sent until [`Viewer::start`].
     pub async fn create(

@@ -302,6 +302,9 @@ pub struct LiveStats {
 pub struct LiveViewer {
     pub id: String,
     pub role: Role,
+    /// Where its media goes (`IP:PORT`, as ICE selected it; `None` before).
+    #[serde(default)]
+    pub address: Option<String>,
     pub connected_secs: u64,
     /// Fraction of packets lost in its last receiver report, 0 ..= 1.
     pub loss: f64,

@@ -339,7 +339,7 @@ pub(super) struct SessionView {
     whep_url: String,
     /// What a running session does now (`GET /api/v1/sessions/{id}` only): uptime, encoded
     /// frames and bits in the last second, last encode time, encoder, and each viewer with
-    /// its role, time connected, loss and RTT from its RTCP reports, frames sent.
+    /// its role, address, time connected, loss and RTT from its RTCP reports, frames sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     live: Option<control::LiveStats>,
