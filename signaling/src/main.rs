@@ -163,14 +163,20 @@ async fn run(args: ServeArgs, up: Option<Up>) -> Result<()> {
         None => None,
     };
     let grace = Duration::from_secs(args.reconnect_grace);
-    let mut backend = match &state {
-        Some(s) => RemoteBackend::open(RemoteBackend::default_host_bin(), s.clone(), grace)
-            .context("the state directory")?,
+    let backend = match &state {
+        Some(s) => RemoteBackend::open(
+            RemoteBackend::default_host_bin(),
+            s.clone(),
+            grace,
+            args.max_sessions.max(1),
+        )
+        .context("the state directory")?,
         None => Arc::new(
-            RemoteBackend::new(RemoteBackend::default_host_bin()).context("the control socket")?,
+            RemoteBackend::new(RemoteBackend::default_host_bin())
+                .context("the control socket")?
+                .with_capacity(args.max_sessions.max(1)),
         ),
     };
-    backend.set_capacity(args.max_sessions.max(1));
     // Hosts reconnect within a few hundred ms; wait for them before serving.
     backend.settled(grace + Duration::from_secs(6)).await;
 

@@ -411,12 +411,16 @@ async fn hosts_no_control_plane_takes_back_end_by_themselves() {
     assert!(b.contains("/nonexistent/edgedesk-host"), "{b}");
 
     let (id, display) = running_session(&base, json!({"size": "320x240"})).await;
+    wait_until("the host's pid is saved", Duration::from_secs(10), || {
+        !saved_pids(&dir.0).is_empty()
+    })
+    .await;
     let host = saved_pids(&dir.0)[0];
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     assert!(host_runs(host), "the host waits for a control plane");
     // Its grace is 2 s: then it ends its session, display and all.
-    wait_until("the orphaned host ends", Duration::from_secs(10), || {
+    wait_until("the orphaned host ends", Duration::from_secs(30), || {
         !host_runs(host)
     })
     .await;

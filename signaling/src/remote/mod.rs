@@ -92,6 +92,7 @@ pub struct RemoteBackend {
     /// [`detach`](Self::detach)ed: leave the hosts running at exit.
     detached: AtomicBool,
     events: Arc<Events>,
+    save_lock: Mutex<()>,
 }
 
 /// Counters behind [`crate::sessions::HostEvents`].
@@ -131,6 +132,7 @@ impl RemoteBackend {
         host_bin: PathBuf,
         state: StateDir,
         grace: Duration,
+        capacity: usize,
     ) -> Result<Arc<Self>, SpawnError> {
         let socket = state.socket();
         if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -142,7 +144,8 @@ impl RemoteBackend {
         let _ = std::fs::remove_file(&socket);
         let saved = state.load().map_err(SpawnError::Socket)?;
         let dir = state.path().to_owned();
-        let backend = Arc::new(Self::listen(host_bin, dir, Some(state), grace)?);
+        let backend =
+            Arc::new(Self::listen(host_bin, dir, Some(state), grace)?.with_capacity(capacity));
         backend.take_back(saved);
         Ok(backend)
     }
@@ -173,6 +176,7 @@ impl RemoteBackend {
             resuming: Mutex::new(HashSet::new()),
             detached: AtomicBool::new(false),
             events: Arc::default(),
+            save_lock: Mutex::new(()),
         })
     }
 
@@ -180,13 +184,6 @@ impl RemoteBackend {
     pub fn with_capacity(mut self, n: usize) -> Self {
         self.capacity = n;
         self
-    }
-
-    /// Sets the capacity of a shared backend (before it serves).
-    pub fn set_capacity(self: &mut Arc<Self>, n: usize) {
-        if let Some(b) = Arc::get_mut(self) {
-            b.capacity = n;
-        }
     }
 
     fn set_state(&self, id: &str, state: SessionState) {
@@ -199,6 +196,8 @@ impl RemoteBackend {
     /// Writes the registry to the state directory, if there is one.
     fn save(&self) {
         let Some(state) = &self.state else { return };
+        // One writer at a time: each snapshot goes through the same temporary file.
+        let _one = self.save_lock.lock().unwrap();
         let pids: HashMap<String, u32> = self
             .sessions
             .lock()
@@ -233,6 +232,11 @@ impl RemoteBackend {
                 (SessionState::Running { .. }, Some(pid))
                     if control::process::runs(pid, HOST_PROGRAM) =>
                 {
+                    // The record first: a host that reconnects at once must find it.
+                    self.records
+                        .lock()
+                        .unwrap()
+                        .insert(id.clone(), info.clone());
                     self.resuming.lock().unwrap().insert(id.clone());
                     let mut claim = accept::claim(&self.claims, pid);
                     let me = Arc::downgrade(self);
@@ -259,7 +263,11 @@ impl RemoteBackend {
                 }
                 _ => {}
             }
-            self.records.lock().unwrap().insert(info.id.clone(), info);
+            self.records
+                .lock()
+                .unwrap()
+                .entry(info.id.clone())
+                .or_insert(info);
         }
         self.save();
     }
