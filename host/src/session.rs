@@ -139,14 +139,7 @@ impl Session {
             .filter(|f| f.encoded_ns != 0 && now.saturating_sub(f.encoded_ns) <= 1_000_000_000)
             .collect();
         let p = self.pipeline.stats();
-        let viewers: Vec<Arc<Viewer>> = self
-            .viewers
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
+        let viewers = self.connected();
         let mut addresses = Vec::with_capacity(viewers.len());
         for v in &viewers {
             addresses.push(v.remote_address().await);
@@ -258,18 +251,22 @@ impl Session {
         }
     }
 
-    /// Adds this session's samples to `m` (labelled `session`).
-    pub fn metrics(&self, m: &mut Metrics) {
-        let name = self.config.name.as_str();
-        let l = [("session", name)];
-        let live: Vec<Arc<Viewer>> = self
-            .viewers
+    /// The viewers past their offer (the slots of offers being answered left out).
+    fn connected(&self) -> Vec<Arc<Viewer>> {
+        self.viewers
             .lock()
             .unwrap()
             .values()
             .flatten()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Adds this session's samples to `m` (labelled `session`).
+    pub fn metrics(&self, m: &mut Metrics) {
+        let name = self.config.name.as_str();
+        let l = [("session", name)];
+        let live = self.connected();
         m.gauge(
             "edgedesk_viewers",
             "Viewers connected or connecting.",
