@@ -134,8 +134,9 @@ pub enum EncoderCommand {
 /// One encoded access unit.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
-    /// H.264/HEVC in Annex B (start codes); parameter sets precede every keyframe.
-    pub data: Vec<u8>,
+    /// H.264/HEVC in Annex B (start codes); parameter sets precede every keyframe. Shared:
+    /// every viewer's packetizer reads the same bytes.
+    pub data: bytes::Bytes,
     pub keyframe: bool,
     pub codec: Codec,
     pub width: u32,

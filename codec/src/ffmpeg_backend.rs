@@ -682,7 +682,7 @@ impl Encoder for FfmpegEncoder {
             self.profile_level_id = bitstream::h264_profile_level_id(&data);
         }
         Ok(Some(EncodedFrame {
-            data,
+            data: data.into(),
             keyframe,
             codec,
             width: self.settings.width,

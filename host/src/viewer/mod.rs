@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rtc::interceptor::{Attribute, Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
@@ -731,7 +730,7 @@ async fn run_viewer(
                             counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        let au = Bytes::from(frame.data.clone());
+                        let au = frame.data.clone();
                         let sent = match packetizer.packetize(&au, frame.captured_at) {
                             Ok(packets) => {
                                 let mut ok = true;
