@@ -1,5 +1,6 @@
-//! Small, allocation-free readers for Annex B H.264/HEVC access units: NAL unit splitting,
-//! NAL types, keyframe detection and the H.264 `profile-level-id` an SDP offer must carry.
+//! Small, allocation-free readers of encoded frames: Annex B NAL unit splitting and types
+//! (H.264/HEVC), AV1 OBUs, keyframe detection for every codec, and the H.264
+//! `profile-level-id` an SDP offer must carry.
 
 use crate::encoder::Codec;
 
@@ -71,9 +72,153 @@ pub mod hevc {
     pub const PPS: u8 = 34;
 }
 
-/// True when the access unit holds an IDR picture preceded by the parameter sets a decoder
-/// needs to start from it (SPS+PPS for H.264, VPS+SPS+PPS for HEVC).
-pub fn is_decodable_keyframe(codec: Codec, annexb: &[u8]) -> bool {
+/// True when a decoder can start from this frame: for H.264/HEVC an IDR picture preceded by
+/// its parameter sets (SPS+PPS, VPS+SPS+PPS); a VP8 or VP9 key frame; for AV1 a temporal
+/// unit with a sequence header and a key frame.
+pub fn is_decodable_keyframe(codec: Codec, frame: &[u8]) -> bool {
+    match codec {
+        Codec::H264 | Codec::Hevc => annex_b_keyframe(codec, frame),
+        Codec::Vp8 => vp8_keyframe(frame),
+        Codec::Vp9 => vp9_keyframe(frame),
+        Codec::Av1 => av1_keyframe(frame),
+    }
+}
+
+/// VP8 (RFC 6386 §9.1): frame tag bit 0 is 0 on key frames, which carry the start code
+/// `9d 01 2a` after the 3-byte tag.
+fn vp8_keyframe(frame: &[u8]) -> bool {
+    frame.len() >= 10 && frame[0] & 1 == 0 && frame[3..6] == [0x9d, 0x01, 0x2a]
+}
+
+/// Reads bits most significant first.
+struct Bits<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl Bits<'_> {
+    fn bit(&mut self) -> Option<u8> {
+        let b = self.data.get(self.pos / 8)? >> (7 - self.pos % 8) & 1;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u32> {
+        (0..n).try_fold(0u32, |v, _| Some(v << 1 | u32::from(self.bit()?)))
+    }
+}
+
+/// VP9 uncompressed header (VP9 bitstream spec §6.2): frame_marker, profile, then
+/// show_existing_frame and frame_type (0 = key frame).
+fn vp9_keyframe(frame: &[u8]) -> bool {
+    let mut r = Bits {
+        data: frame,
+        pos: 0,
+    };
+    let parse = |r: &mut Bits| -> Option<bool> {
+        if r.bits(2)? != 2 {
+            return Some(false);
+        }
+        let profile = r.bit()? | r.bit()? << 1;
+        if profile == 3 {
+            r.bit()?;
+        }
+        if r.bit()? == 1 {
+            return Some(false); // show_existing_frame
+        }
+        Some(r.bit()? == 0)
+    };
+    parse(&mut r).unwrap_or(false)
+}
+
+/// AV1 OBU types (AV1 spec §6.2.2).
+pub mod av1 {
+    pub const SEQUENCE_HEADER: u8 = 1;
+    pub const TEMPORAL_DELIMITER: u8 = 2;
+    pub const FRAME_HEADER: u8 = 3;
+    pub const TILE_GROUP: u8 = 4;
+    pub const METADATA: u8 = 5;
+    pub const FRAME: u8 = 6;
+    pub const TILE_LIST: u8 = 8;
+    pub const PADDING: u8 = 15;
+}
+
+/// One OBU of a low-overhead AV1 stream: its type and its payload (after the header, the
+/// optional extension byte and the size field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Obu<'a> {
+    pub obu_type: u8,
+    pub payload: &'a [u8],
+}
+
+/// Reads a leb128 value (AV1 spec §4.10.5): the value and the bytes it took; `None` if it
+/// runs past the data or beyond 8 bytes.
+pub fn read_leb128(data: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in data.iter().take(8).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// The OBUs of a temporal unit in the low-overhead format (every OBU with a size field, as
+/// encoders write it); `None` if an OBU lacks its size field or runs past the end.
+pub fn av1_obus(data: &[u8]) -> Option<Vec<Obu<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(&header) = rest.first() {
+        let ext = header & 0x04 != 0;
+        if header & 0x80 != 0 || header & 0x02 == 0 {
+            return None; // forbidden bit, or no size field
+        }
+        let at = 1 + usize::from(ext);
+        let (size, n) = read_leb128(rest.get(at..)?)?;
+        let start = at + n;
+        let end = start.checked_add(usize::try_from(size).ok()?)?;
+        out.push(Obu {
+            obu_type: (header >> 3) & 0x0f,
+            payload: rest.get(start..end)?,
+        });
+        rest = &rest[end..];
+    }
+    Some(out)
+}
+
+/// AV1: a sequence header, then a frame (or frame header) OBU whose uncompressed header says
+/// KEY_FRAME (§5.9.2: show_existing_frame = 0, frame_type = 0), or any frame when the
+/// sequence header sets reduced_still_picture_header.
+fn av1_keyframe(data: &[u8]) -> bool {
+    let Some(obus) = av1_obus(data) else {
+        return false;
+    };
+    let Some(seq) = obus.iter().find(|o| o.obu_type == av1::SEQUENCE_HEADER) else {
+        return false;
+    };
+    // seq_profile (3), still_picture (1), reduced_still_picture_header (1).
+    let Some(&b) = seq.payload.first() else {
+        return false;
+    };
+    let reduced = b & 0x08 != 0;
+    let Some(frame) = obus
+        .iter()
+        .find(|o| o.obu_type == av1::FRAME || o.obu_type == av1::FRAME_HEADER)
+    else {
+        return false;
+    };
+    if reduced {
+        return true;
+    }
+    let mut r = Bits {
+        data: frame.payload,
+        pos: 0,
+    };
+    matches!((r.bit(), r.bits(2)), (Some(0), Some(0)))
+}
+
+fn annex_b_keyframe(codec: Codec, annexb: &[u8]) -> bool {
     let types = nal_types(codec, annexb);
     let first_idr = match codec {
         Codec::Hevc => types

@@ -1,4 +1,5 @@
-//! An FFmpeg H.264/HEVC decoder for tests and the bench tool.
+//! An FFmpeg decoder of every codec edgedesk sends (H.264, HEVC, VP8, VP9 and AV1 through
+//! dav1d), for tests and the bench tool.
 //!
 //! Configured for low delay: `AV_CODEC_FLAG_LOW_DELAY`, one thread (frame threading would hold
 //! a frame per thread). For streams without B-frames (everything edgedesk sends) feeding access
@@ -40,12 +41,17 @@ impl Decoder {
     /// Opens FFmpeg's software decoder for `codec`.
     pub fn new(codec: Codec) -> Result<Self, DecodeError> {
         ffmpeg_ffi::init();
-        let id = match codec {
-            Codec::Hevc => codec::Id::HEVC,
-            _ => codec::Id::H264,
-        };
         let unavailable = |reason: String| DecodeError::Unavailable { codec, reason };
-        let found = decoder::find(id).ok_or_else(|| unavailable("not in this FFmpeg".into()))?;
+        let found = match codec {
+            Codec::H264 => decoder::find(codec::Id::H264),
+            Codec::Hevc => decoder::find(codec::Id::HEVC),
+            Codec::Vp8 => decoder::find(codec::Id::VP8),
+            Codec::Vp9 => decoder::find(codec::Id::VP9),
+            // FFmpeg 5.1's own AV1 decoder needs a hardware accelerator; dav1d decodes in
+            // software.
+            Codec::Av1 => decoder::find_by_name("libdav1d"),
+        }
+        .ok_or_else(|| unavailable("not in this FFmpeg".into()))?;
         let mut ctx = codec::Context::new_with_codec(found);
         ctx.set_flags(codec::Flags::LOW_DELAY);
         ctx.set_threading(ffmpeg::threading::Config {
@@ -70,14 +76,14 @@ impl Decoder {
         self.codec
     }
 
-    /// Decodes one Annex B access unit (or any whole number of them) and returns the pictures
+    /// Decodes one encoded frame (for H.264/HEVC any whole number of Annex B access units) and returns the pictures
     /// that came out, as I420 frames with `sequence` counting decoded pictures from 0 and
     /// `captured_at` set to the moment each came out.
-    pub fn decode(&mut self, annexb: &[u8]) -> Result<Vec<VideoFrame>, DecodeError> {
-        if annexb.is_empty() {
+    pub fn decode(&mut self, frame: &[u8]) -> Result<Vec<VideoFrame>, DecodeError> {
+        if frame.is_empty() {
             return Ok(Vec::new());
         }
-        let packet = Packet::copy(annexb);
+        let packet = Packet::copy(frame);
         self.dec
             .send_packet(&packet)
             .map_err(|e| DecodeError::Invalid(e.to_string()))?;

@@ -5,21 +5,94 @@ use std::time::{Duration, Instant};
 use crate::frame::{PixelFormat, VideoFrame};
 
 /// Video codecs edgedesk can emit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Codec {
     H264,
     Hevc,
+    Vp8,
+    Vp9,
+    Av1,
 }
 
 impl Codec {
+    /// Every codec, in the default preference order: AV1 (best compression of screen
+    /// content), H.264 (hardware everywhere), VP9, VP8, then HEVC (Safari; Chromium here does
+    /// not decode it).
+    pub const ALL: [Codec; 5] = [Codec::Av1, Codec::H264, Codec::Vp9, Codec::Vp8, Codec::Hevc];
+
     /// The RTP/SDP mime type of this codec.
     pub fn mime_type(self) -> &'static str {
         match self {
             Codec::H264 => "video/H264",
             Codec::Hevc => "video/H265",
+            Codec::Vp8 => "video/VP8",
+            Codec::Vp9 => "video/VP9",
+            Codec::Av1 => "video/AV1",
         }
     }
+
+    /// The short name used in flags, the API and logs: `h264`, `h265`, `vp8`, `vp9`, `av1`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::H264 => "h264",
+            Codec::Hevc => "h265",
+            Codec::Vp8 => "vp8",
+            Codec::Vp9 => "vp9",
+            Codec::Av1 => "av1",
+        }
+    }
+
+    /// The codec of an SDP `a=rtpmap` encoding name (`H264`, `VP8`, `AV1`, ...), any case.
+    pub fn from_encoding_name(name: &str) -> Option<Codec> {
+        Codec::ALL
+            .into_iter()
+            .find(|c| c.mime_type()[6..].eq_ignore_ascii_case(name))
+    }
+
+    /// Whether access units are Annex B NAL unit streams (H.264, HEVC).
+    pub fn is_annex_b(self) -> bool {
+        matches!(self, Codec::H264 | Codec::Hevc)
+    }
+}
+
+impl std::fmt::Display for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Codec {
+    type Err = String;
+
+    /// `h264`/`avc`, `h265`/`hevc`, `vp8`, `vp9`, `av1`, any case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "h264" | "avc" | "h.264" => Ok(Codec::H264),
+            "h265" | "hevc" | "h.265" => Ok(Codec::Hevc),
+            "vp8" => Ok(Codec::Vp8),
+            "vp9" => Ok(Codec::Vp9),
+            "av1" => Ok(Codec::Av1),
+            other => Err(format!(
+                "unknown codec {other:?} (want one of h264, h265, vp8, vp9, av1)"
+            )),
+        }
+    }
+}
+
+/// Parses a comma-separated codec list (`av1,h264,vp9`): no duplicates, at least one.
+pub fn parse_codec_list(text: &str) -> Result<Vec<Codec>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let c: Codec = part.parse()?;
+        if out.contains(&c) {
+            return Err(format!("codec {c} is listed twice"));
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        return Err("the codec list is empty".into());
+    }
+    Ok(out)
 }
 
 /// Rate control. Remote desktop wants constant bitrate with a VBV of about one frame so a
@@ -134,8 +207,10 @@ pub enum EncoderCommand {
 /// One encoded access unit.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
-    /// H.264/HEVC in Annex B (start codes); parameter sets precede every keyframe. Shared:
-    /// every viewer's packetizer reads the same bytes.
+    /// H.264/HEVC in Annex B (start codes), parameter sets before every keyframe; VP8 and VP9
+    /// one frame each (no IVF or superframe index beyond what libvpx writes); AV1 one temporal
+    /// unit of OBUs in the low-overhead format (every OBU with its size field), the sequence
+    /// header before every keyframe. Shared: every viewer's packetizer reads the same bytes.
     pub data: bytes::Bytes,
     pub keyframe: bool,
     pub codec: Codec,

@@ -120,6 +120,13 @@ pub(crate) fn set_rc_buffer_size(ctx: &mut ffmpeg::codec::Context, bits: i32) {
     unsafe { (*ctx.as_mut_ptr()).rc_buffer_size = bits };
 }
 
+/// Sets the minimum bitrate (`rc_min_rate`); `ffmpeg-next` has no setter for it. libvpx
+/// chooses CBR only when it equals the target and maximum.
+pub(crate) fn set_rc_min_rate(ctx: &mut ffmpeg::codec::Context, bps: u64) {
+    // SAFETY: as in `set_rc_buffer_size`: a plain int64 field of a valid AVCodecContext.
+    unsafe { (*ctx.as_mut_ptr()).rc_min_rate = bps.min(i64::MAX as u64) as i64 };
+}
+
 /// Makes sure `frame`'s buffers are not shared with an encoder still holding a reference
 /// (copying them if they are) so we can write the next picture into them.
 pub(crate) fn make_writable(frame: &mut ffmpeg::frame::Video) -> Result<(), ffmpeg::Error> {

@@ -136,8 +136,9 @@ impl fmt::Debug for EncoderRegistry {
 }
 
 impl EncoderRegistry {
-    /// Probes every FFmpeg backend ([`FfmpegBackend::ALL`]: NVENC, VAAPI, then libx264 and
-    /// libx265) and logs one line per backend (info level; absent ones with the reason).
+    /// Probes every FFmpeg backend ([`FfmpegBackend::ALL`]: NVENC, VAAPI, then libx264,
+    /// libx265, libvpx VP8/VP9 and libaom AV1) and logs one line per backend (info level; absent
+    /// ones with the reason).
     pub fn probe() -> Self {
         Self::probe_backends(
             FfmpegBackend::ALL

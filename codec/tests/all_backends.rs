@@ -67,7 +67,7 @@ fn check_backend(backend: FfmpegBackend, w: u32, h: u32) {
     let sizes = |enc: &mut dyn Encoder, from: u64| -> f64 {
         (from..from + 20)
             .map(|n| {
-                let mut f = noise_i420(n, w, h);
+                let mut f = soft_noise_i420(n, w, h);
                 if enc.input_format() == PixelFormat::Nv12 {
                     let mut b = VideoFrame::new(PixelFormat::Bgra, w, h);
                     edgedesk_codec::convert::i420_to_bgra(&f, &mut b).unwrap();
@@ -105,8 +105,9 @@ fn every_available_backend_passes_the_same_checks() {
         if !info.is_available() {
             assert!(
                 backend.is_hardware(),
-                "software backend {} absent",
-                info.name
+                "software backend {} absent: {:?}",
+                info.name,
+                info.status
             );
             eprintln!("skip {}: {:?}", info.name, info.status);
             continue;

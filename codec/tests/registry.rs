@@ -33,7 +33,10 @@ fn probe_lists_every_backend_hardware_first() {
             "ffmpeg:hevc_nvenc",
             "ffmpeg:h264_vaapi",
             "ffmpeg:libx264",
-            "ffmpeg:libx265"
+            "ffmpeg:libx265",
+            "ffmpeg:libvpx",
+            "ffmpeg:libvpx-vp9",
+            "ffmpeg:libaom-av1"
         ]
     );
     for b in reg.backends() {

@@ -72,6 +72,19 @@ pub fn noise_i420(n: u64, w: u32, h: u32) -> VideoFrame {
     f
 }
 
+/// Low-amplitude noise (±12 around mid-grey): texture every encoder can squeeze into a few
+/// kilobytes per frame, so a bitrate change shows in frame sizes (full-range noise is
+/// incompressible for VP8 and VP9 below ≈ 30 KB per 640x360 frame).
+pub fn soft_noise_i420(n: u64, w: u32, h: u32) -> VideoFrame {
+    let mut f = noise_i420(n, w, h);
+    for p in &mut f.planes {
+        for b in p.iter_mut() {
+            *b = 116 + *b % 24;
+        }
+    }
+    f
+}
+
 /// Largest per-channel difference between two RGB colours.
 pub fn max_diff(a: [u8; 3], b: [u8; 3]) -> i32 {
     a.iter()
