@@ -51,8 +51,8 @@ const ui = {
   btnFullscreen: $('btn-fullscreen'),
 };
 
-const { session, token, endpoint } = readLaunchParams(location.href);
-const conn = new Connection({ endpoint, token });
+const { session, token, endpoint, codec } = readLaunchParams(location.href);
+const conn = new Connection({ endpoint, token, codec });
 let hasPicture = false; // a frame of the current stream has been shown
 
 document.title = `${session} — edgedesk`;

@@ -55,12 +55,17 @@ export class Connection extends EventTarget {
   #resource = null; // { url, etag } of the current attempt
   #timers = new Set();
   #stopped = true;
+  #codec = null;
 
-  /** @param {{endpoint: string, token: string}} options  endpoint = absolute WHEP URL */
-  constructor({ endpoint, token }) {
+  /**
+   * @param {{endpoint: string, token: string, codec?: string|null}} options  endpoint = absolute
+   *   WHEP URL; codec = offer this video codec only (else all, and the host picks)
+   */
+  constructor({ endpoint, token, codec = null }) {
     super();
     this.#endpoint = endpoint;
     this.#token = token;
+    this.#codec = codec;
   }
 
   /** Starts connecting (no-op when already running). */
@@ -102,7 +107,7 @@ export class Connection extends EventTarget {
 
     const video = pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
-    preferH264(video);
+    if (this.#codec) offerOnly(video, this.#codec);
     negotiateCaptureTime(video);
     tuneForLowLatency(video.receiver);
 
@@ -263,18 +268,21 @@ export class Connection extends EventTarget {
   }
 }
 
-/** Puts H.264 (packetization-mode=1 first) ahead of the other codecs; keeps them all. */
-export function preferH264(transceiver) {
+/**
+ * Offers one video codec only (`h264`, `vp8`, `vp9`, `av1`, `h265`; with its retransmission and
+ * FEC companions) — the `?codec=` page parameter. Without it the browser offers everything and
+ * the host picks by its own preference order. Returns whether the browser took the list.
+ */
+export function offerOnly(transceiver, codec) {
   const caps = globalThis.RTCRtpReceiver?.getCapabilities?.('video');
   if (!caps || typeof transceiver.setCodecPreferences !== 'function') return false;
-  const rank = (c) => {
-    if (c.mimeType.toLowerCase() !== 'video/h264') return 2;
-    return /packetization-mode=1/.test(c.sdpFmtpLine ?? '') ? 0 : 1;
-  };
-  const codecs = [...caps.codecs].sort((a, b) => rank(a) - rank(b)); // stable: keeps order within a rank
-  if (rank(codecs[0]) === 2) return false; // no H.264 in this browser
+  const mime = `video/${codec === 'h265' ? 'h265' : codec}`.toLowerCase();
+  const helpers = ['video/rtx', 'video/red', 'video/ulpfec', 'video/flexfec-03'];
+  const wanted = caps.codecs.filter((c) => c.mimeType.toLowerCase() === mime);
+  if (!wanted.length) return false;
+  const rest = caps.codecs.filter((c) => helpers.includes(c.mimeType.toLowerCase()));
   try {
-    transceiver.setCodecPreferences(codecs);
+    transceiver.setCodecPreferences([...wanted, ...rest]);
     return true;
   } catch {
     return false;

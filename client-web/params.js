@@ -2,7 +2,14 @@
 // "default") and the join token (#token=… preferred: a URL fragment never reaches the server or
 // its logs; ?token=… accepted too). Pure, so node tests can call it with any URL.
 
-/** @param {string|URL} href  @returns {{session: string, token: string, endpoint: string}} */
+/** Video codecs `?codec=` may name. */
+export const CODECS = ['h264', 'vp8', 'vp9', 'av1', 'h265'];
+
+/**
+ * @param {string|URL} href
+ * @returns {{session: string, token: string, endpoint: string, codec: string|null}}
+ *   codec: `?codec=` when it names one of CODECS (offer only that one), else null
+ */
 export function readLaunchParams(href) {
   const url = new URL(href);
   const fragment = new URLSearchParams(url.hash.replace(/^#/, ''));
@@ -10,5 +17,7 @@ export function readLaunchParams(href) {
   const token = fragment.get('token') ?? url.searchParams.get('token') ?? '';
   // Relative to the page, so the client also works when mounted under a path prefix.
   const endpoint = new URL(`whep/${encodeURIComponent(session)}`, new URL('./', url)).href;
-  return { session, token: token.trim(), endpoint };
+  const asked = url.searchParams.get('codec')?.trim().toLowerCase() ?? '';
+  const codec = CODECS.includes(asked) ? asked : null;
+  return { session, token: token.trim(), endpoint, codec };
 }

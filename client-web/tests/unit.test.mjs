@@ -108,8 +108,10 @@ test('stats summary: deltas between two reports', () => {
 
 test('launch parameters: session, token from fragment or query, endpoint', () => {
   assert.deepEqual(readLaunchParams('http://h:8080/?session=my%20desk#token=abc.def'),
-    { session: 'my desk', token: 'abc.def', endpoint: 'http://h:8080/whep/my%20desk' });
-  assert.deepEqual(readLaunchParams('http://h/'), { session: 'default', token: '', endpoint: 'http://h/whep/default' });
+    { session: 'my desk', token: 'abc.def', endpoint: 'http://h:8080/whep/my%20desk', codec: null });
+  assert.deepEqual(readLaunchParams('http://h/'), { session: 'default', token: '', endpoint: 'http://h/whep/default', codec: null });
+  assert.equal(readLaunchParams('http://h/?codec=VP9').codec, 'vp9');
+  assert.equal(readLaunchParams('http://h/?codec=theora').codec, null);
   assert.equal(readLaunchParams('http://h/?token=q#token=f').token, 'f');
   assert.equal(readLaunchParams('http://h/?token=q').token, 'q');
   assert.equal(readLaunchParams('http://h/desk/index.html?session=a').endpoint, 'http://h/desk/whep/a');

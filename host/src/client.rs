@@ -1,16 +1,16 @@
 //! A headless WebRTC viewer: the Rust counterpart of the browser client, used by end-to-end
-//! tests and the bench tool. It offers to receive H.264 (plus the `input` data channel, as the
-//! browser does), reassembles access units from RTP as soon as a frame's marker packet is in
-//! (no waiting for the next frame, unlike sample builders that hold a frame), and hands them
-//! out with their arrival time for the caller to decode.
+//! tests and the bench tool. It offers to receive the codecs it is given (H.264 by default;
+//! plus the `input` data channel, as the browser does), reassembles frames from RTP with the
+//! negotiated codec's depacketizer as soon as a frame's marker packet is in (no waiting for
+//! the next frame, unlike sample builders that hold a frame), and hands them out with their
+//! arrival time for the caller to decode.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use codec::Codec;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -25,11 +25,13 @@ use webrtc::peer_connection::{
     RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-/// One reassembled access unit.
+/// One reassembled frame.
 #[derive(Debug, Clone)]
 pub struct ReceivedFrame {
-    /// Annex B H.264.
-    pub data: Vec<u8>,
+    pub codec: Codec,
+    /// As [`codec::Decoder::decode`] takes it (Annex B for H.264/H.265, OBUs with sizes for
+    /// AV1).
+    pub data: Bytes,
     pub rtp_timestamp: u32,
     /// When the marker packet arrived.
     pub received_at: Instant,
@@ -82,6 +84,9 @@ pub struct ClientCounters {
     /// Packets older than the newest seen (reordered or retransmitted late); ignored.
     pub late_packets: u64,
     pub frames_dropped: u64,
+    /// Frames the depacketizer found broken (a fragment without its start, a frame that
+    /// ends inside a unit).
+    pub broken_frames: u64,
     /// Packets carrying the negotiated playout-delay extension, and the last value seen
     /// (min, max in 10 ms units).
     pub playout_delay_packets: u64,
@@ -89,16 +94,19 @@ pub struct ClientCounters {
 }
 
 /// What the headless client offers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// Offer the playout-delay header extension for video, as Chromium does.
     pub playout_delay: bool,
+    /// Video codecs offered, in this order (each with our payload type and fmtp).
+    pub codecs: Vec<Codec>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             playout_delay: true,
+            codecs: vec![Codec::H264],
         }
     }
 }
@@ -113,6 +121,8 @@ pub struct ViewerClient {
     state: RTCPeerConnectionState,
     /// The playout-delay extension id the answer negotiated (0: none).
     playout_delay_id: Arc<AtomicU8>,
+    /// The codec of the answer (H.264 until one is accepted).
+    codec: Arc<std::sync::Mutex<Codec>>,
 }
 
 impl ViewerClient {
@@ -128,19 +138,18 @@ impl ViewerClient {
         options: ClientOptions,
     ) -> Result<(ViewerClient, String), ClientError> {
         let mut media = MediaEngine::default();
-        media.register_codec(
-            RTCRtpCodecParameters {
-                rtp_codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
-                    mime_type: "video/H264".into(),
-                    clock_rate: 90_000,
-                    channels: 0,
-                    sdp_fmtp_line: crate::rtp::H264_FMTP.into(),
-                    rtcp_feedback: vec![],
+        for &c in &options.codecs {
+            let mut rtp_codec =
+                crate::viewer::codecs::rtp_codec(c, crate::viewer::codecs::default_fmtp(c));
+            rtp_codec.rtcp_feedback.clear();
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec,
+                    payload_type: crate::viewer::codecs::payload_types(c).0,
                 },
-                payload_type: 102,
-            },
-            RtpCodecKind::Video,
-        )?;
+                RtpCodecKind::Video,
+            )?;
+        }
         if options.playout_delay {
             media.register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -199,6 +208,7 @@ impl ViewerClient {
                 input,
                 state: RTCPeerConnectionState::New,
                 playout_delay_id: Arc::default(),
+                codec: Arc::new(std::sync::Mutex::new(Codec::H264)),
             },
             sdp,
         ))
@@ -208,6 +218,11 @@ impl ViewerClient {
     pub async fn accept_answer(&self, sdp: String) -> Result<(), ClientError> {
         let id = extmap_id(&sdp, crate::rtp::PLAYOUT_DELAY_URI).unwrap_or(0);
         self.playout_delay_id.store(id, Ordering::Relaxed);
+        let codec = crate::viewer::codecs::offered_codecs(&sdp)
+            .iter()
+            .find_map(|o| Codec::from_encoding_name(&o.name))
+            .ok_or_else(|| ClientError::Protocol("the answer has no video codec".into()))?;
+        *self.codec.lock().unwrap() = codec;
         let answer = RTCSessionDescription::answer(sdp)?;
         self.pc.set_remote_description(answer).await?;
         Ok(())
@@ -221,6 +236,11 @@ impl ViewerClient {
         self.state
     }
 
+    /// The video codec of the accepted answer.
+    pub fn codec(&self) -> Codec {
+        *self.codec.lock().unwrap()
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
             Event::State(s) => self.state = s,
@@ -230,7 +250,7 @@ impl ViewerClient {
                 self.frames = Some(rx);
                 let counters = self.counters.clone();
                 let ext = self.playout_delay_id.load(Ordering::Relaxed);
-                tokio::spawn(receive_track(track, tx, counters, ext));
+                tokio::spawn(receive_track(track, tx, counters, ext, self.codec()));
             }
         }
     }
@@ -271,10 +291,11 @@ async fn receive_track(
     tx: mpsc::Sender<ReceivedFrame>,
     counters: Arc<std::sync::Mutex<ClientCounters>>,
     playout_delay_id: u8,
+    codec: Codec,
 ) {
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-    let mut depack = H264Packet::default();
-    let mut au: Vec<u8> = Vec::new();
+    let mut depack = crate::rtp::depacketizer_for(codec);
+    let mut au = Bytes::new();
     let mut au_ts: Option<u32> = None;
     let mut au_packets = 0usize;
     let mut au_bytes = 0usize;
@@ -324,8 +345,10 @@ async fn receive_track(
             }
         }
         expected_seq = Some(seq.wrapping_add(1));
+        if au_ts != Some(pkt.header.timestamp) || gap_here {
+            depack.reset();
+        }
         if au_ts != Some(pkt.header.timestamp) {
-            au.clear();
             au_packets = 0;
             au_bytes = 0;
             au_ts = Some(pkt.header.timestamp);
@@ -334,14 +357,21 @@ async fn receive_track(
         au_gap |= gap_here;
         au_packets += 1;
         au_bytes += pkt.payload.len();
-        match depack.depacketize(&Bytes::clone(&pkt.payload)) {
-            Ok(b) => au.extend_from_slice(&b),
-            Err(_) => au_gap = true,
+        match depack.push(&pkt.payload, pkt.header.marker) {
+            Ok(Some(frame)) => au = frame,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "broken frame");
+                counters.lock().unwrap().broken_frames += 1;
+                au_gap = true;
+                depack.reset();
+            }
         }
         if !pkt.header.marker {
             continue;
         }
         let frame = ReceivedFrame {
+            codec,
             data: std::mem::take(&mut au),
             rtp_timestamp: pkt.header.timestamp,
             received_at: Instant::now(),
@@ -354,7 +384,7 @@ async fn receive_track(
         }
         if broken {
             // Only a keyframe received whole repairs the picture.
-            if contains_idr(&frame.data) && !au_gap {
+            if !au_gap && codec::bitstream::is_decodable_keyframe(codec, &frame.data) {
                 broken = false;
             } else {
                 counters.lock().unwrap().frames_dropped += 1;
@@ -386,16 +416,9 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
     })
 }
 
-/// True if an Annex B access unit holds an IDR slice (NAL type 5).
-pub fn contains_idr(annexb: &[u8]) -> bool {
-    annexb
-        .windows(4)
-        .any(|w| w[0] == 0 && w[1] == 0 && w[2] == 1 && w[3] & 0x1f == 5)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{contains_idr, extmap_id};
+    use super::extmap_id;
 
     #[test]
     fn finds_extmap_ids() {
@@ -403,13 +426,6 @@ mod tests {
         assert_eq!(extmap_id(sdp, "urn:x"), Some(3));
         assert_eq!(extmap_id(sdp, "http://y"), Some(12));
         assert_eq!(extmap_id(sdp, "urn:none"), None);
-    }
-
-    #[test]
-    fn finds_idr_nal() {
-        assert!(contains_idr(&[0, 0, 0, 1, 0x67, 1, 0, 0, 1, 0x65, 9]));
-        assert!(!contains_idr(&[0, 0, 0, 1, 0x41, 1, 2, 3]));
-        assert!(!contains_idr(&[]));
     }
 }
 

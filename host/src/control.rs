@@ -312,6 +312,11 @@ fn start_session(
 ) -> Result<(Arc<Host>, Option<VirtualDisplay>, String), String> {
     let kind = parse_display_kind(&spec.display_kind)?;
     let clipboard: ClipboardPolicy = spec.clipboard.parse().map_err(|e: String| e)?;
+    let codecs = spec
+        .codecs
+        .iter()
+        .map(|c| c.parse::<codec::Codec>())
+        .collect::<Result<Vec<_>, _>>()?;
     let registry = Arc::new(EncoderRegistry::probe());
     let (display_name, display, resizable) = match &spec.display {
         Some(d) => (d.clone(), None, false),
@@ -354,6 +359,7 @@ fn start_session(
             policy: clipboard,
             max_bytes: spec.clipboard_max_bytes,
         },
+        codecs,
     };
     let session = Session::start(config, registry)
         .map_err(|e| format!("starting session on display {display_name}: {e}"))?;
@@ -369,6 +375,7 @@ fn control_error(e: HostError) -> ControlError {
             retry_after_secs: 5,
         },
         HostError::BadOffer(message) => ControlError::BadOffer { message },
+        HostError::NoCommonCodec(message) => ControlError::NoCommonCodec { message },
         other => ControlError::Internal {
             message: other.to_string(),
         },

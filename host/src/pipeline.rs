@@ -19,8 +19,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use codec::registry::{EncoderPreference, EncoderRegistry};
-use codec::{EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat, VideoFrame};
+use codec::{
+    Codec, EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat, VideoFrame,
+};
 use tokio::sync::broadcast;
 
 use crate::capture::{CaptureStatus, X11Capturer};
@@ -31,7 +35,8 @@ use crate::timing::{instant_ns, mono_ns, FrameTiming, FrameTimings};
 pub struct PipelineConfig {
     /// X display to capture, e.g. `:99`.
     pub display: String,
-    /// Encoder settings; width and height follow the captured screen.
+    /// Encoder settings; width and height follow the captured screen. Its codec is the one
+    /// opened ahead of the first viewer; others open when a viewer wants them.
     pub encoder: EncoderSettings,
     pub preference: EncoderPreference,
 }
@@ -69,6 +74,10 @@ struct Shared {
     stop: AtomicBool,
     /// Number of viewers that want frames; capture idles at zero.
     active: Mutex<usize>,
+    /// Viewers per codec: one encoder runs for each codec with viewers.
+    codecs: Mutex<BTreeMap<Codec, usize>>,
+    /// Codecs whose next frame must be a keyframe (a viewer joined or lost packets).
+    keyframes_wanted: Mutex<BTreeSet<Codec>>,
     active_cv: Condvar,
     /// Capture a frame now even without damage (new viewer, keyframe request, resize).
     force_capture: AtomicBool,
@@ -78,8 +87,8 @@ struct Shared {
     encoder_name: Mutex<String>,
     /// Last captured screen size, `width << 32 | height` (0 before the first frame).
     screen_size: AtomicU64,
-    /// When a keyframe was last forced on request (PLI, loss), for coalescing.
-    last_keyframe_request: Mutex<Option<Instant>>,
+    /// When a keyframe was last forced on request (PLI, loss), per codec, for coalescing.
+    last_keyframe_request: Mutex<BTreeMap<Codec, Instant>>,
     timings: FrameTimings,
 }
 
@@ -132,6 +141,8 @@ impl Pipeline {
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             active: Mutex::new(0),
+            codecs: Mutex::default(),
+            keyframes_wanted: Mutex::default(),
             active_cv: Condvar::new(),
             force_capture: AtomicBool::new(true),
             slot: Mutex::new(Slot::default()),
@@ -139,7 +150,7 @@ impl Pipeline {
             counters: PipelineCounters::default(),
             encoder_name: Mutex::new(String::new()),
             screen_size: AtomicU64::new(0),
-            last_keyframe_request: Mutex::new(None),
+            last_keyframe_request: Mutex::default(),
             timings: FrameTimings::default(),
         });
         let (frames, _) = broadcast::channel(8);
@@ -173,37 +184,55 @@ impl Pipeline {
         self.frames.subscribe()
     }
 
-    /// A viewer starts watching: capture runs, and the next frame is a keyframe (always:
-    /// the viewer waits for one).
-    pub fn viewer_joined(&self) {
+    /// A viewer of `codec` starts watching: capture runs, that codec's encoder runs, and its
+    /// next frame is a keyframe (always: the viewer waits for one).
+    pub fn viewer_joined(&self, codec: Codec) {
+        *self.shared.codecs.lock().unwrap().entry(codec).or_default() += 1;
         *self.shared.active.lock().unwrap() += 1;
-        self.force_keyframe();
+        self.force_keyframe(codec);
     }
 
-    /// A viewer stopped watching.
-    pub fn viewer_left(&self) {
+    /// A viewer of `codec` stopped watching.
+    pub fn viewer_left(&self, codec: Codec) {
+        {
+            let mut codecs = self.shared.codecs.lock().unwrap();
+            if let Some(n) = codecs.get_mut(&codec) {
+                *n -= 1;
+                if *n == 0 {
+                    codecs.remove(&codec);
+                }
+            }
+        }
         let mut n = self.shared.active.lock().unwrap();
         *n = n.saturating_sub(1);
     }
 
-    /// Ask for an IDR because a viewer lost packets (PLI/FIR, lag). Requests within
-    /// [`KEYFRAME_REQUEST_GAP`] of the last one are coalesced.
-    pub fn request_keyframe(&self) {
+    /// Ask for a keyframe of `codec` because a viewer lost packets (PLI/FIR, lag). Requests
+    /// within [`KEYFRAME_REQUEST_GAP`] of the last one for that codec are coalesced.
+    pub fn request_keyframe(&self, codec: Codec) {
         {
             let mut last = self.shared.last_keyframe_request.lock().unwrap();
-            if last.is_some_and(|t| t.elapsed() < KEYFRAME_REQUEST_GAP) {
+            if last
+                .get(&codec)
+                .is_some_and(|t| t.elapsed() < KEYFRAME_REQUEST_GAP)
+            {
                 return;
             }
-            *last = Some(Instant::now());
+            last.insert(codec, Instant::now());
         }
-        self.force_keyframe();
+        self.force_keyframe(codec);
     }
 
-    /// An IDR on the next frame, captured now even if nothing changed.
-    fn force_keyframe(&self) {
-        self.send(EncoderCommand::ForceKeyframe);
+    /// A keyframe of `codec` on the next frame, captured now even if nothing changed.
+    fn force_keyframe(&self, codec: Codec) {
+        self.shared.keyframes_wanted.lock().unwrap().insert(codec);
         self.shared.force_capture.store(true, Ordering::Release);
         self.shared.active_cv.notify_all();
+    }
+
+    /// The codecs being encoded now (those with viewers), in codec order.
+    pub fn codecs_in_use(&self) -> Vec<Codec> {
+        self.shared.codecs.lock().unwrap().keys().copied().collect()
     }
 
     /// Send a typed command to the encode thread.
@@ -409,29 +438,21 @@ fn encode_loop(
     frames: broadcast::Sender<Arc<EncodedFrame>>,
     shared: &Shared,
 ) {
-    let mut settings = config.encoder.clone();
+    let mut encoders = Encoders {
+        settings: config.encoder.clone(),
+        preference: config.preference.clone(),
+        registry,
+        open: BTreeMap::new(),
+        converted: HashMap::new(),
+    };
     // Opened now, for the screen's size, so the first viewer's first frame does not wait for
     // the encoder to start (tens of ms for libx264 at 1080p); a later size reopens it.
-    settings.width = screen.0 & !1;
-    settings.height = screen.1 & !1;
-    let mut encoder: Option<Box<dyn Encoder>> = match registry.open(&settings, &config.preference) {
-        Ok(e) => {
-            tracing::info!(
-                encoder = e.name(),
-                width = settings.width,
-                height = settings.height,
-                "encoder ready"
-            );
-            *shared.encoder_name.lock().unwrap() = e.name().to_string();
-            Some(e)
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "opening the encoder ahead of the first frame failed; retrying with it");
-            None
-        }
-    };
-    let mut converted = VideoFrame::new(PixelFormat::I420, 2, 2);
-    let mut force_keyframe = true;
+    encoders.settings.width = screen.0 & !1;
+    encoders.settings.height = screen.1 & !1;
+    let primary = config.encoder.codec;
+    if let Err(e) = encoders.ensure(primary, shared) {
+        tracing::warn!(error = %e, "opening the encoder ahead of the first frame failed; retrying with it");
+    }
     loop {
         let (mut frame, grab_started) = {
             let mut slot = shared.slot.lock().unwrap();
@@ -450,130 +471,184 @@ fn encode_loop(
             }
         };
         for command in commands.try_iter() {
-            match command {
-                EncoderCommand::ForceKeyframe => force_keyframe = true,
-                EncoderCommand::SetBitrate(bps) => {
-                    settings.bitrate_bps = bps;
-                    if let Some(e) = encoder.as_mut() {
-                        log_err(e.set_bitrate(bps), "set bitrate");
-                    }
-                }
-                EncoderCommand::SetFps(fps) => {
-                    settings.fps = fps;
-                    if let Some(e) = encoder.as_mut() {
-                        log_err(e.set_fps(fps), "set fps");
-                    }
-                }
-                // The encoder follows the captured size below.
-                _ => {}
-            }
+            encoders.apply(command, shared);
         }
+        // Every codec with a viewer; the primary one when none is counted yet.
+        let mut wanted: Vec<Codec> = shared.codecs.lock().unwrap().keys().copied().collect();
+        if wanted.is_empty() {
+            wanted.push(primary);
+        }
+        encoders.close_unused(&wanted, primary);
+        let keyframes = std::mem::take(&mut *shared.keyframes_wanted.lock().unwrap());
         let (width, height) = (frame.width, frame.height);
-        let encode_start_ns = mono_ns();
+        // 4:2:0 encoders need even sizes: encode the even part of an odd-sized screen (the
+        // rows keep their stride, so narrowing the frame is enough).
+        frame.width &= !1;
+        frame.height &= !1;
         shared.counters.last_convert_us.store(0, Ordering::Relaxed);
-        let result = encode_one(
-            &mut frame,
-            &mut encoder,
-            &mut settings,
-            &config,
-            &registry,
-            &mut converted,
-            std::mem::take(&mut force_keyframe),
-            shared,
-        );
-        match result {
-            Ok(Some(out)) => {
-                let c = &shared.counters;
-                c.frames_encoded.fetch_add(1, Ordering::Relaxed);
-                c.bytes_encoded
-                    .fetch_add(out.data.len() as u64, Ordering::Relaxed);
-                if out.keyframe {
-                    c.keyframes.fetch_add(1, Ordering::Relaxed);
+        for (n, &codec) in wanted.iter().enumerate() {
+            let encode_start_ns = mono_ns();
+            match encoders.encode(codec, &frame, keyframes.contains(&codec), shared) {
+                Ok(Some(out)) => {
+                    let c = &shared.counters;
+                    c.frames_encoded.fetch_add(1, Ordering::Relaxed);
+                    c.bytes_encoded
+                        .fetch_add(out.data.len() as u64, Ordering::Relaxed);
+                    if out.keyframe {
+                        c.keyframes.fetch_add(1, Ordering::Relaxed);
+                    }
+                    c.last_encode_us
+                        .store(out.encode_time.as_micros() as u64, Ordering::Relaxed);
+                    // Stage timings follow the first codec only (one entry per frame).
+                    if n == 0 {
+                        shared.timings.push(FrameTiming {
+                            sequence: out.sequence,
+                            grab_start_ns: grab_started.map_or(0, instant_ns),
+                            captured_ns: instant_ns(out.captured_at),
+                            encode_start_ns,
+                            convert_us: c.last_convert_us.load(Ordering::Relaxed) as u32,
+                            encoded_ns: mono_ns(),
+                            sent_ns: 0,
+                            bytes: out.data.len() as u32,
+                            keyframe: out.keyframe,
+                        });
+                    }
+                    // No receivers is fine: viewers come and go.
+                    let _ = frames.send(Arc::new(out));
                 }
-                c.last_encode_us
-                    .store(out.encode_time.as_micros() as u64, Ordering::Relaxed);
-                shared.timings.push(FrameTiming {
-                    sequence: out.sequence,
-                    grab_start_ns: grab_started.map_or(0, instant_ns),
-                    captured_ns: instant_ns(out.captured_at),
-                    encode_start_ns,
-                    convert_us: c.last_convert_us.load(Ordering::Relaxed) as u32,
-                    encoded_ns: mono_ns(),
-                    sent_ns: 0,
-                    bytes: out.data.len() as u32,
-                    keyframe: out.keyframe,
-                });
-                // No receivers is fine: viewers come and go.
-                let _ = frames.send(Arc::new(out));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "encode failed; rebuilding the encoder");
-                encoder = None;
-                force_keyframe = true;
-                std::thread::sleep(Duration::from_millis(100));
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(%codec, error = %e, "encode failed; rebuilding the encoder");
+                    encoders.open.remove(&codec);
+                    shared.keyframes_wanted.lock().unwrap().insert(codec);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
-        // encode_one may narrow an odd-sized frame; give the buffer back at its real size so
-        // capture reuses it instead of reallocating.
+        // Give the buffer back at its real size so capture reuses it instead of reallocating.
         (frame.width, frame.height) = (width, height);
         shared.slot.lock().unwrap().free.push(frame);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn encode_one(
-    frame: &mut VideoFrame,
-    encoder: &mut Option<Box<dyn Encoder>>,
-    settings: &mut EncoderSettings,
-    config: &PipelineConfig,
-    registry: &EncoderRegistry,
-    converted: &mut VideoFrame,
-    force_keyframe: bool,
-    shared: &Shared,
-) -> Result<Option<EncodedFrame>, codec::EncoderError> {
-    // 4:2:0 encoders need even sizes: encode the even part of an odd-sized screen (the rows
-    // keep their stride, so narrowing the frame is enough).
-    frame.width &= !1;
-    frame.height &= !1;
-    let (w, h) = (frame.width, frame.height);
-    let mut force_keyframe = force_keyframe;
-    if encoder
-        .as_ref()
-        .is_none_or(|e| e.settings().width != w || e.settings().height != h)
-    {
-        settings.width = w;
-        settings.height = h;
-        let e = registry.open(settings, &config.preference)?;
+/// The encode thread's encoders: one per codec in use, all at the captured size, sharing one
+/// conversion of each frame per input format.
+struct Encoders {
+    settings: EncoderSettings,
+    preference: EncoderPreference,
+    registry: Arc<EncoderRegistry>,
+    open: BTreeMap<Codec, Box<dyn Encoder>>,
+    /// The current frame converted to each input format asked for, and the sequence it holds.
+    converted: HashMap<PixelFormat, (u64, VideoFrame)>,
+}
+
+impl Encoders {
+    fn apply(&mut self, command: EncoderCommand, shared: &Shared) {
+        match command {
+            EncoderCommand::ForceKeyframe => {
+                shared
+                    .keyframes_wanted
+                    .lock()
+                    .unwrap()
+                    .extend(self.open.keys().copied());
+            }
+            EncoderCommand::SetBitrate(bps) => {
+                self.settings.bitrate_bps = bps;
+                for e in self.open.values_mut() {
+                    log_err(e.set_bitrate(bps), "set bitrate");
+                }
+            }
+            EncoderCommand::SetFps(fps) => {
+                self.settings.fps = fps;
+                for e in self.open.values_mut() {
+                    log_err(e.set_fps(fps), "set fps");
+                }
+            }
+            // The encoders follow the captured size.
+            _ => {}
+        }
+    }
+
+    /// Closes encoders no viewer uses (the primary one stays open for the next viewer).
+    fn close_unused(&mut self, wanted: &[Codec], primary: Codec) {
+        self.open.retain(|codec, e| {
+            let keep = *codec == primary || wanted.contains(codec);
+            if !keep {
+                tracing::info!(%codec, encoder = e.name(), "no viewer left for this codec; encoder closed");
+            }
+            keep
+        });
+    }
+
+    /// Opens `codec`'s encoder at the current size if it is not open at that size. Returns
+    /// whether it was (re)opened (its next frame must then be a keyframe).
+    fn ensure(&mut self, codec: Codec, shared: &Shared) -> Result<bool, codec::EncoderError> {
+        let (w, h) = (self.settings.width, self.settings.height);
+        if self
+            .open
+            .get(&codec)
+            .is_some_and(|e| e.settings().width == w && e.settings().height == h)
+        {
+            return Ok(false);
+        }
+        let settings = EncoderSettings {
+            codec,
+            ..self.settings.clone()
+        };
+        let e = self.registry.open(&settings, &self.preference)?;
         tracing::info!(
             encoder = e.name(),
+            %codec,
             width = w,
             height = h,
             fps = settings.fps,
             bitrate = settings.bitrate_bps,
             "encoder ready"
         );
-        *shared.encoder_name.lock().unwrap() = e.name().to_string();
-        *encoder = Some(e);
-        force_keyframe = true;
+        self.open.insert(codec, e);
+        let names: Vec<&str> = self.open.values().map(|e| e.name()).collect();
+        *shared.encoder_name.lock().unwrap() = names.join("+");
+        Ok(true)
     }
-    let enc = encoder.as_mut().expect("encoder was just opened");
-    let input = if enc.input_format() == frame.format {
-        &*frame
-    } else {
-        let t = Instant::now();
-        match enc.input_format() {
-            PixelFormat::Nv12 => codec::convert::bgra_to_nv12(frame, converted),
-            _ => codec::convert::bgra_to_i420(frame, converted),
-        }
-        .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;
-        shared
-            .counters
-            .last_convert_us
-            .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
-        &*converted
-    };
-    enc.encode(input, force_keyframe)
+
+    fn encode(
+        &mut self,
+        codec: Codec,
+        frame: &VideoFrame,
+        force_keyframe: bool,
+        shared: &Shared,
+    ) -> Result<Option<EncodedFrame>, codec::EncoderError> {
+        self.settings.width = frame.width;
+        self.settings.height = frame.height;
+        let reopened = self.ensure(codec, shared)?;
+        let enc = self.open.get_mut(&codec).expect("ensured above");
+        let format = enc.input_format();
+        let input = if format == frame.format {
+            frame
+        } else {
+            let (seq, converted) = self
+                .converted
+                .entry(format)
+                .or_insert_with(|| (u64::MAX, VideoFrame::new(format, 2, 2)));
+            if *seq != frame.sequence
+                || (converted.width, converted.height) != (frame.width, frame.height)
+            {
+                let t = Instant::now();
+                match format {
+                    PixelFormat::Nv12 => codec::convert::bgra_to_nv12(frame, converted),
+                    _ => codec::convert::bgra_to_i420(frame, converted),
+                }
+                .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;
+                *seq = frame.sequence;
+                shared
+                    .counters
+                    .last_convert_us
+                    .store(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            &*converted
+        };
+        enc.encode(input, force_keyframe || reopened)
+    }
 }
 
 fn log_err(r: Result<(), codec::EncoderError>, what: &str) {

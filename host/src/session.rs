@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use codec::registry::EncoderRegistry;
+use codec::Codec;
 
 use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
@@ -30,6 +31,11 @@ pub enum HostError {
     Full(usize),
     #[error("malformed offer: {0}")]
     BadOffer(String),
+    /// The offer has none of the session's codecs.
+    #[error("{0}")]
+    NoCommonCodec(String),
+    #[error("{0}")]
+    NoEncoder(String),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error("webrtc: {0}")]
@@ -40,6 +46,7 @@ impl From<ViewerError> for HostError {
     fn from(e: ViewerError) -> Self {
         match e {
             ViewerError::BadOffer(m) => HostError::BadOffer(m),
+            ViewerError::NoCommonCodec(e) => HostError::NoCommonCodec(e.to_string()),
             other => HostError::WebRtc(other.to_string()),
         }
     }
@@ -57,11 +64,16 @@ pub struct SessionConfig {
     pub resizable: bool,
     /// Which way clipboard text may flow, and its size cap.
     pub clipboard: ClipboardConfig,
+    /// Video codecs in preference order (empty: [`Codec::ALL`]); those without an encoder
+    /// on this host are left out at start.
+    pub codecs: Vec<Codec>,
 }
 
 /// One desktop and its viewers.
 pub struct Session {
     pub config: SessionConfig,
+    /// The codecs this session sends: its list, limited to the encoders this host has.
+    codecs: Vec<Codec>,
     pipeline: Arc<Pipeline>,
     /// XTest injection for controlling viewers; `None` if the display has no XTEST.
     input: Option<Arc<InputDispatcher>>,
@@ -72,6 +84,45 @@ pub struct Session {
     /// The counters of viewers that left (metrics stay monotonic).
     departed: Arc<ViewerCounters>,
     started: std::time::Instant,
+}
+
+/// `wanted` (or every codec, in the default order, when empty) limited to the codecs an
+/// available encoder backend emits; an error naming both lists when none is left.
+pub fn sendable_codecs(
+    wanted: &[Codec],
+    registry: &EncoderRegistry,
+) -> Result<Vec<Codec>, HostError> {
+    let wanted = if wanted.is_empty() {
+        &Codec::ALL[..]
+    } else {
+        wanted
+    };
+    let have: Vec<Codec> = registry
+        .available()
+        .iter()
+        .flat_map(|b| b.capabilities.codecs.iter().copied())
+        .collect();
+    let out: Vec<Codec> = wanted
+        .iter()
+        .copied()
+        .filter(|c| have.contains(c))
+        .collect();
+    if out.is_empty() {
+        return Err(HostError::NoEncoder(format!(
+            "none of the session's codecs ({}) has an encoder on this host (available: {})",
+            join(wanted),
+            join(&have)
+        )));
+    }
+    Ok(out)
+}
+
+fn join(codecs: &[Codec]) -> String {
+    codecs
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A snapshot of a session for stats and listings.
@@ -86,7 +137,10 @@ pub struct SessionStats {
 
 impl Session {
     pub fn start(config: SessionConfig, registry: Arc<EncoderRegistry>) -> Result<Self, HostError> {
-        let pipeline = Arc::new(Pipeline::start(config.pipeline.clone(), registry)?);
+        let codecs = sendable_codecs(&config.codecs, &registry)?;
+        let mut pipeline_config = config.pipeline.clone();
+        pipeline_config.encoder.codec = codecs[0];
+        let pipeline = Arc::new(Pipeline::start(pipeline_config, registry)?);
         let input = match InputDispatcher::start(&config.pipeline.display) {
             Ok(i) => Some(Arc::new(i)),
             Err(e) => {
@@ -105,8 +159,10 @@ impl Session {
                 }
             }
         };
+        tracing::info!(codecs = %join(&codecs), "session codecs");
         Ok(Session {
             config,
+            codecs,
             pipeline,
             input,
             clipboard,
@@ -215,6 +271,7 @@ impl Session {
                 .then(|| self.config.pipeline.display.clone()),
             clipboard: self.clipboard.clone(),
             clipboard_config: self.config.clipboard,
+            codecs: self.codecs.clone(),
         };
         let task_id = id.clone();
         let created = tokio::spawn(async move {

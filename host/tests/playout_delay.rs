@@ -38,6 +38,7 @@ fn session(display: &VirtualDisplay, playout_delay: Option<PlayoutDelay>) -> Ses
             max_viewers: 4,
             resizable: false,
             clipboard: Default::default(),
+            codecs: vec![],
         },
         Arc::new(EncoderRegistry::probe()),
     )
@@ -51,6 +52,7 @@ async fn watch(session: &Session, offer_it: bool) -> (String, host::client::Clie
         vec!["127.0.0.1:0".into()],
         ClientOptions {
             playout_delay: offer_it,
+            ..ClientOptions::default()
         },
     )
     .await

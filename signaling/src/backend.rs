@@ -34,6 +34,9 @@ pub enum BackendError {
     Full { retry_after_secs: u32 },
     #[error("malformed offer: {0}")]
     BadOffer(String),
+    /// The offer has none of the session's codecs (the text names what both sides have).
+    #[error("{0}")]
+    NoCommonCodec(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

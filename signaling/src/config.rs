@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// Encoder choice: auto, software, hardware, or a backend name such as ffmpeg:libx264.
     #[arg(long, env = "EDGEDESK_ENCODER", default_value = "auto")]
     pub encoder: String,
+    /// Video codecs sessions send, in preference order (comma-separated: h264, vp9, av1,
+    /// vp8, h265); each viewer gets the first its offer accepts.
+    #[arg(long, env = "EDGEDESK_CODECS", default_value = "h264,vp9,av1,vp8,h265", value_parser = parse_codec_list)]
+    pub codecs: CodecList,
     /// Local UDP addresses for WebRTC (repeatable). Default: the listen IP, port 0.
     #[arg(long = "udp", env = "EDGEDESK_UDP", value_delimiter = ',')]
     pub udp: Vec<String>,
@@ -332,6 +336,14 @@ fn parse_clipboard_max(s: &str) -> Result<usize, String> {
         return Err(format!("clipboard cap {n} is outside 1 ..= 8388608 bytes"));
     }
     Ok(n)
+}
+
+/// A `--codecs` list (see [`control::parse_codecs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecList(pub Vec<String>);
+
+fn parse_codec_list(s: &str) -> Result<CodecList, String> {
+    control::parse_codecs(s).map(CodecList)
 }
 
 /// `--clipboard`: one of [`control::CLIPBOARD_POLICIES`].

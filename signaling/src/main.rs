@@ -145,6 +145,7 @@ fn session_defaults(args: &ServeArgs) -> Result<SessionSpec> {
         max_viewers: args.max_viewers,
         clipboard: args.clipboard.clone(),
         clipboard_max_bytes: args.clipboard_max_bytes,
+        codecs: args.codecs.0.clone(),
     })
 }
 

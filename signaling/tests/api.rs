@@ -38,6 +38,7 @@ fn defaults() -> SessionSpec {
         max_viewers: 8,
         clipboard: "both".into(),
         clipboard_max_bytes: 1 << 20,
+        codecs: vec![],
     }
 }
 

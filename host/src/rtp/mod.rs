@@ -1,4 +1,5 @@
-//! Turns encoded access units into RTP packets for one viewer.
+//! Turns encoded frames into RTP packets for one viewer: the codec's payloads
+//! ([`payload`]) under headers, timestamps and extensions common to every codec.
 //!
 //! The crate's `TrackLocalStaticSample` advances the RTP timestamp by the *previous* sample's
 //! duration, which is unknown in advance on a damage-driven stream (frames come when the
@@ -7,21 +8,30 @@
 //! true capture spacing. Pure logic, no I/O: unit-tested below.
 //!
 //! Header extensions: the packetizer puts the playout-delay extension on every packet when the
-//! viewer's answer negotiated it ([`H264Packetizer::set_playout_delay`], with the negotiated
+//! viewer's answer negotiated it ([`RtpPacketizer::set_playout_delay`], with the negotiated
 //! id). The stack rejects a packet carrying an id that was not negotiated, so nothing is added
-//! unless asked. Likewise abs-capture-time ([`H264Packetizer::set_abs_capture_time`]) on the
+//! unless asked. Likewise abs-capture-time ([`RtpPacketizer::set_abs_capture_time`]) on the
 //! first packet of every frame: the frame's capture instant on the sender's NTP clock, so a
 //! browser can report `captureTime` (requestVideoFrameCallback) for a glass-to-glass estimate.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rtc::rtp::codec::h264::H264Payloader;
+use codec::Codec;
 use rtc::rtp::extension::playout_delay_extension::PlayoutDelayExtension;
 use rtc::rtp::header::Header;
 use rtc::rtp::packet::Packet;
-use rtc::rtp::packetizer::Payloader;
 use rtc::shared::marshal::Marshal;
+
+pub mod av1;
+pub mod h26x;
+pub mod payload;
+pub mod vp8;
+pub mod vp9;
+
+pub use payload::{
+    depacketizer_for, payloader_for, Depacketizer, FrameInfo, PayloadError, Payloader,
+};
 
 /// The playout-delay RTP header extension (Chromium offers it for video).
 pub const PLAYOUT_DELAY_URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
@@ -48,11 +58,6 @@ pub fn abs_capture_time_bytes(capture_ntp: u64) -> [u8; 16] {
     out[..8].copy_from_slice(&capture_ntp.to_be_bytes());
     out
 }
-
-/// What the host offers for H.264: constrained baseline, packetization mode 1. Chromium
-/// decodes higher levels than the one announced, so 3.1 is announced for every size.
-pub const H264_FMTP: &str =
-    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
 
 /// RTP payload budget per packet: 1200 bytes minus the 12-byte fixed header (as browsers do).
 pub const RTP_MTU: usize = 1200;
@@ -101,15 +106,25 @@ impl PlayoutDelay {
     }
 }
 
-/// Packetizes H.264 access units (Annex B) for one RTP stream.
+/// Why a frame could not be turned into packets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PacketizeError {
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("rtp header: {0}")]
+    Header(#[from] rtc::shared::error::Error),
+}
+
+/// Packetizes one codec's encoded frames for one RTP stream.
 #[derive(Debug)]
-pub struct H264Packetizer {
+pub struct RtpPacketizer {
     ssrc: u32,
     payload_type: u8,
     sequence: u16,
     timestamp_base: u32,
     epoch: Option<Instant>,
-    payloader: H264Payloader,
+    payloader: Box<dyn Payloader>,
     /// Negotiated extension id and payload of the playout-delay extension, if any.
     playout_delay: Option<(u8, Bytes)>,
     /// Negotiated abs-capture-time id, and one instant on both clocks to map capture
@@ -117,16 +132,22 @@ pub struct H264Packetizer {
     abs_capture_time: Option<(u8, Instant, SystemTime)>,
 }
 
-impl H264Packetizer {
+impl RtpPacketizer {
     /// `first_sequence` and `timestamp_base` should be random (RFC 3550 §5.1).
-    pub fn new(ssrc: u32, payload_type: u8, first_sequence: u16, timestamp_base: u32) -> Self {
-        H264Packetizer {
+    pub fn new(
+        codec: Codec,
+        ssrc: u32,
+        payload_type: u8,
+        first_sequence: u16,
+        timestamp_base: u32,
+    ) -> Self {
+        RtpPacketizer {
             ssrc,
             payload_type,
             sequence: first_sequence,
             timestamp_base,
             epoch: None,
-            payloader: H264Payloader::default(),
+            payloader: payloader_for(codec),
             playout_delay: None,
             abs_capture_time: None,
         }
@@ -173,12 +194,13 @@ impl H264Packetizer {
         self.timestamp_base.wrapping_add(ticks as u32)
     }
 
-    /// Splits one access unit into RTP packets; the last one carries the marker bit.
+    /// Splits one encoded frame into RTP packets; the last one carries the marker bit.
     pub fn packetize(
         &mut self,
-        access_unit: &Bytes,
+        frame: &Bytes,
+        info: FrameInfo,
         captured_at: Instant,
-    ) -> Result<Vec<Packet>, rtc::shared::error::Error> {
+    ) -> Result<Vec<Packet>, PacketizeError> {
         let timestamp = self.timestamp_for(captured_at);
         // An extension block costs 4 bytes plus its elements padded to 4 (8 for playout-delay,
         // 20 more for abs-capture-time).
@@ -196,7 +218,7 @@ impl H264Packetizer {
             let ntp = ntp_timestamp(Self::wall_time((i, w), captured_at));
             (id, Bytes::copy_from_slice(&abs_capture_time_bytes(ntp)))
         });
-        let payloads = self.payloader.payload(RTP_MTU - overhead, access_unit)?;
+        let payloads = self.payloader.payload(RTP_MTU - overhead, frame, info)?;
         let n = payloads.len();
         let mut packets = Vec::with_capacity(n);
         for (i, payload) in payloads.into_iter().enumerate() {
@@ -228,6 +250,21 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    impl RtpPacketizer {
+        fn packetize_h264(
+            &mut self,
+            au: &Bytes,
+            at: Instant,
+        ) -> Result<Vec<Packet>, PacketizeError> {
+            let info = FrameInfo {
+                keyframe: true,
+                width: 64,
+                height: 64,
+            };
+            self.packetize(au, info, at)
+        }
+    }
+
     fn au(nal_sizes: &[usize]) -> Bytes {
         let mut v = Vec::new();
         for (i, &n) in nal_sizes.iter().enumerate() {
@@ -241,9 +278,9 @@ mod tests {
 
     #[test]
     fn big_frames_fragment_and_mark_the_last_packet() {
-        let mut p = H264Packetizer::new(7, 102, 65534, 1000);
+        let mut p = RtpPacketizer::new(Codec::H264, 7, 102, 65534, 1000);
         let t0 = Instant::now();
-        let pkts = p.packetize(&au(&[5000]), t0).unwrap();
+        let pkts = p.packetize_h264(&au(&[5000]), t0).unwrap();
         assert!(pkts.len() >= 5);
         assert!(pkts.iter().all(|p| p.payload.len() <= RTP_MTU - 12));
         assert_eq!(pkts.iter().filter(|p| p.header.marker).count(), 1);
@@ -282,8 +319,8 @@ mod tests {
     #[test]
     fn playout_delay_rides_on_every_packet_and_survives_marshalling() {
         use rtc::shared::marshal::{Marshal, Unmarshal};
-        let mut p = H264Packetizer::new(7, 102, 0, 0);
-        let plain = p.packetize(&au(&[3000]), Instant::now()).unwrap();
+        let mut p = RtpPacketizer::new(Codec::H264, 7, 102, 0, 0);
+        let plain = p.packetize_h264(&au(&[3000]), Instant::now()).unwrap();
         assert!(plain.iter().all(|p| !p.header.extension));
         p.set_playout_delay(
             5,
@@ -292,7 +329,7 @@ mod tests {
                 max_ms: 0,
             },
         );
-        let pkts = p.packetize(&au(&[5000]), Instant::now()).unwrap();
+        let pkts = p.packetize_h264(&au(&[5000]), Instant::now()).unwrap();
         assert!(pkts.len() >= 5);
         for pkt in &pkts {
             let wire = pkt.marshal().unwrap();
@@ -324,13 +361,13 @@ mod tests {
     #[test]
     fn abs_capture_time_rides_on_the_first_packet_of_each_frame() {
         use rtc::shared::marshal::{Marshal, Unmarshal};
-        let mut p = H264Packetizer::new(7, 102, 0, 0);
+        let mut p = RtpPacketizer::new(Codec::H264, 7, 102, 0, 0);
         let t0 = Instant::now();
         let wall = UNIX_EPOCH + Duration::from_secs(1_000_000);
         p.set_playout_delay(3, PlayoutDelay::default());
         p.set_abs_capture_time(9, (t0, wall));
         let pkts = p
-            .packetize(&au(&[5000]), t0 + Duration::from_millis(250))
+            .packetize_h264(&au(&[5000]), t0 + Duration::from_millis(250))
             .unwrap();
         for (i, pkt) in pkts.iter().enumerate() {
             let wire = pkt.marshal().unwrap();
@@ -353,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_set_epoch_anchors_timestamps() {
-        let mut p = H264Packetizer::new(1, 96, 0, 4_000_000_000);
+        let mut p = RtpPacketizer::new(Codec::H264, 1, 96, 0, 4_000_000_000);
         let t0 = Instant::now();
         assert_eq!(p.set_epoch(t0), 4_000_000_000);
         assert_eq!(
@@ -369,14 +406,14 @@ mod tests {
 
     #[test]
     fn timestamps_follow_capture_time_at_90khz() {
-        let mut p = H264Packetizer::new(1, 96, 0, u32::MAX - 100);
+        let mut p = RtpPacketizer::new(Codec::H264, 1, 96, 0, u32::MAX - 100);
         let t0 = Instant::now();
-        let a = p.packetize(&au(&[10]), t0).unwrap();
+        let a = p.packetize_h264(&au(&[10]), t0).unwrap();
         let b = p
-            .packetize(&au(&[10]), t0 + Duration::from_millis(50))
+            .packetize_h264(&au(&[10]), t0 + Duration::from_millis(50))
             .unwrap();
         let c = p
-            .packetize(&au(&[10]), t0 + Duration::from_millis(51))
+            .packetize_h264(&au(&[10]), t0 + Duration::from_millis(51))
             .unwrap();
         let ts = |v: &Vec<Packet>| v[0].header.timestamp;
         assert_eq!(ts(&b).wrapping_sub(ts(&a)), 4500);

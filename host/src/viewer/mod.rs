@@ -14,8 +14,8 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
+    RTCRtpHeaderExtensionCapability, RTCRtpRtxParameters, RtpCodecKind,
 };
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
@@ -31,6 +31,7 @@ use webrtc::peer_connection::{
 
 pub use webrtc::peer_connection::RTCIceServer;
 
+pub mod codecs;
 mod input_channel;
 pub mod quality;
 use input_channel::{input_channel, InputContext};
@@ -39,18 +40,12 @@ use quality::LinkQuality;
 use crate::clipboard::{Clipboard, ClipboardConfig};
 use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::Pipeline;
-use crate::rtp::{
-    H264Packetizer, PlayoutDelay, ABS_CAPTURE_TIME_URI, H264_FMTP, PLAYOUT_DELAY_URI,
-};
+use crate::rtp::{FrameInfo, PlayoutDelay, RtpPacketizer, ABS_CAPTURE_TIME_URI, PLAYOUT_DELAY_URI};
+use codec::Codec;
 
 /// Environment variable that sets [`PeerSettings::playout_delay`]'s default: `off`, `MS` or
 /// `MIN-MAX` (milliseconds). Unset: 0 (render at once).
 pub const PLAYOUT_DELAY_ENV: &str = "EDGEDESK_PLAYOUT_DELAY";
-
-const H264_PAYLOAD_TYPE: u8 = 102;
-/// RFC 4588 retransmissions of the H.264 stream (apt=102): NACKed packets are resent on their
-/// own SSRC, so the receiver's loss statistics and jitter estimate stay clean.
-const RTX_PAYLOAD_TYPE: u8 = 103;
 
 /// Network settings every viewer's peer connection uses.
 #[derive(Debug, Clone)]
@@ -95,6 +90,9 @@ fn playout_delay_from_env() -> Option<PlayoutDelay> {
 pub enum ViewerError {
     #[error("malformed offer: {0}")]
     BadOffer(String),
+    /// The offer has none of the session's codecs (HTTP 406 at the control plane).
+    #[error("{0}")]
+    NoCommonCodec(codecs::NoCommonCodec),
     #[error("webrtc: {0}")]
     WebRtc(#[from] webrtc::error::Error),
 }
@@ -196,12 +194,17 @@ pub struct SessionLinks {
     /// The desktop's clipboard; `None` when the policy is off or X refused it.
     pub clipboard: Option<Arc<Clipboard>>,
     pub clipboard_config: ClipboardConfig,
+    /// The codecs the session sends, in preference order (its list, limited to the
+    /// encoders this host has). Empty: H.264.
+    pub codecs: Vec<Codec>,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
 pub struct Viewer {
     pub id: String,
     pub control: bool,
+    /// The video codec negotiated with this viewer.
+    pub codec: Codec,
     pc: Arc<dyn PeerConnection>,
     pub counters: Arc<ViewerCounters>,
     /// Loss and round-trip time, from the viewer's RTCP reports.
@@ -214,6 +217,7 @@ pub struct Viewer {
 }
 
 struct TaskParts {
+    codec: Codec,
     track: Arc<TrackLocalStaticRTP>,
     ssrc: u32,
     payload_type: u8,
@@ -311,42 +315,11 @@ impl Interceptor for KeyframeRequests {
     fn unbind_remote_stream(&mut self, _: &StreamInfo) {}
 }
 
-fn h264_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: "video/H264".to_owned(),
-        clock_rate: 90_000,
-        channels: 0,
-        sdp_fmtp_line: H264_FMTP.to_owned(),
-        rtcp_feedback: vec![
-            RTCPFeedback {
-                typ: "nack".into(),
-                parameter: "".into(),
-            },
-            RTCPFeedback {
-                typ: "nack".into(),
-                parameter: "pli".into(),
-            },
-            RTCPFeedback {
-                typ: "ccm".into(),
-                parameter: "fir".into(),
-            },
-        ],
-    }
-}
-
 /// Cheap checks before the offer reaches the WebRTC stack.
 pub fn check_offer(sdp: &str) -> Result<(), ViewerError> {
     if !sdp.lines().any(|l| l.starts_with("m=video")) {
         return Err(ViewerError::BadOffer(
             "the offer has no video section".into(),
-        ));
-    }
-    let h264 = sdp
-        .lines()
-        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains("H264/90000"));
-    if !h264 {
-        return Err(ViewerError::BadOffer(
-            "the offer does not accept H.264 video".into(),
         ));
     }
     Ok(())
@@ -381,27 +354,37 @@ impl Viewer {
         links: SessionLinks,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
+        let preference = if links.codecs.is_empty() {
+            vec![Codec::H264]
+        } else {
+            links.codecs.clone()
+        };
+        let choice = codecs::choose(&offer_sdp, &preference).map_err(ViewerError::NoCommonCodec)?;
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
 
+        // Only the chosen codec: the answer then holds exactly one.
+        let (pt, rtx_pt) = codecs::payload_types(choice.codec);
         let mut media = MediaEngine::default();
         media.register_codec(
             RTCRtpCodecParameters {
-                rtp_codec: h264_codec(),
-                payload_type: H264_PAYLOAD_TYPE,
+                rtp_codec: codecs::rtp_codec(choice.codec, &choice.fmtp),
+                payload_type: pt,
             },
             RtpCodecKind::Video,
         )?;
+        // RFC 4588 retransmissions: NACKed packets are resent on their own SSRC, so the
+        // receiver's loss statistics and jitter estimate stay clean.
         media.register_codec(
             RTCRtpCodecParameters {
                 rtp_codec: RTCRtpCodec {
                     mime_type: "video/rtx".to_owned(),
                     clock_rate: 90_000,
                     channels: 0,
-                    sdp_fmtp_line: format!("apt={H264_PAYLOAD_TYPE}"),
+                    sdp_fmtp_line: format!("apt={pt}"),
                     rtcp_feedback: vec![],
                 },
-                payload_type: RTX_PAYLOAD_TYPE,
+                payload_type: rtx_pt,
             },
             RtpCodecKind::Video,
         )?;
@@ -477,7 +460,7 @@ impl Viewer {
                     }),
                     ..Default::default()
                 },
-                codec: h264_codec(),
+                codec: codecs::rtp_codec(choice.codec, &choice.fmtp),
                 ..Default::default()
             }],
         )));
@@ -489,16 +472,17 @@ impl Viewer {
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer).await?;
             let params = sender.get_parameters().await?.rtp_parameters;
-            // The payload type negotiated for H.264 packetization-mode 1; none means the
-            // offer's H.264 could not be matched and nothing we send would be accepted.
+            // The payload type negotiated for the chosen codec; none means the engine could
+            // not match the offer's and nothing we send would be accepted.
             let payload_type = params
                 .codecs
                 .first()
                 .map(|c| c.payload_type)
                 .ok_or_else(|| {
-                    ViewerError::BadOffer(
-                        "no H.264 with packetization-mode=1 could be negotiated".into(),
-                    )
+                    ViewerError::BadOffer(format!(
+                        "{} could not be negotiated with the offer's parameters",
+                        choice.codec
+                    ))
                 })?;
             // Only with the id the answer holds: a packet with any other id is rejected.
             let negotiated = |uri: &str| {
@@ -543,12 +527,14 @@ impl Viewer {
         let viewer = Viewer {
             id,
             control,
+            codec: choice.codec,
             pc,
             counters: Arc::default(),
             quality,
             stop: Arc::new(Notify::new()),
             created: Instant::now(),
             task: std::sync::Mutex::new(Some(TaskParts {
+                codec: choice.codec,
                 track,
                 ssrc,
                 payload_type,
@@ -616,6 +602,7 @@ async fn run_viewer(
     stop: Arc<Notify>,
 ) {
     let TaskParts {
+        codec,
         track,
         ssrc,
         payload_type,
@@ -632,7 +619,8 @@ async fn run_viewer(
     }
     drop(early_tx);
     let mut frames: Option<broadcast::Receiver<Arc<codec::EncodedFrame>>> = None;
-    let mut packetizer = H264Packetizer::new(ssrc, payload_type, rand::random(), rand::random());
+    let mut packetizer =
+        RtpPacketizer::new(codec, ssrc, payload_type, rand::random(), rand::random());
     // RTP timestamps count from now; the input channel tells the client what that is in Unix
     // time, so the page can show glass-to-glass (`clock`).
     let rtp_clock = {
@@ -684,7 +672,7 @@ async fn run_viewer(
                             RTCPeerConnectionState::Connected if !joined => {
                                 let Some(p) = pipeline.upgrade() else { break };
                                 frames = Some(p.subscribe());
-                                p.viewer_joined();
+                                p.viewer_joined(codec);
                                 joined = true;
                                 tracing::info!(viewer = control::log_tag(id), after_ms = started.elapsed().as_millis() as u64, "viewer connected");
                             }
@@ -717,7 +705,7 @@ async fn run_viewer(
                     Some(TrackLocalEvent::OnRtcpPacket(_)) => {
                         counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
                         // The pipeline coalesces requests from every viewer of the session.
-                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
+                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
                     }
                     Some(_) => {}
                     None => break,
@@ -725,13 +713,18 @@ async fn run_viewer(
             }
             frame = async { frames.as_mut().expect("guarded").recv().await }, if frames.is_some() => {
                 match frame {
+                    Ok(frame) if frame.codec != codec => {}
                     Ok(frame) => {
                         if waiting_for_keyframe && !frame.keyframe {
                             counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
                             continue;
                         }
-                        let au = frame.data.clone();
-                        let sent = match packetizer.packetize(&au, frame.captured_at) {
+                        let info = FrameInfo {
+                            keyframe: frame.keyframe,
+                            width: frame.width,
+                            height: frame.height,
+                        };
+                        let sent = match packetizer.packetize(&frame.data, info, frame.captured_at) {
                             Ok(packets) => {
                                 let mut ok = true;
                                 for p in packets {
@@ -757,13 +750,13 @@ async fn run_viewer(
                         } else {
                             // A partly sent frame breaks the picture until the next keyframe.
                             waiting_for_keyframe = true;
-                            if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
+                            if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         counters.frames_skipped.fetch_add(n, Ordering::Relaxed);
                         waiting_for_keyframe = true;
-                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(); }
+                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
@@ -772,7 +765,7 @@ async fn run_viewer(
     }
     if joined {
         if let Some(p) = pipeline.upgrade() {
-            p.viewer_left();
+            p.viewer_left(codec);
         }
     }
     let _ = pc.close().await;

@@ -39,6 +39,21 @@ pub fn session_with(
     max_viewers: usize,
     clipboard: ClipboardConfig,
 ) -> Session {
+    session_full(display, name, max_viewers, clipboard, vec![])
+}
+
+/// [`session`] sending `codecs` (in that preference order; empty: every codec).
+pub fn session_codecs(display: &VirtualDisplay, name: &str, codecs: Vec<codec::Codec>) -> Session {
+    session_full(display, name, 16, ClipboardConfig::default(), codecs)
+}
+
+fn session_full(
+    display: &VirtualDisplay,
+    name: &str,
+    max_viewers: usize,
+    clipboard: ClipboardConfig,
+    codecs: Vec<codec::Codec>,
+) -> Session {
     Session::start(
         SessionConfig {
             name: name.into(),
@@ -55,6 +70,7 @@ pub fn session_with(
             max_viewers,
             resizable: false,
             clipboard,
+            codecs,
         },
         Arc::new(EncoderRegistry::probe()),
     )

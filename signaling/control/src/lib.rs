@@ -187,6 +187,39 @@ pub const DEFAULT_APP: &str = "terminal";
 /// The default cap on clipboard texts, either way, in bytes.
 pub const DEFAULT_MAX_CLIPBOARD_BYTES: usize = 1 << 20;
 
+/// The video codecs a [`SessionSpec`] may list, in the hosts' default order.
+pub const CODECS: [&str; 5] = ["h264", "vp9", "av1", "vp8", "h265"];
+
+/// Parses a comma-separated codec list (`av1,h264`; `avc` and `hevc` are taken for `h264` and
+/// `h265`): known names, no repeats, at least one.
+pub fn parse_codecs(text: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let name = match part.to_ascii_lowercase().as_str() {
+            "avc" | "h.264" => "h264".to_string(),
+            "hevc" | "h.265" => "h265".to_string(),
+            other => other.to_string(),
+        };
+        if !CODECS.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown codec {part:?} (want some of {})",
+                CODECS.join(", ")
+            ));
+        }
+        if out.contains(&name) {
+            return Err(format!("codec {name} is listed twice"));
+        }
+        out.push(name);
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "no codec listed (want some of {})",
+            CODECS.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
 /// The `clipboard` policies a [`SessionSpec`] may carry.
 pub const CLIPBOARD_POLICIES: [&str; 4] = ["both", "to-client", "to-server", "off"];
 
@@ -215,6 +248,10 @@ pub struct SessionSpec {
     /// `both`, `to-client`, `to-server` or `off`.
     pub clipboard: String,
     pub clipboard_max_bytes: usize,
+    /// Video codecs in preference order (`h264`, `vp9`, `av1`, `vp8`, `h265`); empty: the
+    /// host's default order.
+    #[serde(default)]
+    pub codecs: Vec<String>,
 }
 
 /// What the control plane asks of a host.
@@ -323,6 +360,9 @@ pub enum ControlError {
     Full { retry_after_secs: u32 },
     #[error("malformed offer: {message}")]
     BadOffer { message: String },
+    /// The offer has none of the session's codecs; `message` names both sides' lists.
+    #[error("{message}")]
+    NoCommonCodec { message: String },
     #[error("internal error: {message}")]
     Internal { message: String },
 }

@@ -154,7 +154,10 @@ pub(super) struct CreateSession {
     /// Bits per second, 100k..=500M.
     #[schema(minimum = 100_000, maximum = 500_000_000)]
     bitrate: Option<u64>,
-    /// `h264` (the only codec this node encodes today).
+    /// Video codecs in preference order, comma-separated (`av1,h264`): `h264`, `vp9`,
+    /// `av1`, `vp8`, `h265`. Each viewer gets the first its offer accepts.
+    codecs: Option<String>,
+    /// One codec only (the same as `codecs` with one name).
     codec: Option<String>,
     /// `auto`, `software`, `hardware` or a backend name.
     encoder: Option<String>,
@@ -231,12 +234,13 @@ impl CreateSession {
             spec.bitrate_bps = b;
         }
         if let Some(codec) = self.codec {
-            if !codec.eq_ignore_ascii_case("h264") {
-                return Err(bad(
-                    "codec",
-                    format!("{codec:?} is not one this node encodes (h264)"),
-                ));
+            if codec.contains(',') {
+                return Err(bad("codec", "one codec; use codecs for a list"));
             }
+            spec.codecs = control::parse_codecs(&codec).map_err(|e| bad("codec", e))?;
+        }
+        if let Some(codecs) = self.codecs {
+            spec.codecs = control::parse_codecs(&codecs).map_err(|e| bad("codecs", e))?;
         }
         if let Some(e) = self.encoder {
             if e.trim().is_empty() {

@@ -53,6 +53,9 @@ pub enum ApiError {
         /// Seconds for `Retry-After`.
         retry_after_secs: u32,
     },
+    /// 406: the offer has no video codec the session sends; the text lists both sides'.
+    #[error("{0}")]
+    NotAcceptable(String),
     /// 501: a feature the protocol allows that this server does not offer yet.
     #[error("{0}")]
     NotImplemented(&'static str),
@@ -83,6 +86,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +104,7 @@ impl From<BackendError> for ApiError {
                 tracing::debug!(error = %detail, "backend refused the offer");
                 Self::BadRequest("malformed offer")
             }
+            BackendError::NoCommonCodec(detail) => Self::NotAcceptable(detail),
             BackendError::Internal(detail) => Self::internal(detail),
         }
     }

@@ -212,6 +212,8 @@ pub struct SessionSpecSchema {
     pub clipboard: String,
     /// Largest clipboard text carried, bytes.
     pub clipboard_max_bytes: usize,
+    /// Video codecs in preference order (empty: the host's default order).
+    pub codecs: Vec<String>,
 }
 
 /// `control::IceServer`: a STUN/TURN server for the viewers' ICE.
@@ -297,6 +299,7 @@ mod tests {
             max_viewers: 8,
             clipboard: "both".into(),
             clipboard_max_bytes: 1 << 20,
+            codecs: vec!["h264".into()],
         };
         assert_eq!(
             properties(&doc, "SessionSpec"),

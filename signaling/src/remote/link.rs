@@ -112,6 +112,7 @@ pub(super) fn backend_error(e: ControlError) -> BackendError {
         ControlError::UnknownViewer => BackendError::UnknownViewer,
         ControlError::Full { retry_after_secs } => BackendError::Full { retry_after_secs },
         ControlError::BadOffer { message } => BackendError::BadOffer(message),
+        ControlError::NoCommonCodec { message } => BackendError::NoCommonCodec(message),
         ControlError::Internal { message } => BackendError::Internal(message),
     }
 }
