@@ -65,6 +65,9 @@ fn edgedesk(display: &str, token: &str) -> (Killed, String) {
             "30",
             "--bitrate",
             "2M",
+            // Everything but H.265, so an H.265-only offer has nothing in common.
+            "--codecs",
+            "h264,vp9,av1,vp8",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -160,7 +163,7 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
     // 400 from the real host, and the server carries on.
     for junk in [
         "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n".to_owned(),
-        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\n".to_owned(),
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n".to_owned(),
         "v=0\r\nm=audio 9 RTP/AVP 0\r\n".to_owned(),
     ] {
         let w = whep.clone();
@@ -170,6 +173,32 @@ async fn rust_viewer_receives_decodes_and_sees_repaints() {
         let msg = r.expect_err("a junk offer must be refused").to_string();
         assert!(msg.contains("400"), "{msg}");
     }
+
+    // A real offer of a codec this server does not send: 406, naming both lists.
+    let (hevc_client, hevc_offer) = ViewerClient::with_options(
+        vec!["127.0.0.1:0".into()],
+        host::client::ClientOptions {
+            codecs: vec![Codec::Hevc],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let w = whep.clone();
+    let t = token.to_owned();
+    let r = tokio::task::spawn_blocking(move || whep_post(&w, Some(&t), &hevc_offer))
+        .await
+        .unwrap();
+    let msg = r
+        .expect_err("an H.265-only offer must be refused")
+        .to_string();
+    assert!(
+        msg.contains("406")
+            && msg.contains("offered h265")
+            && msg.contains("sends h264, vp9, av1, vp8"),
+        "{msg}"
+    );
+    hevc_client.close().await;
 
     let started = Instant::now();
     let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await.unwrap();

@@ -354,6 +354,11 @@ impl Viewer {
         links: SessionLinks,
     ) -> Result<(Viewer, String), ViewerError> {
         check_offer(&offer_sdp)?;
+        if codecs::offered_codecs(&offer_sdp).is_empty() {
+            return Err(ViewerError::BadOffer(
+                "the offer's video section lists no codec".into(),
+            ));
+        }
         let preference = if links.codecs.is_empty() {
             vec![Codec::H264]
         } else {
