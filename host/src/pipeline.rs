@@ -85,7 +85,8 @@ struct Shared {
     slot_cv: Condvar,
     counters: PipelineCounters,
     encoder_name: Mutex<String>,
-    /// Last captured screen size, `width << 32 | height` (0 before the first frame).
+    /// Last captured screen size, `width << 32 | height` (the display's at start before the
+    /// first frame).
     screen_size: AtomicU64,
     /// When a keyframe was last forced on request (PLI, loss), per codec, for coalescing.
     last_keyframe_request: Mutex<BTreeMap<Codec, Instant>>,
@@ -149,7 +150,7 @@ impl Pipeline {
             slot_cv: Condvar::new(),
             counters: PipelineCounters::default(),
             encoder_name: Mutex::new(String::new()),
-            screen_size: AtomicU64::new(0),
+            screen_size: AtomicU64::new(u64::from(screen.0) << 32 | u64::from(screen.1)),
             last_keyframe_request: Mutex::default(),
             timings: FrameTimings::default(),
         });
@@ -246,7 +247,8 @@ impl Pipeline {
         &self.shared.timings
     }
 
-    /// The screen size of the last captured frame, if any.
+    /// The screen size of the last captured frame (before the first: the display's size at
+    /// start).
     pub fn screen_size(&self) -> Option<(u32, u32)> {
         let v = self.shared.screen_size.load(Ordering::Relaxed);
         (v != 0).then_some(((v >> 32) as u32, v as u32))

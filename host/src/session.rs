@@ -117,6 +117,32 @@ pub fn sendable_codecs(
     Ok(out)
 }
 
+/// Largest picture H.264 is offered for: level 5.2's 36 864 macroblocks (4096x2304). Above
+/// it the stream needs level 6.x, which Chromium here does not decode (measured at 7680x4320:
+/// libx264 streams, Chromium shows 0 frames in 30 s; VP9 and AV1 play).
+pub const H264_MAX_MACROBLOCKS: u32 = 36_864;
+
+/// `codecs` without H.264 when the screen is larger than [`H264_MAX_MACROBLOCKS`] (unless
+/// nothing else is left).
+pub fn codecs_for_size(codecs: &[Codec], size: Option<(u32, u32)>) -> Vec<Codec> {
+    let Some((w, h)) = size else {
+        return codecs.to_vec();
+    };
+    if w.div_ceil(16) * h.div_ceil(16) <= H264_MAX_MACROBLOCKS {
+        return codecs.to_vec();
+    }
+    let rest: Vec<Codec> = codecs
+        .iter()
+        .copied()
+        .filter(|&c| c != Codec::H264)
+        .collect();
+    if rest.is_empty() {
+        codecs.to_vec()
+    } else {
+        rest
+    }
+}
+
 fn join(codecs: &[Codec]) -> String {
     codecs
         .iter()
@@ -271,7 +297,7 @@ impl Session {
                 .then(|| self.config.pipeline.display.clone()),
             clipboard: self.clipboard.clone(),
             clipboard_config: self.config.clipboard,
-            codecs: self.codecs.clone(),
+            codecs: codecs_for_size(&self.codecs, self.pipeline.screen_size()),
         };
         let task_id = id.clone();
         let created = tokio::spawn(async move {
@@ -573,4 +599,25 @@ impl Host {
 pub fn random_id() -> String {
     let v: u128 = rand::random();
     format!("{v:032x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h264_is_left_out_above_level_5_2_sizes() {
+        let all = [Codec::H264, Codec::Vp9, Codec::Av1];
+        assert_eq!(codecs_for_size(&all, Some((4096, 2304))), all);
+        assert_eq!(codecs_for_size(&all, None), all);
+        assert_eq!(
+            codecs_for_size(&all, Some((7680, 4320))),
+            [Codec::Vp9, Codec::Av1]
+        );
+        // Nothing else to send: H.264 it is.
+        assert_eq!(
+            codecs_for_size(&[Codec::H264], Some((7680, 4320))),
+            [Codec::H264]
+        );
+    }
 }
