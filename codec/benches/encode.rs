@@ -1,8 +1,9 @@
 //! Encoding a clip of N distinct BGRA frames (a moving desktop-like picture, see
-//! `common::moving_frame`) to H.264: ours (BGRA → I420 with [`bgra_to_i420`], then the encoder
-//! that `EncoderRegistry::probe()` + `open(.., Software)` gives, libx264 as the codec crate
-//! configures it: ultrafast, zerolatency, baseline, CBR with a one-frame VBV, sliced threads)
-//! against the `ffmpeg` CLI with libx264 fed the same raw frames through a pipe:
+//! `common::moving_frame`) with each codec: ours (BGRA → I420 with [`bgra_to_i420`], then the
+//! encoder that `EncoderRegistry::probe()` + `open(.., Software)` gives, as the codec crate
+//! configures it — for H.264 libx264 ultrafast, zerolatency, baseline, CBR with a one-frame
+//! VBV, sliced threads) against the `ffmpeg` CLI with the same encoder fed the same raw frames
+//! through a pipe. For H.264:
 //!
 //! ```text
 //! ffmpeg -hide_banner -loglevel error -f rawvideo -pix_fmt bgra -s WxH -r 60 -i - \
@@ -23,7 +24,14 @@
 //! plain ABR (`-b:v`, no VBV) and x264 picks its own thread count (1.5 per core), ours runs one
 //! slice thread per core (at most 4).
 //!
-//! Same libavcodec and libx264 on both sides: the crate links the system FFmpeg the CLI uses.
+//! The other codecs run the CLI with the same encoder and its real-time settings (see
+//! [`codec_args`]): libvpx/libvpx-vp9 `-deadline realtime -cpu-used 8 -lag-in-frames 0`,
+//! libaom `-usage realtime -cpu-used 8 -aom-params cpu-used=10 -lag-in-frames 0 -row-mt 1`,
+//! libx265 `-preset ultrafast -tune zerolatency`; ours adds its own screen-content and
+//! error-resilience options on top. `EDGEDESK_BENCH_CODECS=h264,av1` picks codecs (default:
+//! all five).
+//!
+//! Same libavcodec and encoders on both sides: the crate links the system FFmpeg the CLI uses.
 //! Without `ffmpeg` on `PATH` (or when it fails on a tiny probe clip) the CLI baseline is
 //! skipped with the reason printed.
 //!
@@ -50,7 +58,7 @@ use criterion::{
 };
 use edgedesk_codec::convert::bgra_to_i420;
 use edgedesk_codec::{
-    Encoder, EncoderPreference, EncoderRegistry, EncoderSettings, PixelFormat, VideoFrame,
+    Codec, Encoder, EncoderPreference, EncoderRegistry, EncoderSettings, PixelFormat, VideoFrame,
 };
 
 /// Frames per clip and bitrate at each of [`SIZES`]. Few frames at 4K/8K: libx264 needs
@@ -86,19 +94,43 @@ impl Clip {
     }
 }
 
+/// The codecs to run: `EDGEDESK_BENCH_CODECS` (comma-separated) or all of [`Codec::ALL`].
+fn codecs() -> Vec<Codec> {
+    match std::env::var("EDGEDESK_BENCH_CODECS") {
+        Ok(list) => edgedesk_codec::encoder::parse_codec_list(&list)
+            .unwrap_or_else(|e| panic!("EDGEDESK_BENCH_CODECS: {e}")),
+        Err(_) => Codec::ALL.to_vec(),
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let registry = EncoderRegistry::probe();
-    let cli = cli_available();
-    match &cli {
-        Ok(()) => println!("ffmpeg CLI baseline: ffmpeg {}", cli_args("WxH", "BITRATE")),
-        Err(why) => println!("ffmpeg CLI baseline skipped: {why}"),
-    }
     let mut ratios = Ratios::new(
         "encode",
-        "ms per frame (one iteration = a clip of N frames, / N), BGRA in, H.264 out; median \
-         of the per-iteration times of every iter_custom call but the first (own timing inside \
-         criterion); the CLI figure includes process start-up, x264 open and the pipe",
+        "ms per frame (one iteration = a clip of N frames, / N), BGRA in, one codec out; \
+         median of the per-iteration times of every iter_custom call but the first (own timing \
+         inside criterion); the CLI figure includes process start-up, encoder open and the pipe",
     );
+    for codec in codecs() {
+        let cli = cli_available(codec);
+        match &cli {
+            Ok(()) => println!(
+                "ffmpeg CLI baseline ({codec}): ffmpeg {}",
+                cli_args(codec, "WxH", "BITRATE")
+            ),
+            Err(why) => println!("ffmpeg CLI baseline ({codec}) skipped: {why}"),
+        }
+        bench_codec(c, &registry, &mut ratios, codec, &cli);
+    }
+}
+
+fn bench_codec(
+    c: &mut Criterion,
+    registry: &EncoderRegistry,
+    ratios: &mut Ratios,
+    codec: Codec,
+    cli: &Result<(), String>,
+) {
     for (w, h) in SIZES {
         let size = size_label(w, h);
         let (n, bitrate) = clip_params(w);
@@ -106,7 +138,7 @@ fn bench(c: &mut Criterion) {
         let cell: OnceCell<Clip> = OnceCell::new();
         let clip = || cell.get_or_init(|| Clip::new(w, h, n));
 
-        let mut group = c.benchmark_group("encode");
+        let mut group = c.benchmark_group(format!("encode-{codec}"));
         group.sampling_mode(SamplingMode::Flat);
         group.throughput(Throughput::Elements(n as u64));
 
@@ -117,6 +149,7 @@ fn bench(c: &mut Criterion) {
             let clip = clip();
             let enc = encoder.get_or_insert_with(|| {
                 let settings = EncoderSettings {
+                    codec,
                     width: w,
                     height: h,
                     fps: 60,
@@ -157,7 +190,7 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        run_cli(clip.w, clip.h, &clip.frames, bitrate).expect("ffmpeg CLI");
+                        run_cli(codec, clip.w, clip.h, &clip.frames, bitrate).expect("ffmpeg CLI");
                     }
                     cli_timing.record(iters, start.elapsed())
                 });
@@ -166,6 +199,7 @@ fn bench(c: &mut Criterion) {
         group.finish();
 
         let per_frame = |t: &Timing| t.estimate().map(|d| ms(d) / n as f64);
+        let backend_name = backend.clone();
         let mut notes = vec![
             ("frames_per_iteration".to_string(), n.to_string()),
             ("bitrate_bps".to_string(), bitrate.to_string()),
@@ -176,14 +210,14 @@ fn bench(c: &mut Criterion) {
             let one = (0..3)
                 .filter_map(|_| {
                     let s = Instant::now();
-                    run_cli(w, h, &clip().frames[..1], bitrate).ok()?;
+                    run_cli(codec, w, h, &clip().frames[..1], bitrate).ok()?;
                     Some(s.elapsed())
                 })
                 .min();
             if let Some(one) = one {
                 notes.push(("cli_one_frame_run_ms".into(), format!("{:.1}", ms(one))));
                 println!(
-                    "ffmpeg CLI one-frame run at {size} (start-up + x264 open + one IDR): \
+                    "ffmpeg CLI one-frame run, {codec} at {size} (start-up, open, one keyframe): \
                      {:.1} ms, i.e. at most {:.2} ms of each frame's {:.2} ms",
                     ms(one),
                     ms(one) / n as f64,
@@ -192,12 +226,12 @@ fn bench(c: &mut Criterion) {
             }
         }
         ratios.add(Row {
-            what: "encode".into(),
+            what: format!("encode {codec}"),
             width: w,
             height: h,
-            ours: "edgedesk bgra_to_i420 + libx264 (registry, software)".into(),
+            ours: format!("edgedesk bgra_to_i420 + {backend_name} (registry, software)"),
             ours_ms: per_frame(&ours),
-            baseline: "ffmpeg-cli libx264".into(),
+            baseline: format!("ffmpeg-cli {}", cli_encoder(codec)),
             baseline_ms: per_frame(&cli_timing),
             skipped: cli.as_ref().err().cloned(),
             notes,
@@ -206,25 +240,58 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Whether the CLI baseline can run: `ffmpeg` on `PATH` and able to encode a tiny clip with
-/// libx264 through the exact command the bench uses.
-fn cli_available() -> Result<(), String> {
+/// the codec's encoder through the exact command the bench uses.
+fn cli_available(codec: Codec) -> Result<(), String> {
     let probe = Clip::new(64, 64, 2);
-    run_cli(64, 64, &probe.frames, 1_000_000)
+    run_cli(codec, 64, 64, &probe.frames, 1_000_000)
+}
+
+/// The FFmpeg encoder the CLI uses for `codec` (the one the registry picks in software).
+fn cli_encoder(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "libx264",
+        Codec::Hevc => "libx265",
+        Codec::Vp8 => "libvpx",
+        Codec::Vp9 => "libvpx-vp9",
+        Codec::Av1 => "libaom-av1",
+    }
+}
+
+/// The CLI's encoder options for `codec`: the encoder's own real-time mode.
+fn codec_args(codec: Codec) -> &'static str {
+    match codec {
+        Codec::H264 => "-c:v libx264 -preset ultrafast -tune zerolatency -g 100000",
+        Codec::Hevc => "-c:v libx265 -preset ultrafast -tune zerolatency -g 100000",
+        Codec::Vp8 => "-c:v libvpx -deadline realtime -cpu-used 8 -lag-in-frames 0 -g 100000",
+        Codec::Vp9 => {
+            "-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -lag-in-frames 0 -row-mt 1 -g 100000"
+        }
+        Codec::Av1 => {
+            "-c:v libaom-av1 -usage realtime -cpu-used 8 -aom-params cpu-used=10 \
+             -lag-in-frames 0 -row-mt 1 -g 100000"
+        }
+    }
 }
 
 /// The CLI's arguments, as in the module docs (plus `-nostdin`: no key handling on the pipe).
-fn cli_args(size: &str, bitrate: &str) -> String {
+fn cli_args(codec: Codec, size: &str, bitrate: &str) -> String {
     format!(
         "-hide_banner -loglevel error -nostdin -f rawvideo -pix_fmt bgra -s {size} -r 60 -i - \
-         -pix_fmt yuv420p -c:v libx264 -preset ultrafast -tune zerolatency -g 100000 \
-         -b:v {bitrate} -f null -"
+         -pix_fmt yuv420p {} -b:v {bitrate} -f null -",
+        codec_args(codec)
     )
 }
 
-/// Pipes `frames` (tightly packed BGRA) through the ffmpeg CLI's libx264 into the null muxer.
-fn run_cli(w: u32, h: u32, frames: &[VideoFrame], bitrate: u64) -> Result<(), String> {
+/// Pipes `frames` (tightly packed BGRA) through the ffmpeg CLI's encoder into the null muxer.
+fn run_cli(
+    codec: Codec,
+    w: u32,
+    h: u32,
+    frames: &[VideoFrame],
+    bitrate: u64,
+) -> Result<(), String> {
     let mut child = Command::new("ffmpeg")
-        .args(cli_args(&size_label(w, h), &bitrate.to_string()).split_whitespace())
+        .args(cli_args(codec, &size_label(w, h), &bitrate.to_string()).split_whitespace())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
