@@ -50,8 +50,12 @@ test('401: loads cleanly, offers correctly, shows "Token refused" and does not r
   assert.match(post.sdp, /m=video [\s\S]*a=recvonly/);
   assert.match(post.sdp, /m=audio /);
   assert.match(post.sdp, /m=application .* webrtc-datachannel/);
+  // The browser's own codec list, unreordered: the host picks by its --codecs order.
+  for (const name of ['H264', 'VP8', 'VP9', 'AV1']) {
+    assert.match(post.sdp, new RegExp(`a=rtpmap:\\d+ ${name}/90000`), `${name} is offered`);
+  }
   const firstVideoCodec = /m=video \d+ \S+ (\d+)/.exec(post.sdp)[1];
-  assert.match(post.sdp, new RegExp(`a=rtpmap:${firstVideoCodec} H264/90000`), 'H.264 is the preferred video codec');
+  assert.match(post.sdp, new RegExp(`a=rtpmap:${firstVideoCodec} VP8/90000`), 'Chromium\'s own order (VP8 first) is kept');
 
   const shown = await page.evaluate(() => ({
     state: window.edgedesk.state,

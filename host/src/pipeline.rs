@@ -154,7 +154,8 @@ impl Pipeline {
             last_keyframe_request: Mutex::default(),
             timings: FrameTimings::default(),
         });
-        let (frames, _) = broadcast::channel(8);
+        // Room for a few frames of each codec in use before a slow viewer lags.
+        let (frames, _) = broadcast::channel(16);
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let fps = config.encoder.fps.max(1);
         let capture = {
@@ -480,8 +481,19 @@ fn encode_loop(
         if wanted.is_empty() {
             wanted.push(primary);
         }
-        encoders.close_unused(&wanted, primary);
-        let keyframes = std::mem::take(&mut *shared.keyframes_wanted.lock().unwrap());
+        encoders.close_unused(&wanted, primary, shared);
+        // Take only the requests of codecs encoded now: one for a codec whose viewer joined
+        // after `wanted` was read stays for the next frame.
+        let keyframes: BTreeSet<Codec> = {
+            let mut pending = shared.keyframes_wanted.lock().unwrap();
+            let now: BTreeSet<Codec> = pending
+                .iter()
+                .copied()
+                .filter(|c| wanted.contains(c))
+                .collect();
+            pending.retain(|c| !now.contains(c));
+            now
+        };
         let (width, height) = (frame.width, frame.height);
         // 4:2:0 encoders need even sizes: encode the even part of an odd-sized screen (the
         // rows keep their stride, so narrowing the frame is enough).
@@ -572,7 +584,8 @@ impl Encoders {
     }
 
     /// Closes encoders no viewer uses (the primary one stays open for the next viewer).
-    fn close_unused(&mut self, wanted: &[Codec], primary: Codec) {
+    fn close_unused(&mut self, wanted: &[Codec], primary: Codec, shared: &Shared) {
+        let before = self.open.len();
         self.open.retain(|codec, e| {
             let keep = *codec == primary || wanted.contains(codec);
             if !keep {
@@ -580,6 +593,15 @@ impl Encoders {
             }
             keep
         });
+        if self.open.len() != before {
+            self.publish_names(shared);
+        }
+    }
+
+    /// The encoders in use, for stats: `ffmpeg:libx264+ffmpeg:libvpx-vp9`.
+    fn publish_names(&self, shared: &Shared) {
+        let names: Vec<&str> = self.open.values().map(|e| e.name()).collect();
+        *shared.encoder_name.lock().unwrap() = names.join("+");
     }
 
     /// Opens `codec`'s encoder at the current size if it is not open at that size. Returns
@@ -608,8 +630,7 @@ impl Encoders {
             "encoder ready"
         );
         self.open.insert(codec, e);
-        let names: Vec<&str> = self.open.values().map(|e| e.name()).collect();
-        *shared.encoder_name.lock().unwrap() = names.join("+");
+        self.publish_names(shared);
         Ok(true)
     }
 
