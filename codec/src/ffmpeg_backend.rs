@@ -37,6 +37,7 @@ use ffmpeg_next as ffmpeg;
 use ffmpeg_next::{codec, color, encoder, format::Pixel, frame, picture, Dictionary, Packet};
 
 use crate::bitstream;
+use crate::damage::Rect;
 use crate::encoder::{Codec, EncodedFrame, Encoder, EncoderError, EncoderSettings, RateControl};
 use crate::ffmpeg_ffi::{self, VaapiFrames};
 use crate::frame::{PixelFormat, VideoFrame};
@@ -375,6 +376,9 @@ struct Open {
     /// The fps the encoder was opened with; rate control is scaled against it.
     opened_fps: u32,
     pts: i64,
+    /// The sequence of the frame `picture` holds (0: none), so a frame whose
+    /// [`VideoFrame::damage`] is relative to it is copied in by its changed rectangles only.
+    picture_seq: u64,
 }
 
 // `encoder::video::Encoder` is Send (ffmpeg-next), as are frames, packets and VaapiFrames.
@@ -552,6 +556,7 @@ impl Open {
             packet: Packet::empty(),
             opened_fps: settings.fps,
             pts: 0,
+            picture_seq: 0,
         })
     }
 }
@@ -706,6 +711,13 @@ impl Encoder for FfmpegEncoder {
             backend: self.name.clone(),
             reason: format!("input frame: {e}"),
         })?;
+        // Only the changed rectangles when the picture holds the frame they are relative to
+        // (whole 2x2 chroma blocks, so chroma rows and columns are halves of luma's).
+        let whole = [Rect::new(0, 0, frame.width, frame.height)];
+        let rects = match &frame.damage {
+            Some(d) if st.picture_seq != 0 && d.since == st.picture_seq => &d.rects[..],
+            _ => &whole[..],
+        };
         for i in 0..planes {
             let (row, rows) = frame.plane_size(i);
             let (src, sstride) = (&frame.planes[i], frame.strides[i]);
@@ -717,11 +729,32 @@ impl Encoder for FfmpegEncoder {
             }
             let dstride = st.picture.stride(i);
             let dst = st.picture.data_mut(i);
-            for r in 0..rows {
-                dst[r * dstride..r * dstride + row]
-                    .copy_from_slice(&src[r * sstride..r * sstride + row]);
+            for r in rects {
+                let r = r.align_even(frame.width, frame.height);
+                // Bytes and rows of this plane the rectangle covers.
+                let (x0, x1, y0, y1) = match (i, format) {
+                    (0, _) => (r.x, r.x + r.w, r.y, r.y + r.h),
+                    (_, PixelFormat::Nv12) => (
+                        r.x,
+                        r.x + r.w.div_ceil(2) * 2,
+                        r.y / 2,
+                        (r.y + r.h).div_ceil(2),
+                    ),
+                    _ => (
+                        r.x / 2,
+                        r.x / 2 + r.w.div_ceil(2),
+                        r.y / 2,
+                        (r.y + r.h).div_ceil(2),
+                    ),
+                };
+                let (x0, x1) = (x0 as usize, (x1 as usize).min(row));
+                for y in y0 as usize..(y1 as usize).min(rows) {
+                    dst[y * dstride + x0..y * dstride + x1]
+                        .copy_from_slice(&src[y * sstride + x0..y * sstride + x1]);
+                }
             }
         }
+        st.picture_seq = frame.sequence;
         st.picture.set_pts(Some(st.pts));
         st.pts += 1;
         st.picture.set_kind(if force {

@@ -29,8 +29,11 @@ pub struct VideoFrame {
     pub strides: Vec<usize>,
     /// When the picture was taken (capture completed). Latency figures are measured from here.
     pub captured_at: Instant,
-    /// Monotonic frame number assigned by the producer.
+    /// Monotonic frame number assigned by the producer (from 1; 0: none yet).
     pub sequence: u64,
+    /// Which pixels differ from an earlier frame of the same producer; `None`: any may.
+    /// Consumers holding that earlier frame update only these rectangles.
+    pub damage: Option<crate::damage::Damage>,
 }
 
 impl VideoFrame {
@@ -57,6 +60,7 @@ impl VideoFrame {
             strides,
             captured_at: Instant::now(),
             sequence: 0,
+            damage: None,
         }
     }
 

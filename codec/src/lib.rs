@@ -9,6 +9,7 @@
 
 pub mod bitstream;
 pub mod convert;
+pub mod damage;
 pub mod decoder;
 pub mod encoder;
 pub mod ffmpeg_backend;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod registry;
 
 pub use convert::ConvertError;
+pub use damage::{Damage, DamageLog, Rect, RectSet};
 pub use decoder::{DecodeError, Decoder};
 pub use encoder::{
     Codec, EncodedFrame, Encoder, EncoderCommand, EncoderError, EncoderSettings, RateControl,
