@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         }
         let mut times = Vec::with_capacity(frames);
         for _ in 0..frames {
+            cap.invalidate(); // time whole grabs
             let t = Instant::now();
             let status = cap.capture(&mut frame, Duration::ZERO, true)?;
             times.push(t.elapsed());

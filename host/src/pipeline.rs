@@ -11,6 +11,10 @@
 //!   picture is dropped (latency beats completeness). Three frame buffers circulate.
 //! * Capture runs only while at least one viewer is connected, and only when the screen (or
 //!   the cursor) changed; a static screen costs a damage wait, nothing else.
+//! * Only what changed is handled: the capturer fetches the damaged rectangles into the pooled
+//!   buffer, the encode thread converts only the rectangles changed since the frame its YUV
+//!   buffer holds ([`DamageLog`]), and the encoder copies only those into its picture. A
+//!   frame replaced in the slot passes its damage on to the one replacing it.
 //! * Control is typed: [`EncoderCommand`] values travel on a channel to the encode thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,7 +27,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use codec::registry::{EncoderPreference, EncoderRegistry};
 use codec::{
-    Codec, EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat, VideoFrame,
+    Codec, Damage, DamageLog, EncodedFrame, Encoder, EncoderCommand, EncoderSettings, PixelFormat,
+    RectSet, VideoFrame,
 };
 use tokio::sync::broadcast;
 
@@ -97,11 +102,13 @@ struct Shared {
 /// into one, so one viewer's losses cannot flood every viewer with keyframes.
 const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
 
-/// While viewers watch a screen that reports no damage, one frame is captured and encoded this
-/// often anyway. XDamage can fall silent: on Xvfb, with openbox and xterm starting while the
-/// capturer is already connected, no DamageNotify arrived for seconds although the screen
-/// changed (reproduced; cause not found yet). A static-screen P-frame costs ~4 ms of CPU and
-/// ~100 bytes, so this bounds staleness at one second for ~0.4 % of a core.
+/// While viewers watch, the whole screen is grabbed (and converted) this often, and on a
+/// screen that reports no damage one frame is captured and encoded this often anyway. XDamage
+/// can fall silent: on Xvfb, with openbox and xterm starting while the capturer is already
+/// connected, no DamageNotify arrived for seconds although the screen changed (reproduced;
+/// cause not found yet). A static-screen P-frame costs ~4 ms of CPU and ~100 bytes, a whole
+/// 1080p grab and conversion ~1.5 ms, so this bounds staleness at one second for ~0.5 % of a
+/// core.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
@@ -345,6 +352,7 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
     let mut sequence = 0u64;
     let mut errors = 0u32;
     let mut last_frame_at = Instant::now();
+    let mut last_full_at = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
         // Idle while nobody watches.
         {
@@ -363,8 +371,13 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
-        let force = shared.force_capture.swap(false, Ordering::AcqRel)
+        let mut force = shared.force_capture.swap(false, Ordering::AcqRel)
             || last_frame_at.elapsed() >= REFRESH_INTERVAL;
+        if last_full_at.elapsed() >= REFRESH_INTERVAL {
+            capturer.invalidate();
+            last_full_at = Instant::now();
+            force = true;
+        }
         let started = Instant::now();
         // A short damage wait, so a keyframe request on a static screen is served within
         // ~25 ms; each wake-up costs one poll of the X connection.
@@ -390,6 +403,10 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
                 let mut slot = shared.slot.lock().unwrap();
                 slot.newest_grab = Some(capturer.grab_started());
                 let spare = slot.free.pop();
+                if let Some(old) = &slot.newest {
+                    // The encoder never sees `old`: the new frame carries its changes too.
+                    buf.damage = merge_damage(old, &buf);
+                }
                 if let Some(old) = slot.newest.replace(buf) {
                     c.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     buf = old;
@@ -433,6 +450,22 @@ fn capture_loop(mut capturer: X11Capturer, display_name: String, fps: u32, share
     }
 }
 
+/// The damage of `new` relative to the frame before `old` (which `new` replaces unseen).
+fn merge_damage(old: &VideoFrame, new: &VideoFrame) -> Option<Damage> {
+    match (&old.damage, &new.damage) {
+        (Some(o), Some(n)) if n.since == old.sequence => {
+            let mut rects = RectSet::new();
+            rects.extend(&o.rects);
+            rects.extend(&n.rects);
+            Some(Damage {
+                since: o.since,
+                rects: rects.into_vec(),
+            })
+        }
+        _ => None,
+    }
+}
+
 fn encode_loop(
     config: PipelineConfig,
     screen: (u32, u32),
@@ -447,6 +480,7 @@ fn encode_loop(
         registry,
         open: BTreeMap::new(),
         converted: HashMap::new(),
+        log: DamageLog::default(),
     };
     // Opened now, for the screen's size, so the first viewer's first frame does not wait for
     // the encoder to start (tens of ms for libx264 at 1080p); a later size reopens it.
@@ -494,6 +528,7 @@ fn encode_loop(
             pending.retain(|c| !now.contains(c));
             now
         };
+        encoders.log.push(frame.sequence, frame.damage.clone());
         let (width, height) = (frame.width, frame.height);
         // 4:2:0 encoders need even sizes: encode the even part of an odd-sized screen (the
         // rows keep their stride, so narrowing the frame is enough).
@@ -554,6 +589,8 @@ struct Encoders {
     open: BTreeMap<Codec, Box<dyn Encoder>>,
     /// The current frame converted to each input format asked for, and the sequence it holds.
     converted: HashMap<PixelFormat, (u64, VideoFrame)>,
+    /// What the frames seen here changed, to convert only that.
+    log: DamageLog,
 }
 
 impl Encoders {
@@ -657,11 +694,20 @@ impl Encoders {
                 || (converted.width, converted.height) != (frame.width, frame.height)
             {
                 let t = Instant::now();
-                match format {
-                    PixelFormat::Nv12 => codec::convert::bgra_to_nv12(frame, converted),
-                    _ => codec::convert::bgra_to_i420(frame, converted),
-                }
-                .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;
+                // Only what changed since the frame the buffer holds (all of it after a
+                // resize: the conversion reallocates and converts whole).
+                let changed = (*seq != u64::MAX).then(|| self.log.since(*seq)).flatten();
+                let format = match format {
+                    PixelFormat::Nv12 => PixelFormat::Nv12,
+                    _ => PixelFormat::I420,
+                };
+                let rects = changed.as_ref().map(RectSet::rects);
+                codec::convert::bgra_to_yuv_rects(frame, converted, format, rects)
+                    .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;
+                converted.damage = changed.map(|r| Damage {
+                    since: *seq,
+                    rects: r.into_vec(),
+                });
                 *seq = frame.sequence;
                 shared
                     .counters

@@ -375,3 +375,162 @@ fn connecting_to_a_missing_display_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// Whole-root picture through plain `GetImage` on a connection of our own (no cursor), as
+/// packed BGRX rows.
+fn reference_image(conn: &impl Connection, root: u32, w: u16, h: u16) -> Vec<u8> {
+    use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+    let reply = conn
+        .get_image(ImageFormat::Z_PIXMAP, root, 0, 0, w, h, !0)
+        .unwrap()
+        .reply()
+        .unwrap();
+    reply.data
+}
+
+/// Pixels (x, y) where a captured BGRX frame and the reference differ (alpha ignored).
+fn differing(frame: &VideoFrame, reference: &[u8]) -> Vec<(u32, u32)> {
+    let w = frame.width as usize;
+    let mut out = Vec::new();
+    for (i, (a, b)) in frame.planes[0]
+        .chunks_exact(4)
+        .zip(reference.chunks_exact(4))
+        .enumerate()
+    {
+        if a[..3] != b[..3] {
+            out.push(((i % w) as u32, (i / w) as u32));
+        }
+    }
+    out
+}
+
+/// Damage-following capture into a pool of three buffers (as the pipeline rotates them)
+/// gives exactly the picture a whole grab gives, frame after frame of random drawing; each
+/// frame says which rectangles changed (a small part of the screen), and the old cursor is
+/// gone from a buffer that held it.
+#[test]
+fn damage_following_capture_equals_whole_grabs() {
+    use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, Rectangle};
+    let _s = serial();
+    let (w, h) = (320u16, 240u16);
+    let d = xvfb(w.into(), h.into());
+    warp_pointer(&d.name(), 300, 220);
+    let (conn, screen) = x11rb::connect(Some(&d.name())).unwrap();
+    let root = conn.setup().roots[screen].root;
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, root, &CreateGCAux::new()).unwrap();
+    let mut cap = X11Capturer::connect(&d.name()).unwrap();
+    cap.set_draw_cursor(false);
+    let mut pool: Vec<VideoFrame> = (0..3)
+        .map(|_| VideoFrame::new(PixelFormat::Bgra, w.into(), h.into()))
+        .collect();
+    let mut seed = 0x2545_f491u32;
+    let mut rand = |n: u32| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        seed % n
+    };
+    let mut partial_frames = 0;
+    for i in 0..40 {
+        let mut drawn = Vec::new();
+        for _ in 0..=rand(3) {
+            let r = Rectangle {
+                x: rand(u32::from(w) + 20) as i16 - 10,
+                y: rand(u32::from(h) + 20) as i16 - 10,
+                width: 1 + rand(60) as u16,
+                height: 1 + rand(40) as u16,
+            };
+            let colour = rand(0xff_ffff);
+            conn.change_gc(
+                gc,
+                &x11rb::protocol::xproto::ChangeGCAux::new().foreground(colour),
+            )
+            .unwrap();
+            conn.poly_fill_rectangle(root, gc, &[r]).unwrap();
+            drawn.push(r);
+        }
+        // The damage events reach the capturer before this round trip returns.
+        conn.get_input_focus().unwrap().reply().unwrap();
+        let frame = &mut pool[i % 3];
+        assert_eq!(
+            cap.capture(frame, Duration::from_secs(2), false).unwrap(),
+            CaptureStatus::Frame
+        );
+        let reference = reference_image(&conn, root, w, h);
+        let diff = differing(frame, &reference);
+        assert!(
+            diff.is_empty(),
+            "frame {i} (buffer {}): {} pixels differ from a whole grab, first {:?}",
+            i % 3,
+            diff.len(),
+            &diff[..diff.len().min(5)]
+        );
+        if let Some(damage) = &frame.damage {
+            partial_frames += 1;
+            assert_eq!(damage.since, frame.sequence - 1);
+            let area: u64 = damage.rects.iter().map(|r| r.area()).sum();
+            assert!(
+                area < u64::from(w) * u64::from(h) / 2,
+                "frame {i}: {damage:?}"
+            );
+            for r in &drawn {
+                let r = codec::Rect::from_x11(r.x, r.y, r.width, r.height, w.into(), h.into());
+                if r.is_empty() {
+                    continue;
+                }
+                // Every drawn pixel is inside the reported rectangles.
+                for (x, y) in [(r.x, r.y), (r.x + r.w - 1, r.y + r.h - 1)] {
+                    let inside = |q: &codec::Rect| q.contains(&codec::Rect::new(x, y, 1, 1));
+                    assert!(
+                        damage.rects.iter().any(inside),
+                        "frame {i}: ({x},{y}) not in {damage:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        partial_frames >= 35,
+        "only {partial_frames} of 40 frames said what changed"
+    );
+    // After an invalidation the whole root is grabbed and the change is unknown.
+    cap.invalidate();
+    let frame = &mut pool[0];
+    cap.capture(frame, Duration::ZERO, true).unwrap();
+    assert!(frame.damage.is_none());
+
+    // With the cursor drawn: moving it leaves no sprite behind in any buffer of the pool.
+    cap.set_draw_cursor(true);
+    for (i, (x, y)) in [
+        (50, 50),
+        (250, 60),
+        (120, 190),
+        (280, 200),
+        (200, 30),
+        (30, 150),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        warp_pointer(&d.name(), x, y);
+        let frame = &mut pool[i % 3];
+        assert_eq!(
+            cap.capture(frame, Duration::from_secs(2), true).unwrap(),
+            CaptureStatus::Frame
+        );
+        let reference = reference_image(&conn, root, w, h);
+        let diff = differing(frame, &reference);
+        // Only the sprite at the pointer differs (Xvfb's default cursor is 16x16).
+        let stray: Vec<_> = diff
+            .iter()
+            .filter(|(px, py)| px.abs_diff(x as u32) > 24 || py.abs_diff(y as u32) > 24)
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "move {i}: pixels differ away from the cursor: {:?}",
+            &stray[..stray.len().min(5)]
+        );
+        assert!(!diff.is_empty(), "move {i}: cursor not drawn");
+    }
+}

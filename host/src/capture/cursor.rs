@@ -16,6 +16,20 @@ pub(crate) struct CursorImage {
 }
 
 impl CursorImage {
+    /// The part of a `width` x `height` screen the sprite covers with its hotspot at (`x`, `y`).
+    pub(crate) fn rect(&self, width: u32, height: u32, x: i32, y: i32) -> codec::Rect {
+        let (left, top) = (x - self.xhot as i32, y - self.yhot as i32);
+        let clamp = |v: i32| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
+        codec::Rect::from_x11(
+            clamp(left),
+            clamp(top),
+            self.width.min(u16::MAX.into()) as u16,
+            self.height.min(u16::MAX.into()) as u16,
+            width,
+            height,
+        )
+    }
+
     /// Draws the sprite with its hotspot at (`x`, `y`) over a BGRX image of `width` x `height`
     /// pixels with `stride` bytes per row, clipping at the edges.
     pub(crate) fn blend_into(
@@ -122,5 +136,10 @@ mod tests {
         assert_eq!(px(&buf, 6, 1, 1), [0, 255, 0, 4]);
         assert_eq!(px(&buf, 6, 2, 0), [1, 2, 3, 4]);
         assert_eq!(px(&buf, 6, 0, 2), [1, 2, 3, 4]);
+        // The area reported as drawn is the same clipped square.
+        assert_eq!(cur.rect(6, 6, 0, 0), codec::Rect::new(0, 0, 2, 2));
+        assert_eq!(cur.rect(6, 6, 5, 5), codec::Rect::new(3, 3, 3, 3));
+        assert!(cur.rect(6, 6, i32::MIN / 2, 0).is_empty());
+        assert!(cur.rect(6, 6, 1, 100).is_empty());
     }
 }

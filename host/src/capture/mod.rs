@@ -10,12 +10,24 @@
 //!    [`CaptureStatus::Resized`]; the next call captures at the new size.
 //! 3. If nothing changed and the call is not forced: sleep in `poll(2)` on the connection's
 //!    socket until an event arrives or the timeout passes ([`CaptureStatus::Unchanged`]).
-//! 4. Grab: `DamageSubtract`, `ShmGetImage` of the whole root (as up to 8 strips, copied out
-//!    while the server fills the next), `QueryPointer` (and `GetCursorImage` when the sprite
-//!    changed) go out together and cost one round trip. Damage is subtracted *before* the image
-//!    is taken (the server runs requests in order), so drawing that happens after the grab
-//!    always raises a new `DamageNotify`. The image is copied into the caller's [`VideoFrame`]
-//!    and the cursor is alpha-blended over it.
+//! 4. Grab: `DamageSubtract`, `ShmGetImage` of what the caller's frame lacks (see below),
+//!    `QueryPointer` (and `GetCursorImage` when the sprite changed) go out together and cost
+//!    one round trip. Damage is subtracted *before* the image is taken (the server runs
+//!    requests in order), so drawing that happens after the grab always raises a new
+//!    `DamageNotify`. The image is copied into the caller's [`VideoFrame`] and the cursor is
+//!    alpha-blended over it.
+//!
+//! # Only what changed
+//! DAMAGE reports each newly damaged rectangle (`DeltaRectangles`). Every frame records what
+//! it changed against the previous one (those rectangles plus the cursor's old and new place)
+//! in a [`DamageLog`] and in [`VideoFrame::damage`], so downstream stages convert and copy
+//! only that. A frame buffer handed back to [`X11Capturer::capture`] still holds the frame
+//! whose `sequence` it carries: only the rectangles changed since then (and its own cursor)
+//! are fetched into it, each with its own `ShmGetImage` into the segment. The whole root is
+//! fetched (as up to 8 strips, copied out while the server fills the next) for a new buffer,
+//! after [`X11Capturer::invalidate`] or a resize, and when the rectangles cover over half the
+//! screen. Damage whose event arrives after a grab is fetched with the next frame, so a
+//! consumer is at most that one frame behind, as with whole grabs.
 //!
 //! # Cursor motion
 //! `GetImage` leaves the cursor out, and moving it damages nothing, so the capturer watches the
@@ -34,10 +46,11 @@
 mod cursor;
 mod sys;
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use codec::{PixelFormat, VideoFrame};
+use codec::{Damage, DamageLog, PixelFormat, Rect, RectSet, VideoFrame};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::errors::{ConnectError, ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
@@ -243,6 +256,14 @@ pub struct X11Capturer {
     pointer: PointerWatch,
     /// Damage arrived since the last grab (starts true: the first call captures).
     damaged: bool,
+    /// The rectangles DAMAGE reported since the last grab.
+    pending: RectSet,
+    /// What each recent frame changed (see the module docs).
+    log: DamageLog,
+    /// Where the cursor was drawn in recent frames, `(sequence, area)`, one entry a frame.
+    cursor_drawn: VecDeque<(u64, Option<Rect>)>,
+    /// The next grab takes the whole root and its changes are unknown.
+    full_next: bool,
     /// A resize may have happened; query the root geometry.
     size_check: bool,
     sequence: u64,
@@ -309,7 +330,7 @@ impl X11Capturer {
             .reply()
             .ctx(d, "DamageQueryVersion")?;
         let damage = conn.generate_id().ctx(d, "DamageCreate")?;
-        conn.damage_create(damage, root, damage::ReportLevel::NON_EMPTY)
+        conn.damage_create(damage, root, damage::ReportLevel::DELTA_RECTANGLES)
             .ctx(d, "DamageCreate")?
             .check()
             .ctx(d, "DamageCreate")?;
@@ -392,6 +413,10 @@ impl X11Capturer {
                 drawn_at: None,
             },
             damaged: true,
+            pending: RectSet::new(),
+            log: DamageLog::new(LOG_FRAMES),
+            cursor_drawn: VecDeque::with_capacity(LOG_FRAMES + 1),
+            full_next: true,
             size_check: false,
             sequence: 0,
             grab_started: Instant::now(),
@@ -434,10 +459,21 @@ impl X11Capturer {
         Ok(self.damaged || self.cursor_changed || self.size_check)
     }
 
+    /// Makes the next grab fetch the whole root and report its changes as unknown (a safety
+    /// net against damage the server did not report; also what a resize does).
+    pub fn invalidate(&mut self) {
+        self.full_next = true;
+        self.pending.clear();
+        self.log.clear();
+        self.cursor_drawn.clear();
+    }
+
     /// Waits up to `timeout` for damage (returns at once if damage is pending or `force`), then
-    /// grabs the whole root into `out`, reallocating it as [`PixelFormat::Bgra`] of the screen
-    /// size if it does not match. On [`CaptureStatus::Frame`], `out.captured_at` is when the
-    /// image arrived and `out.sequence` is this capturer's frame counter. A cursor move or shape
+    /// brings `out` up to date with the screen, reallocating it as [`PixelFormat::Bgra`] of the
+    /// screen size if it does not match. `out` may be any buffer this capturer filled before
+    /// (only what changed since is fetched) or a new one. On [`CaptureStatus::Frame`],
+    /// `out.captured_at` is when the image arrived, `out.sequence` is this capturer's frame
+    /// counter and `out.damage` what changed since the previous frame. A cursor move or shape
     /// change counts as damage.
     pub fn capture(
         &mut self,
@@ -505,7 +541,12 @@ impl X11Capturer {
     fn drain_events(&mut self) -> Result<(), CaptureError> {
         while let Some(event) = self.conn.poll_for_event().ctx(&self.display, "event")? {
             match event {
-                Event::DamageNotify(_) => self.damaged = true,
+                Event::DamageNotify(e) => {
+                    self.damaged = true;
+                    let a = e.area;
+                    let r = Rect::from_x11(a.x, a.y, a.width, a.height, self.width, self.height);
+                    self.pending.add(r);
+                }
                 Event::XfixesCursorNotify(_) => {
                     self.cursor_stale = true;
                     self.cursor_changed = true;
@@ -548,6 +589,7 @@ impl X11Capturer {
         self.stride = stride_for(width, self.scanline_pad);
         self.setup_grab()?;
         self.damaged = true;
+        self.invalidate();
         Ok(Some(CaptureStatus::Resized { width, height }))
     }
 
@@ -621,7 +663,8 @@ impl X11Capturer {
     }
 
     /// Sends the requests of one frame, collects their replies and copies the image into
-    /// `dst` (tightly packed BGRX rows of the current size).
+    /// `dst` (tightly packed BGRX rows of the current size): only `region`'s rectangles when
+    /// given and MIT-SHM is in use, else the whole root.
     /// `Ok(Err(x))`: `ShmGetImage` failed with `BadMatch`, i.e. the root shrank meanwhile.
     ///
     /// With MIT-SHM the image is requested as horizontal strips that land in place in the
@@ -630,7 +673,11 @@ impl X11Capturer {
     /// free (2 cores, Xvfb, 1080p: p50 about 1.0-1.5 ms with one request, 0.55-0.8 ms with 8
     /// strips). Damage was subtracted before the first strip, so drawing that lands between
     /// strips is captured again in the next frame.
-    fn fetch(&self, dst: &mut [u8]) -> Result<Result<Fetched, X11Error>, CaptureError> {
+    fn fetch(
+        &self,
+        dst: &mut [u8],
+        region: Option<&[Rect]>,
+    ) -> Result<Result<Fetched, X11Error>, CaptureError> {
         let (w, h) = (self.width as u16, self.height as u16);
         let d = &self.display;
         let conn = &self.conn;
@@ -640,9 +687,35 @@ impl X11Capturer {
         let strips = strip_count(self.stride * usize::from(h)).min(usize::from(h).max(1));
         let strip_rows = usize::from(h).div_ceil(strips);
         let mut shm_cookies: [Option<_>; MAX_STRIPS] = std::array::from_fn(|_| None);
+        let mut rect_cookies = Vec::new();
         let mut plain_cookie = None;
-        match &self.grab {
-            Grab::Shm { xid, .. } => {
+        match (&self.grab, region) {
+            (Grab::Shm { xid, .. }, Some(rects)) => {
+                // Each rectangle lands packed after the previous one in the segment (the
+                // caller keeps their total under the segment's size).
+                let z = u8::from(xproto::ImageFormat::Z_PIXMAP);
+                let mut offset = 0;
+                for r in rects.iter().filter(|r| !r.is_empty()) {
+                    let (x, y) = (r.x as i16, r.y as i16);
+                    let cookie = conn
+                        .shm_get_image(
+                            self.root,
+                            x,
+                            y,
+                            r.w as u16,
+                            r.h as u16,
+                            !0,
+                            z,
+                            *xid,
+                            offset as u32,
+                        )
+                        .ctx(d, "ShmGetImage")?;
+                    let rstride = stride_for(r.w, self.scanline_pad);
+                    rect_cookies.push((cookie, *r, offset, rstride));
+                    offset += rstride * r.h as usize;
+                }
+            }
+            (Grab::Shm { xid, .. }, None) => {
                 let z = u8::from(xproto::ImageFormat::Z_PIXMAP);
                 for (i, slot) in shm_cookies.iter_mut().enumerate().take(strips) {
                     let y0 = i * strip_rows;
@@ -657,7 +730,7 @@ impl X11Capturer {
                     *slot = Some((cookie, y0, rows));
                 }
             }
-            Grab::Plain => {
+            (Grab::Plain, _) => {
                 let z = xproto::ImageFormat::Z_PIXMAP;
                 plain_cookie = Some(
                     conn.get_image(z, self.root, 0, 0, w, h, !0)
@@ -679,7 +752,32 @@ impl X11Capturer {
         };
 
         let mut captured_at = Instant::now();
-        if let Grab::Shm { seg, .. } = &self.grab {
+        let match_error = |e: &ReplyError| match e {
+            ReplyError::X11Error(x) if x.error_kind == x11rb::protocol::ErrorKind::Match => {
+                Some(x.clone())
+            }
+            _ => None,
+        };
+        if let (Grab::Shm { seg, .. }, Some(_)) = (&self.grab, region) {
+            for (cookie, r, offset, rstride) in rect_cookies {
+                let expected = rstride * r.h as usize;
+                match cookie.reply() {
+                    Ok(reply) if reply.size as usize == expected => {}
+                    Ok(reply) => return Err(self.bad_size(reply.size as usize, expected)),
+                    Err(e) => match match_error(&e) {
+                        Some(x) => return Ok(Err(x)),
+                        None => return Err(reply_error(d, "ShmGetImage", e)),
+                    },
+                }
+                captured_at = Instant::now();
+                let src = seg.bytes(offset..offset + expected);
+                let bytes = r.w as usize * 4;
+                for (i, s) in src.chunks(rstride).enumerate() {
+                    let o = (r.y as usize + i) * row + r.x as usize * 4;
+                    dst[o..o + bytes].copy_from_slice(&s[..bytes]);
+                }
+            }
+        } else if let Grab::Shm { seg, .. } = &self.grab {
             for (cookie, y0, rows) in shm_cookies.into_iter().map_while(|c| c) {
                 let expected = rows * self.stride;
                 match cookie.reply() {
@@ -744,8 +842,9 @@ impl X11Capturer {
         {
             *out = VideoFrame::new(PixelFormat::Bgra, fw, fh);
         }
+        let region = self.region_for(out.sequence);
         let dst = &mut out.planes[0];
-        let fetched = match self.fetch(dst)? {
+        let fetched = match self.fetch(dst, region.as_ref().map(RectSet::rects))? {
             Ok(f) => f,
             Err(x) => {
                 self.size_check = true;
@@ -766,10 +865,13 @@ impl X11Capturer {
             self.cursor_stale = false;
         }
         self.pointer.drawn_at = None;
+        let mut cursor_rect = None;
         if let (Some(p), Some(img)) = (fetched.pointer, &self.cursor) {
             if p.same_screen {
-                img.blend_into(dst, row, fw, fh, p.root_x.into(), p.root_y.into());
+                let (x, y) = (p.root_x.into(), p.root_y.into());
+                img.blend_into(dst, row, fw, fh, x, y);
                 self.pointer.drawn_at = Some((p.root_x, p.root_y));
+                cursor_rect = Some(img.rect(fw, fh, x, y)).filter(|r| !r.is_empty());
             }
         }
         self.pointer.raw_motion = false;
@@ -777,9 +879,55 @@ impl X11Capturer {
         self.damaged = false;
         self.cursor_changed = false;
         self.sequence += 1;
+        // What this frame changed against the previous one: the damage reported before this
+        // grab and the cursor's old and new place. Unknown after an invalidation.
+        let mut changed = std::mem::take(&mut self.pending);
+        let full = std::mem::take(&mut self.full_next);
+        let damage = match self.cursor_at(self.sequence - 1) {
+            Some(previous_cursor) if !full => {
+                changed.extend(previous_cursor.as_slice());
+                changed.extend(cursor_rect.as_slice());
+                Some(Damage {
+                    since: self.sequence - 1,
+                    rects: changed.into_vec(),
+                })
+            }
+            _ => None,
+        };
+        self.log.push(self.sequence, damage.clone());
+        if self.cursor_drawn.len() > LOG_FRAMES {
+            self.cursor_drawn.pop_front();
+        }
+        self.cursor_drawn.push_back((self.sequence, cursor_rect));
         out.captured_at = fetched.captured_at;
         out.sequence = self.sequence;
+        out.damage = damage;
         Ok(CaptureStatus::Frame)
+    }
+
+    /// Where the cursor was drawn in frame `sequence` (`Some(None)`: nowhere); `None` when
+    /// that frame is not remembered.
+    fn cursor_at(&self, sequence: u64) -> Option<Option<Rect>> {
+        self.cursor_drawn
+            .iter()
+            .find(|(s, _)| *s == sequence)
+            .map(|(_, r)| *r)
+    }
+
+    /// The rectangles a buffer holding frame `held` lacks: every change logged since, the
+    /// damage pending now and the cursor drawn into it. `None`: fetch the whole root.
+    fn region_for(&self, held: u64) -> Option<RectSet> {
+        if self.full_next || !matches!(self.grab, Grab::Shm { .. }) {
+            return None;
+        }
+        let mut region = self.log.since(held)?;
+        // The buffer's own cursor must go; not remembered: fetch everything.
+        let cursor = self.cursor_at(held)?;
+        region.extend(self.pending.rects());
+        region.extend(cursor.as_slice());
+        // Past half the screen, the strips of a whole grab are as cheap.
+        let screen = u64::from(self.width) * u64::from(self.height);
+        (region.area() * 2 <= screen).then_some(region)
     }
 
     fn bad_size(&self, got: usize, expected: usize) -> CaptureError {
@@ -813,6 +961,9 @@ impl Drop for X11Capturer {
         }
     }
 }
+
+/// Frames of damage history kept, enough for every buffer of a frame pool.
+const LOG_FRAMES: usize = 16;
 
 /// Most strips one SHM grab is split into (see [`X11Capturer::fetch`]).
 const MAX_STRIPS: usize = 8;
