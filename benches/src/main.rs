@@ -77,6 +77,25 @@ struct Output {
     /// Do not click (click-to-photon needs edgedesk's input channel and a control token).
     #[arg(long)]
     no_clicks: bool,
+    /// Video codecs the client offers, in order (h264, vp8, vp9, av1, h265); with `local`,
+    /// also edgedesk's --codecs. The report names the one the server chose.
+    #[arg(long, default_value = "h264", value_parser = parse_codecs)]
+    codec: CodecList,
+}
+
+/// A parsed `--codec` list.
+#[derive(Clone, Debug)]
+struct CodecList(Vec<codec::Codec>);
+
+fn parse_codecs(text: &str) -> Result<CodecList, String> {
+    codec::encoder::parse_codec_list(text).map(CodecList)
+}
+
+impl CodecList {
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.0.iter().map(|c| c.name()).collect();
+        names.join(",")
+    }
 }
 
 #[derive(Args)]
@@ -343,6 +362,7 @@ async fn local(args: LocalArgs) -> Result<()> {
         .args(["--token", &token, "--session", "bench"])
         .args(["--fps", &args.fps.to_string(), "--bitrate", &args.bitrate])
         .args(["--encoder", &args.encoder])
+        .args(["--codecs", &args.output.codec.names()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -418,8 +438,10 @@ async fn measure_and_report(
         stimulus: stimulus.map(|s| (s.layout, Arc::clone(&s.record))),
         clicks: clicks && stimulus.is_some(),
         progress: !output.quiet,
+        codecs: output.codec.0.clone(),
     };
     let m = measure::measure(config).await?;
+    settings.insert("codec".into(), m.codec.clone());
     let cpu_percent = server_cpu.and_then(|c| c.percent_since());
     let host = fetch_host_timings(&whep).await;
     let record = stimulus.map(|s| s.record.lock().unwrap());

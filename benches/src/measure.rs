@@ -37,6 +37,8 @@ pub struct Config {
     pub clicks: bool,
     /// Print a line a second on stderr.
     pub progress: bool,
+    /// Video codecs offered, in order.
+    pub codecs: Vec<Codec>,
 }
 
 /// One decoded frame.
@@ -69,6 +71,8 @@ pub struct ClickSample {
 #[derive(Debug, serde::Serialize)]
 pub struct Measurement {
     pub whep: String,
+    /// The video codec the server chose.
+    pub codec: String,
     /// POST of the offer → first decoded frame.
     pub first_frame_ms: f64,
     pub width: u32,
@@ -89,7 +93,12 @@ pub struct Measurement {
 
 /// Connects, measures for `config.seconds`, disconnects.
 pub async fn measure(config: Config) -> Result<Measurement> {
-    let (mut client, offer) = ViewerClient::new(vec!["127.0.0.1:0".into()]).await?;
+    let options = host::client::ClientOptions {
+        codecs: config.codecs.clone(),
+        ..Default::default()
+    };
+    let (mut client, offer) =
+        ViewerClient::with_options(vec!["127.0.0.1:0".into()], options).await?;
     let posted = Instant::now();
     let (w, t) = (config.whep.clone(), config.token.clone());
     let answer = tokio::task::spawn_blocking(move || whep_post(&w, t.as_deref(), &offer))
@@ -108,9 +117,11 @@ async fn receive(
     config: &Config,
     posted: Instant,
 ) -> Result<Measurement> {
-    let mut decoder = Decoder::new(Codec::H264)?;
+    let codec = client.codec();
+    let mut decoder = Decoder::new(codec)?;
     let mut m = Measurement {
         whep: config.whep.clone(),
+        codec: codec.name().to_owned(),
         first_frame_ms: 0.0,
         width: 0,
         height: 0,

@@ -347,6 +347,9 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(out, "{k:<22} {v}");
     };
     row("target", r.target.clone());
+    if let Some(codec) = r.settings.get("codec") {
+        row("codec", codec.clone());
+    }
     row("resolution", format!("{}x{}", r.width, r.height));
     row("first frame", format!("{:.0} ms", r.first_frame_ms));
     row("measured", format!("{:.1} s", r.seconds));
@@ -611,6 +614,7 @@ mod tests {
         record.clicks.push((105_000_000, 110_000_000, true));
         let m = Measurement {
             whep: "http://x/whep/s".into(),
+            codec: "h264".into(),
             first_frame_ms: 100.0,
             width: 640,
             height: 360,

@@ -422,6 +422,7 @@ async fn probe(
         )),
         clicks: true,
         progress: false,
+        codecs: vec![codec::Codec::H264],
     })
     .await;
     let a = api.clone();

@@ -63,6 +63,7 @@ fn a_short_local_run_measures_plausible_latencies() {
         (r["width"].as_u64(), r["height"].as_u64()),
         (Some(640), Some(360))
     );
+    assert_eq!(r["settings"]["codec"], "h264", "{r}");
     assert!(num(&r["fps"]) > 10.0, "{r}");
     assert!(num(&r["bitrate_kbps"]) > 0.0);
     assert!(r["codes"]["codes_seen"].as_u64().unwrap() > 30, "{r}");
@@ -101,6 +102,45 @@ fn a_short_local_run_measures_plausible_latencies() {
             .unwrap();
     assert!(json["raw"]["frames"].as_array().unwrap().len() > 30);
     let _ = std::fs::remove_dir_all(out_dir);
+}
+
+/// `--codec` picks what the client offers and edgedesk sends: frame codes are read through
+/// the VP9 decoder as through H.264's.
+#[test]
+fn a_local_run_measures_another_codec() {
+    let edgedesk = edgedesk();
+    let out = bench(&[
+        "local",
+        "--size",
+        "640x360",
+        "--fps",
+        "30",
+        "--seconds",
+        "2",
+        "--codec",
+        "vp9",
+        "--no-clicks",
+        "--json",
+        "--quiet",
+        "--edgedesk",
+        edgedesk.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "edgedesk-bench local failed: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(r["settings"]["codec"], "vp9", "{r}");
+    assert!(r["codes"]["codes_seen"].as_u64().unwrap() > 20, "{r}");
+    assert!(
+        r["glass_to_glass_ms"]["summary"]["p50"].as_f64().unwrap() > 0.0,
+        "{r}"
+    );
+    // A codec name that does not exist is refused before anything starts.
+    let out = bench(&["local", "--codec", "mpeg2", "--quiet"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mpeg2"));
 }
 
 #[test]
