@@ -730,6 +730,31 @@ fn log_err(r: Result<(), codec::EncoderError>, what: &str) {
 mod tests {
     use super::*;
 
+    /// A frame replaced in the slot before the encoder saw it passes its damage on: the new
+    /// frame's damage then reaches back to the frame before the dropped one; anything unknown
+    /// stays unknown.
+    #[test]
+    fn dropped_frames_pass_their_damage_on() {
+        use codec::Rect;
+        let frame = |sequence, damage: Option<(u64, Rect)>| {
+            let mut f = VideoFrame::new(PixelFormat::Bgra, 2, 2);
+            f.sequence = sequence;
+            f.damage = damage.map(|(since, r)| Damage {
+                since,
+                rects: vec![r],
+            });
+            f
+        };
+        let (a, b) = (Rect::new(0, 0, 4, 4), Rect::new(10, 10, 4, 4));
+        let merged = merge_damage(&frame(5, Some((4, a))), &frame(6, Some((5, b)))).unwrap();
+        assert_eq!(merged.since, 4);
+        assert_eq!(merged.rects, vec![a, b]);
+        assert!(merge_damage(&frame(5, None), &frame(6, Some((5, b)))).is_none());
+        assert!(merge_damage(&frame(5, Some((4, a))), &frame(6, None)).is_none());
+        // Not the frame it replaces: no chain.
+        assert!(merge_damage(&frame(5, Some((4, a))), &frame(7, Some((6, b)))).is_none());
+    }
+
     /// A source drawing at exactly the frame rate, each draw seen 0.3 ms late and captured at
     /// once when allowed: no draw ever waits for the pacer (a fixed minimum interval would
     /// drift and make draws wait up to a whole interval).
