@@ -258,6 +258,8 @@ pub struct X11Capturer {
     damaged: bool,
     /// The rectangles DAMAGE reported since the last grab.
     pending: RectSet,
+    /// DamageNotify events seen so far.
+    damage_events: u64,
     /// What each recent frame changed (see the module docs).
     log: DamageLog,
     /// Where the cursor was drawn in recent frames, `(sequence, area)`, one entry a frame.
@@ -414,6 +416,7 @@ impl X11Capturer {
             },
             damaged: true,
             pending: RectSet::new(),
+            damage_events: 0,
             log: DamageLog::new(LOG_FRAMES),
             cursor_drawn: VecDeque::with_capacity(LOG_FRAMES + 1),
             full_next: true,
@@ -506,7 +509,31 @@ impl X11Capturer {
             }
             self.wait_readable(wake.saturating_duration_since(now))?;
         }
+        if self.damaged {
+            self.settle()?;
+        }
         self.grab(out)
+    }
+
+    /// Lets a burst of drawing finish before the grab: an application draws a frame in several
+    /// requests (a background, then text; a code, then a bar), and the first one's damage
+    /// wakes the capture. While more damage keeps arriving less than [`SETTLE_GAP`] apart
+    /// (at most [`SETTLE_MAX`] in all), wait for it, so the frame holds the whole drawing
+    /// rather than its first part (the rest would follow a frame interval later).
+    fn settle(&mut self) -> Result<(), CaptureError> {
+        let until = Instant::now() + SETTLE_MAX;
+        loop {
+            let seen = self.damage_events;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            self.wait_readable(SETTLE_GAP.min(until - now))?;
+            self.drain_events()?;
+            if self.damage_events == seen {
+                return Ok(());
+            }
+        }
     }
 
     fn tracks_pointer(&self) -> bool {
@@ -543,6 +570,7 @@ impl X11Capturer {
             match event {
                 Event::DamageNotify(e) => {
                     self.damaged = true;
+                    self.damage_events += 1;
                     let a = e.area;
                     let r = Rect::from_x11(a.x, a.y, a.width, a.height, self.width, self.height);
                     self.pending.add(r);
@@ -961,6 +989,12 @@ impl Drop for X11Capturer {
         }
     }
 }
+
+/// Damage arriving closer together than this is one burst of drawing (see
+/// [`X11Capturer::settle`]).
+pub const SETTLE_GAP: Duration = Duration::from_micros(250);
+/// The longest a burst of drawing is waited for.
+pub const SETTLE_MAX: Duration = Duration::from_millis(2);
 
 /// Frames of damage history kept, enough for every buffer of a frame pool.
 const LOG_FRAMES: usize = 16;
