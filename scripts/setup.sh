@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 build_pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-  libavdevice-dev libavfilter-dev libswresample-dev nasm cmake)
+  libavdevice-dev libavfilter-dev libswresample-dev libvpx-dev nasm cmake)
 runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox tint2 chromium fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy)
 node_min_major=20

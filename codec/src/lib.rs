@@ -16,6 +16,8 @@ pub mod ffmpeg_backend;
 mod ffmpeg_ffi;
 pub mod frame;
 pub mod registry;
+pub mod vpx_backend;
+mod vpx_ffi;
 
 pub use convert::ConvertError;
 pub use damage::{Damage, DamageLog, Rect, RectSet};
@@ -26,3 +28,4 @@ pub use encoder::{
 pub use ffmpeg_backend::{Capabilities, FfmpegBackend, FfmpegEncoder};
 pub use frame::{PixelFormat, VideoFrame};
 pub use registry::{BackendInfo, BackendStatus, EncoderPreference, EncoderRegistry};
+pub use vpx_backend::{VpxBackend, VpxEncoder};

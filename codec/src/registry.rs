@@ -21,6 +21,7 @@ use std::str::FromStr;
 
 use crate::encoder::{Encoder, EncoderError, EncoderSettings};
 use crate::ffmpeg_backend::{Capabilities, FfmpegBackend};
+use crate::vpx_backend::VpxBackend;
 
 /// Which backend the caller would like.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -101,6 +102,24 @@ pub enum BackendStatus {
     Unavailable { reason: String },
 }
 
+impl Backend for VpxBackend {
+    fn name(&self) -> &str {
+        VpxBackend::name(*self)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        VpxBackend::capabilities(*self)
+    }
+
+    fn probe(&self) -> Result<(), EncoderError> {
+        VpxBackend::probe(*self)
+    }
+
+    fn open(&self, settings: &EncoderSettings) -> Result<Box<dyn Encoder>, EncoderError> {
+        Ok(Box::new(VpxBackend::open(*self, settings)?))
+    }
+}
+
 /// One probed backend, as [`EncoderRegistry::backends`] lists it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -136,16 +155,19 @@ impl fmt::Debug for EncoderRegistry {
 }
 
 impl EncoderRegistry {
-    /// Probes every FFmpeg backend ([`FfmpegBackend::ALL`]: NVENC, VAAPI, then libx264,
-    /// libx265, libvpx VP8/VP9 and libaom AV1) and logs one line per backend (info level; absent
-    /// ones with the reason).
+    /// Probes every backend: the FFmpeg ones ([`FfmpegBackend::ALL`]: NVENC, VAAPI, then
+    /// libx264, libx265, libvpx VP8/VP9 and libaom AV1) with the direct libvpx ones
+    /// ([`VpxBackend`], which follow the damage) just before FFmpeg's libvpx; logs one line
+    /// per backend (info level; absent ones with the reason).
     pub fn probe() -> Self {
-        Self::probe_backends(
-            FfmpegBackend::ALL
-                .into_iter()
-                .map(|b| Box::new(b) as Box<dyn Backend>)
-                .collect(),
-        )
+        let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+        for b in FfmpegBackend::ALL {
+            if b == FfmpegBackend::Libvpx {
+                backends.extend(VpxBackend::ALL.map(|v| Box::new(v) as Box<dyn Backend>));
+            }
+            backends.push(Box::new(b));
+        }
+        Self::probe_backends(backends)
     }
 
     /// Probes the given backends in the order given (put software last).

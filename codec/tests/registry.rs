@@ -34,6 +34,7 @@ fn probe_lists_every_backend_hardware_first() {
             "ffmpeg:h264_vaapi",
             "ffmpeg:libx264",
             "ffmpeg:libx265",
+            "vpx:vp9",
             "ffmpeg:libvpx",
             "ffmpeg:libvpx-vp9",
             "ffmpeg:libaom-av1"

@@ -102,7 +102,7 @@ async fn every_codec_carries_the_picture_to_its_place() {
     picture(&mut b, Codec::Vp9).await;
     let encoder = session.stats().pipeline.encoder;
     assert!(
-        encoder.contains("libx264") && encoder.contains("libvpx-vp9"),
+        encoder.contains("libx264") && encoder.contains("vpx:vp9"),
         "{encoder}"
     );
     a.close().await;
