@@ -73,6 +73,13 @@ impl HostLink {
         *self.failed.lock().unwrap() = Some(reason);
         self.pending.lock().unwrap().clear();
     }
+
+    /// [`HostLink::fail`] unless a reason is already known: the closed channel of a killed host
+    /// must not replace its exit status (the two are noticed in either order).
+    pub(super) fn fail_unless_known(&self, reason: String) {
+        self.failed.lock().unwrap().get_or_insert(reason);
+        self.pending.lock().unwrap().clear();
+    }
 }
 
 /// Resolves once the host process behind `w` has exited.
@@ -253,7 +260,7 @@ impl HostLink {
                     }
                 }
             }
-            reader_link.fail("control channel closed".into());
+            reader_link.fail_unless_known("control channel closed".into());
             let _ = closed_tx.send(true);
         });
         link
