@@ -131,7 +131,9 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   const paintedToSeen = Date.now() - t0;
   const g2g = await page.evaluate(() => window.edgedesk.glassToGlass());
   assert.ok(g2g && g2g.samples > 0, `an estimate: ${JSON.stringify(g2g)}`);
-  assert.ok(g2g.ms > 0 && g2g.ms < Math.max(paintedToSeen, 100) + g2g.uncertaintyMs, `glass-to-glass ${JSON.stringify(g2g)}, painted → seen ${paintedToSeen} ms`);
+  // The estimate is good to ±uncertainty (half the best ping's round trip), so on a busy
+  // machine a few ms of true latency can read below zero; beyond the error bar it is wrong.
+  assert.ok(g2g.ms > -g2g.uncertaintyMs && g2g.ms < Math.max(paintedToSeen, 100) + g2g.uncertaintyMs, `glass-to-glass ${JSON.stringify(g2g)}, painted → seen ${paintedToSeen} ms`);
   await page.keyboard.press('Control+Alt+Shift+KeyS');
   await page.waitForFunction(() => /Glass-to-glass/.test(document.getElementById('stats').innerText), null, { timeout: 3000 });
   console.log(`# glass-to-glass estimate ${g2g.ms.toFixed(1)} ms ±${g2g.uncertaintyMs.toFixed(1)} (${g2g.samples} frames); painted → pixel read ${paintedToSeen} ms`);
