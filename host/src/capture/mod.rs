@@ -20,8 +20,8 @@
 //! # Only what changed
 //! DAMAGE reports each newly damaged rectangle (`DeltaRectangles`). Every frame records what
 //! it changed against the previous one (those rectangles plus the cursor's old and new place)
-//! in a [`DamageLog`] and in [`VideoFrame::damage`], so downstream stages convert and copy
-//! only that. A frame buffer handed back to [`X11Capturer::capture`] still holds the frame
+//! in a [`codec::DamageLog`] (the `tracker` module) and in [`VideoFrame::damage`], so
+//! downstream stages convert and copy only that. A frame buffer handed back to [`X11Capturer::capture`] still holds the frame
 //! whose `sequence` it carries: only the rectangles changed since then (and its own cursor)
 //! are fetched into it, each with its own `ShmGetImage` into the segment. The whole root is
 //! fetched (as up to 8 strips, copied out while the server fills the next) for a new buffer,
@@ -45,12 +45,12 @@
 
 mod cursor;
 mod sys;
+mod tracker;
 
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use codec::{Damage, DamageLog, PixelFormat, Rect, RectSet, VideoFrame};
+use codec::{PixelFormat, Rect, RectSet, VideoFrame};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::errors::{ConnectError, ConnectionError, ReplyError, ReplyOrIdError};
 use x11rb::protocol::damage::{self, ConnectionExt as _};
@@ -66,6 +66,7 @@ use x11rb::NONE;
 
 use cursor::CursorImage;
 use sys::ShmSegment;
+use tracker::DamageTracker;
 
 /// How often the pointer position is polled while waiting, when XInput 2 raw events are not
 /// available.
@@ -256,16 +257,8 @@ pub struct X11Capturer {
     pointer: PointerWatch,
     /// Damage arrived since the last grab (starts true: the first call captures).
     damaged: bool,
-    /// The rectangles DAMAGE reported since the last grab.
-    pending: RectSet,
-    /// DamageNotify events seen so far.
-    damage_events: u64,
-    /// What each recent frame changed (see the module docs).
-    log: DamageLog,
-    /// Where the cursor was drawn in recent frames, `(sequence, area)`, one entry a frame.
-    cursor_drawn: VecDeque<(u64, Option<Rect>)>,
-    /// The next grab takes the whole root and its changes are unknown.
-    full_next: bool,
+    /// What changed between frames (see the module docs).
+    tracker: DamageTracker,
     /// A resize may have happened; query the root geometry.
     size_check: bool,
     sequence: u64,
@@ -415,11 +408,7 @@ impl X11Capturer {
                 drawn_at: None,
             },
             damaged: true,
-            pending: RectSet::new(),
-            damage_events: 0,
-            log: DamageLog::new(LOG_FRAMES),
-            cursor_drawn: VecDeque::with_capacity(LOG_FRAMES + 1),
-            full_next: true,
+            tracker: DamageTracker::new(),
             size_check: false,
             sequence: 0,
             grab_started: Instant::now(),
@@ -465,10 +454,7 @@ impl X11Capturer {
     /// Makes the next grab fetch the whole root and report its changes as unknown (a safety
     /// net against damage the server did not report; also what a resize does).
     pub fn invalidate(&mut self) {
-        self.full_next = true;
-        self.pending.clear();
-        self.log.clear();
-        self.cursor_drawn.clear();
+        self.tracker.invalidate();
     }
 
     /// Waits up to `timeout` for damage (returns at once if damage is pending or `force`), then
@@ -523,14 +509,14 @@ impl X11Capturer {
     fn settle(&mut self) -> Result<(), CaptureError> {
         let until = Instant::now() + SETTLE_MAX;
         loop {
-            let seen = self.damage_events;
+            let seen = self.tracker.events();
             let now = Instant::now();
             if now >= until {
                 return Ok(());
             }
             self.wait_readable(SETTLE_GAP.min(until - now))?;
             self.drain_events()?;
-            if self.damage_events == seen {
+            if self.tracker.events() == seen {
                 return Ok(());
             }
         }
@@ -570,10 +556,9 @@ impl X11Capturer {
             match event {
                 Event::DamageNotify(e) => {
                     self.damaged = true;
-                    self.damage_events += 1;
                     let a = e.area;
                     let r = Rect::from_x11(a.x, a.y, a.width, a.height, self.width, self.height);
-                    self.pending.add(r);
+                    self.tracker.damaged(r);
                 }
                 Event::XfixesCursorNotify(_) => {
                     self.cursor_stale = true;
@@ -907,55 +892,20 @@ impl X11Capturer {
         self.damaged = false;
         self.cursor_changed = false;
         self.sequence += 1;
-        // What this frame changed against the previous one: the damage reported before this
-        // grab and the cursor's old and new place. Unknown after an invalidation.
-        let mut changed = std::mem::take(&mut self.pending);
-        let full = std::mem::take(&mut self.full_next);
-        let damage = match self.cursor_at(self.sequence - 1) {
-            Some(previous_cursor) if !full => {
-                changed.extend(previous_cursor.as_slice());
-                changed.extend(cursor_rect.as_slice());
-                Some(Damage {
-                    since: self.sequence - 1,
-                    rects: changed.into_vec(),
-                })
-            }
-            _ => None,
-        };
-        self.log.push(self.sequence, damage.clone());
-        if self.cursor_drawn.len() > LOG_FRAMES {
-            self.cursor_drawn.pop_front();
-        }
-        self.cursor_drawn.push_back((self.sequence, cursor_rect));
+        let damage = self.tracker.frame_done(self.sequence, cursor_rect);
         out.captured_at = fetched.captured_at;
         out.sequence = self.sequence;
         out.damage = damage;
         Ok(CaptureStatus::Frame)
     }
 
-    /// Where the cursor was drawn in frame `sequence` (`Some(None)`: nowhere); `None` when
-    /// that frame is not remembered.
-    fn cursor_at(&self, sequence: u64) -> Option<Option<Rect>> {
-        self.cursor_drawn
-            .iter()
-            .find(|(s, _)| *s == sequence)
-            .map(|(_, r)| *r)
-    }
-
-    /// The rectangles a buffer holding frame `held` lacks: every change logged since, the
-    /// damage pending now and the cursor drawn into it. `None`: fetch the whole root.
+    /// The rectangles a buffer holding frame `held` lacks (`None`: fetch the whole root,
+    /// as always without MIT-SHM).
     fn region_for(&self, held: u64) -> Option<RectSet> {
-        if self.full_next || !matches!(self.grab, Grab::Shm { .. }) {
+        if !matches!(self.grab, Grab::Shm { .. }) {
             return None;
         }
-        let mut region = self.log.since(held)?;
-        // The buffer's own cursor must go; not remembered: fetch everything.
-        let cursor = self.cursor_at(held)?;
-        region.extend(self.pending.rects());
-        region.extend(cursor.as_slice());
-        // Past half the screen, the strips of a whole grab are as cheap.
-        let screen = u64::from(self.width) * u64::from(self.height);
-        (region.area() * 2 <= screen).then_some(region)
+        self.tracker.region_for(held, self.width, self.height)
     }
 
     fn bad_size(&self, got: usize, expected: usize) -> CaptureError {
@@ -990,14 +940,11 @@ impl Drop for X11Capturer {
     }
 }
 
-/// Damage arriving closer together than this is one burst of drawing (see
-/// [`X11Capturer::settle`]).
+/// Damage arriving closer together than this is one burst of drawing: the grab waits for the
+/// rest of it (at most [`SETTLE_MAX`]).
 pub const SETTLE_GAP: Duration = Duration::from_micros(250);
 /// The longest a burst of drawing is waited for.
 pub const SETTLE_MAX: Duration = Duration::from_millis(2);
-
-/// Frames of damage history kept, enough for every buffer of a frame pool.
-const LOG_FRAMES: usize = 16;
 
 /// Most strips one SHM grab is split into (see [`X11Capturer::fetch`]).
 const MAX_STRIPS: usize = 8;
