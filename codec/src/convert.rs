@@ -140,8 +140,9 @@ fn convert_regions(
 /// Converts one region (even x and y) of `src` into the already prepared `dst`.
 ///
 /// The SIMD library walks its planes in whole strides, so a region whose last rows end before
-/// the stride does (it starts right of column 0 and reaches the bottom of the frame) would
-/// lose them: there, the last one or two rows go through the portable code.
+/// the stride does (it starts right of column 0 and reaches the bottom of the frame, or the
+/// buffer ends with the last row's pixels) would lose them: there, the last one or two rows
+/// go through the portable code.
 fn convert_region(
     src: &VideoFrame,
     dst: &mut VideoFrame,
@@ -155,7 +156,6 @@ fn convert_region(
     let (x, h2) = (r.x as usize, r.h.div_ceil(2));
     let chroma_x = if dst.planes.len() == 2 { x } else { x / 2 };
     if path == ConvertPath::Simd
-        && r.x > 0
         && (short(&src.planes[0], src.strides[0], x * 4, r.y, r.h)
             || short(&dst.planes[0], dst.strides[0], x, r.y, r.h)
             || (1..dst.planes.len())
@@ -178,104 +178,77 @@ fn convert_rows(
     r: Rect,
     path: ConvertPath,
 ) -> Result<(), ConvertError> {
-    let (x, y, cx, cy) = (
-        r.x as usize,
-        r.y as usize,
-        r.x as usize / 2,
-        r.y as usize / 2,
-    );
+    let (x, y, cy) = (r.x as usize, r.y as usize, r.y as usize / 2);
     let (rows, chroma_rows) = (r.h as usize, r.h.div_ceil(2) as usize);
     // The SIMD code converts every whole stride it is given, so it gets exactly the region's
     // rows; the portable code stops at the height and may run to the buffer's end.
     let exact = path == ConvertPath::Simd;
-    let span = |plane: &[u8], start: usize, stride: usize, rows: usize| {
-        start..if exact {
-            start + stride * rows
-        } else {
-            plane.len()
-        }
+    // `rows` rows of `stride` bytes from `start`, or to the buffer's end (see above).
+    let cut = |len: usize, start: usize, stride: usize, rows: usize| {
+        let end = if exact { start + stride * rows } else { len };
+        (start, end)
     };
     let sstride = src.strides[0];
-    let s = &src.planes[0][span(&src.planes[0], y * sstride + x * 4, sstride, rows)];
-    let backend = |e: yuv::YuvError| ConvertError::Backend(e.to_string());
+    let s = &src.planes[0][y * sstride + x * 4..];
+    let s = if exact { &s[..sstride * rows] } else { s };
     let st = dst.strides.clone();
-    match (&mut dst.planes[..], path) {
-        ([yp, up, vp], _) => {
-            let yr = span(yp, y * st[0] + x, st[0], rows);
-            let ur = span(up, cy * st[1] + cx, st[1], chroma_rows);
-            let vr = span(vp, cy * st[2] + cx, st[2], chroma_rows);
-            let (yp, up, vp) = (&mut yp[yr], &mut up[ur], &mut vp[vr]);
-            if path == ConvertPath::Portable {
-                portable::bgra_to_yuv420(
-                    s,
-                    sstride,
-                    r.w as usize,
-                    rows,
-                    portable::Chroma::Planar {
-                        y: (yp, st[0]),
-                        u: (up, st[1]),
-                        v: (vp, st[2]),
-                    },
-                );
-                return Ok(());
+    let chroma = match &mut dst.planes[..] {
+        [yp, up, vp] => {
+            let (a, b) = cut(yp.len(), y * st[0] + x, st[0], rows);
+            let (c, d) = cut(up.len(), cy * st[1] + x / 2, st[1], chroma_rows);
+            let (e, f) = cut(vp.len(), cy * st[2] + x / 2, st[2], chroma_rows);
+            portable::Chroma::Planar {
+                y: (&mut yp[a..b], st[0]),
+                u: (&mut up[c..d], st[1]),
+                v: (&mut vp[e..f], st[2]),
             }
-            let mut image = YuvPlanarImageMut {
-                y_plane: BufferStoreMut::Borrowed(yp),
-                y_stride: st[0] as u32,
-                u_plane: BufferStoreMut::Borrowed(up),
-                u_stride: st[1] as u32,
-                v_plane: BufferStoreMut::Borrowed(vp),
-                v_stride: st[2] as u32,
-                width: r.w,
-                height: r.h,
-            };
-            yuv::bgra_to_yuv420(
-                &mut image,
-                s,
-                sstride as u32,
-                YuvRange::Limited,
-                YuvStandardMatrix::Bt601,
-                YuvConversionMode::Balanced,
-            )
-            .map_err(backend)
         }
-        ([yp, uvp], _) => {
-            let yr = span(yp, y * st[0] + x, st[0], rows);
-            let uvr = span(uvp, cy * st[1] + x, st[1], chroma_rows);
-            let (yp, uvp) = (&mut yp[yr], &mut uvp[uvr]);
-            if path == ConvertPath::Portable {
-                portable::bgra_to_yuv420(
-                    s,
-                    sstride,
-                    r.w as usize,
-                    rows,
-                    portable::Chroma::Interleaved {
-                        y: (yp, st[0]),
-                        uv: (uvp, st[1]),
-                    },
-                );
-                return Ok(());
+        [yp, uvp] => {
+            let (a, b) = cut(yp.len(), y * st[0] + x, st[0], rows);
+            let (c, d) = cut(uvp.len(), cy * st[1] + x, st[1], chroma_rows);
+            portable::Chroma::Interleaved {
+                y: (&mut yp[a..b], st[0]),
+                uv: (&mut uvp[c..d], st[1]),
             }
-            let mut image = YuvBiPlanarImageMut {
-                y_plane: BufferStoreMut::Borrowed(yp),
-                y_stride: st[0] as u32,
-                uv_plane: BufferStoreMut::Borrowed(uvp),
-                uv_stride: st[1] as u32,
-                width: r.w,
-                height: r.h,
-            };
-            yuv::bgra_to_yuv_nv12(
-                &mut image,
-                s,
-                sstride as u32,
-                YuvRange::Limited,
-                YuvStandardMatrix::Bt601,
-                YuvConversionMode::Balanced,
-            )
-            .map_err(backend)
         }
         _ => unreachable!("checked: I420 has three planes, NV12 two"),
-    }
+    };
+    let (range, matrix, mode) = (
+        YuvRange::Limited,
+        YuvStandardMatrix::Bt601,
+        YuvConversionMode::Balanced,
+    );
+    let done = match (path, chroma) {
+        (ConvertPath::Portable, chroma) => {
+            portable::bgra_to_yuv420(s, sstride, r.w as usize, rows, chroma);
+            Ok(())
+        }
+        (ConvertPath::Simd, portable::Chroma::Planar { y, u, v }) => {
+            let mut image = YuvPlanarImageMut {
+                y_plane: BufferStoreMut::Borrowed(y.0),
+                y_stride: y.1 as u32,
+                u_plane: BufferStoreMut::Borrowed(u.0),
+                u_stride: u.1 as u32,
+                v_plane: BufferStoreMut::Borrowed(v.0),
+                v_stride: v.1 as u32,
+                width: r.w,
+                height: r.h,
+            };
+            yuv::bgra_to_yuv420(&mut image, s, sstride as u32, range, matrix, mode)
+        }
+        (ConvertPath::Simd, portable::Chroma::Interleaved { y, uv }) => {
+            let mut image = YuvBiPlanarImageMut {
+                y_plane: BufferStoreMut::Borrowed(y.0),
+                y_stride: y.1 as u32,
+                uv_plane: BufferStoreMut::Borrowed(uv.0),
+                uv_stride: uv.1 as u32,
+                width: r.w,
+                height: r.h,
+            };
+            yuv::bgra_to_yuv_nv12(&mut image, s, sstride as u32, range, matrix, mode)
+        }
+    };
+    done.map_err(|e| ConvertError::Backend(e.to_string()))
 }
 
 /// I420 → BGRA (BT.601 limited range, alpha 255), for tests and the bench tool reading
@@ -694,6 +667,24 @@ mod tests {
             })
             .collect();
         f
+    }
+
+    /// A padded source whose buffer ends with the last row's pixels (what `check_frame`
+    /// allows) converts like the same picture with a whole last stride.
+    #[test]
+    fn a_short_last_row_converts_whole() {
+        let mut seed = 0x5eed_u32;
+        let (w, h) = (64, 30);
+        let stride = w as usize * 4 + 32;
+        let full = noise(w, h, stride, &mut seed);
+        let mut short = full.clone();
+        short.planes[0].truncate(stride * (h as usize - 1) + w as usize * 4);
+        for format in [PixelFormat::I420, PixelFormat::Nv12] {
+            let (mut a, mut b) = (VideoFrame::new(format, 2, 2), VideoFrame::new(format, 2, 2));
+            convert_regions(&full, &mut a, format, None, ConvertPath::Simd).unwrap();
+            convert_regions(&short, &mut b, format, None, ConvertPath::Simd).unwrap();
+            assert!(max_diff(&a, &b) <= 2, "{format:?}");
+        }
     }
 
     /// Converting only the changed rectangles (odd ones too, at the edges) into the previous
