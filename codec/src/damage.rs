@@ -69,10 +69,6 @@ impl Rect {
         o.x >= self.x && o.y >= self.y && o.right() <= self.right() && o.bottom() <= self.bottom()
     }
 
-    pub fn intersects(&self, o: &Rect) -> bool {
-        self.x < o.right() && o.x < self.right() && self.y < o.bottom() && o.y < self.bottom()
-    }
-
     /// The part inside a `width` x `height` frame (possibly empty).
     pub fn clip(&self, width: u32, height: u32) -> Rect {
         let (x, y) = (self.x.min(width), self.y.min(height));
@@ -132,13 +128,6 @@ impl RectSet {
     /// Pixels covered, counting overlaps twice (an upper bound of the region's area).
     pub fn area(&self) -> u64 {
         self.rects.iter().map(Rect::area).sum()
-    }
-
-    /// The bounding box of every rectangle.
-    pub fn bounds(&self) -> Rect {
-        self.rects
-            .iter()
-            .fold(Rect::default(), |acc, r| acc.bounding(r))
     }
 
     /// Adds `r`: dropped if a rectangle already holds it, replacing those it holds, and
@@ -283,8 +272,6 @@ mod tests {
         let a = Rect::new(10, 10, 10, 10);
         let b = Rect::new(15, 5, 10, 10);
         assert_eq!(a.bounding(&b), Rect::new(10, 5, 15, 15));
-        assert!(a.intersects(&b));
-        assert!(!a.intersects(&Rect::new(20, 10, 5, 5)));
         assert!(a.contains(&Rect::new(12, 12, 8, 8)));
         assert_eq!(Rect::new(5, 5, 10, 10).clip(8, 12), Rect::new(5, 5, 3, 7));
         assert!(Rect::new(20, 0, 5, 5).clip(8, 8).is_empty());

@@ -696,11 +696,8 @@ impl Encoders {
                 let t = Instant::now();
                 // Only what changed since the frame the buffer holds (all of it after a
                 // resize: the conversion reallocates and converts whole).
-                let changed = (*seq != u64::MAX).then(|| self.log.since(*seq)).flatten();
-                let format = match format {
-                    PixelFormat::Nv12 => PixelFormat::Nv12,
-                    _ => PixelFormat::I420,
-                };
+                // (`u64::MAX`, nothing converted yet, is newer than any frame: unknown.)
+                let changed = self.log.since(*seq);
                 let rects = changed.as_ref().map(RectSet::rects);
                 codec::convert::bgra_to_yuv_rects(frame, converted, format, rects)
                     .map_err(|e| codec::EncoderError::BadFrame(e.to_string()))?;

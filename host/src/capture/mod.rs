@@ -765,22 +765,18 @@ impl X11Capturer {
         };
 
         let mut captured_at = Instant::now();
-        let match_error = |e: &ReplyError| match e {
-            ReplyError::X11Error(x) if x.error_kind == x11rb::protocol::ErrorKind::Match => {
-                Some(x.clone())
-            }
-            _ => None,
-        };
         if let (Grab::Shm { seg, .. }, Some(_)) = (&self.grab, region) {
             for (cookie, r, offset, rstride) in rect_cookies {
                 let expected = rstride * r.h as usize;
                 match cookie.reply() {
                     Ok(reply) if reply.size as usize == expected => {}
                     Ok(reply) => return Err(self.bad_size(reply.size as usize, expected)),
-                    Err(e) => match match_error(&e) {
-                        Some(x) => return Ok(Err(x)),
-                        None => return Err(reply_error(d, "ShmGetImage", e)),
-                    },
+                    Err(ReplyError::X11Error(x))
+                        if x.error_kind == x11rb::protocol::ErrorKind::Match =>
+                    {
+                        return Ok(Err(x));
+                    }
+                    Err(e) => return Err(reply_error(d, "ShmGetImage", e)),
                 }
                 captured_at = Instant::now();
                 let src = seg.bytes(offset..offset + expected);
