@@ -21,6 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::timing::FrameTiming;
 
+use edgedesk_bench::connect::Target;
 use edgedesk_bench::measure::{self, Config};
 use edgedesk_bench::report::{self, Report};
 use edgedesk_bench::stimulus::Stimulus;
@@ -78,9 +79,17 @@ struct Output {
     #[arg(long)]
     no_clicks: bool,
     /// Video codecs the client offers, in order (h264, vp8, vp9, av1, h265); with `local`,
-    /// also edgedesk's --codecs. The report names the one the server chose.
-    #[arg(long, default_value = "h264", value_parser = parse_codecs)]
-    codec: CodecList,
+    /// also edgedesk's --codecs (default h264); `run` offers every codec it decodes by
+    /// default. The report names the one the server chose.
+    #[arg(long, value_parser = parse_codecs)]
+    codec: Option<CodecList>,
+}
+
+impl Output {
+    /// The codecs to offer: `--codec`, else `default`.
+    fn codecs(&self, default: impl FnOnce() -> Vec<codec::Codec>) -> Vec<codec::Codec> {
+        self.codec.as_ref().map_or_else(default, |c| c.0.clone())
+    }
 }
 
 /// A parsed `--codec` list.
@@ -91,11 +100,9 @@ fn parse_codecs(text: &str) -> Result<CodecList, String> {
     codec::encoder::parse_codec_list(text).map(CodecList)
 }
 
-impl CodecList {
-    fn names(&self) -> String {
-        let names: Vec<&str> = self.0.iter().map(|c| c.name()).collect();
-        names.join(",")
-    }
+fn codec_names(codecs: &[codec::Codec]) -> String {
+    let names: Vec<&str> = codecs.iter().map(|c| c.name()).collect();
+    names.join(",")
 }
 
 #[derive(Args)]
@@ -113,6 +120,14 @@ struct RunArgs {
     /// Stimulus frame rate.
     #[arg(long, default_value_t = 60)]
     stimulus_fps: u32,
+    /// Local UDP address to gather ICE candidates on (repeatable); default every interface
+    /// (0.0.0.0:0) and loopback.
+    #[arg(long)]
+    bind: Vec<String>,
+    /// A STUN or TURN server, `URL` or `URL,USERNAME,CREDENTIAL` (repeatable); default the
+    /// ones the endpoint advertises (OPTIONS, or the answer's Link headers).
+    #[arg(long, value_parser = edgedesk_bench::connect::parse_ice_server)]
+    ice_server: Vec<host::viewer::RTCIceServer>,
     #[command(flatten)]
     output: Output,
 }
@@ -169,8 +184,29 @@ struct LocalArgs {
     output: Output,
 }
 
-fn main() -> Result<()> {
+fn main() {
+    // A bug must still end in one line, not a backtrace: say where, and exit as a panic would.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {l}"))
+            .unwrap_or_default();
+        eprintln!("edgedesk-bench: internal error{at}: {msg} (a bug: please report it)");
+    }));
     let cli = Cli::parse();
+    if let Err(e) = run_command(cli) {
+        eprintln!("edgedesk-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -239,9 +275,24 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut settings = BTreeMap::new();
     settings.insert("mode".into(), "run".into());
     settings.insert("stimulus_fps".into(), args.stimulus_fps.to_string());
+    let bind = if args.bind.is_empty() {
+        edgedesk_bench::connect::DEFAULT_BIND
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.bind.clone()
+    };
+    let target = Target {
+        whep: args.whep.clone(),
+        token: args.token.clone(),
+        codecs: args
+            .output
+            .codecs(edgedesk_bench::connect::decodable_codecs),
+        bind,
+        ice_servers: args.ice_server.clone(),
+    };
     measure_and_report(
-        args.whep,
-        args.token,
+        target,
         stimulus.as_ref(),
         !args.output.no_clicks,
         &args.output,
@@ -336,6 +387,7 @@ async fn local(args: LocalArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("edgedesk"),
     };
+    let codecs = args.output.codecs(|| vec![codec::Codec::H264]);
     if !edgedesk.exists() {
         bail!(
             "{} not found: build it (cargo build --release -p edgedesk-signaling -p edgedesk-host) or pass --edgedesk",
@@ -362,7 +414,7 @@ async fn local(args: LocalArgs) -> Result<()> {
         .args(["--token", &token, "--session", "bench"])
         .args(["--fps", &args.fps.to_string(), "--bitrate", &args.bitrate])
         .args(["--encoder", &args.encoder])
-        .args(["--codecs", &args.output.codec.names()])
+        .args(["--codecs", &codec_names(&codecs)])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -400,9 +452,15 @@ async fn local(args: LocalArgs) -> Result<()> {
     }
     settings.insert("idle".into(), args.idle.to_string());
     let cpu = CpuClock::of(server.0.id());
-    let result = measure_and_report(
+    let target = Target {
         whep,
-        Some(token),
+        token: Some(token),
+        codecs,
+        bind: vec!["127.0.0.1:0".into()],
+        ice_servers: Vec::new(),
+    };
+    let result = measure_and_report(
+        target,
         Some(&stimulus),
         !args.output.no_clicks,
         &args.output,
@@ -422,8 +480,7 @@ fn rand_u64() -> u64 {
 }
 
 async fn measure_and_report(
-    whep: String,
-    token: Option<String>,
+    target: Target,
     stimulus: Option<&Stimulus>,
     clicks: bool,
     output: &Output,
@@ -431,14 +488,13 @@ async fn measure_and_report(
     server_cpu: Option<CpuClock>,
 ) -> Result<()> {
     settings.insert("seconds".into(), output.seconds.to_string());
+    let whep = target.whep.clone();
     let config = Config {
-        whep: whep.clone(),
-        token,
+        target,
         seconds: output.seconds,
         stimulus: stimulus.map(|s| (s.layout, Arc::clone(&s.record))),
         clicks: clicks && stimulus.is_some(),
         progress: !output.quiet,
-        codecs: output.codec.0.clone(),
     };
     let m = measure::measure(config).await?;
     settings.insert("codec".into(), m.codec.clone());

@@ -6,14 +6,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use bytes::BytesMut;
 use codec::decoder::Decoder;
-use codec::{Codec, VideoFrame};
-use host::client::{whep_delete, whep_post, ClientCounters, ViewerClient};
+use codec::VideoFrame;
+use host::client::{ClientCounters, ViewerClient};
 use host::input::protocol::{Button, ClientMessage};
 use host::timing::{instant_ns, mono_ns};
 
+use crate::connect::{self, Target};
 use crate::framecode::{self, Rect};
 use crate::stimulus::{Layout, Record};
 
@@ -26,8 +27,8 @@ const FIRST_CODE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to measure.
 pub struct Config {
-    pub whep: String,
-    pub token: Option<String>,
+    /// The server, and how to reach it.
+    pub target: Target,
     /// How long to measure after the first frame.
     pub seconds: f64,
     /// The stimulus on the streamed display (same machine), if any: frame codes are read and
@@ -37,8 +38,6 @@ pub struct Config {
     pub clicks: bool,
     /// Print a line a second on stderr.
     pub progress: bool,
-    /// Video codecs offered, in order.
-    pub codecs: Vec<Codec>,
 }
 
 /// One decoded frame.
@@ -89,27 +88,20 @@ pub struct Measurement {
     /// Start and end of the measured window (ns, monotonic).
     pub start_ns: u64,
     pub end_ns: u64,
+    /// What connecting involved beyond a plain POST (redirects, ICE servers, a second offer).
+    pub connect_notes: Vec<String>,
 }
 
 /// Connects, measures for `config.seconds`, disconnects.
 pub async fn measure(config: Config) -> Result<Measurement> {
-    let options = host::client::ClientOptions {
-        codecs: config.codecs.clone(),
-        ..Default::default()
-    };
-    let (mut client, offer) =
-        ViewerClient::with_options(vec!["127.0.0.1:0".into()], options).await?;
-    let posted = Instant::now();
-    let (w, t) = (config.whep.clone(), config.token.clone());
-    let answer = tokio::task::spawn_blocking(move || whep_post(&w, t.as_deref(), &offer))
-        .await?
-        .with_context(|| format!("connecting to {}", config.whep))?;
-    client.accept_answer(answer.answer_sdp.clone()).await?;
-    let result = receive(&mut client, &config, posted).await;
-    let (url, t) = (answer.resource_url, config.token.clone());
-    let _ = tokio::task::spawn_blocking(move || whep_delete(&url, t.as_deref())).await;
-    client.close().await;
-    result
+    let mut conn = connect::connect(&config.target).await?;
+    let result = receive(&mut conn.client, &config, conn.posted).await;
+    let notes = std::mem::take(&mut conn.notes);
+    conn.close(&config.target.token).await;
+    result.map(|mut m| {
+        m.connect_notes = notes;
+        m
+    })
 }
 
 async fn receive(
@@ -120,7 +112,7 @@ async fn receive(
     let codec = client.codec();
     let mut decoder = Decoder::new(codec)?;
     let mut m = Measurement {
-        whep: config.whep.clone(),
+        whep: config.target.whep.clone(),
         codec: codec.name().to_owned(),
         first_frame_ms: 0.0,
         width: 0,
@@ -134,6 +126,7 @@ async fn receive(
         decode_ms_mean: 0.0,
         start_ns: 0,
         end_ns: 0,
+        connect_notes: Vec::new(),
     };
     let mut decode_time = Duration::ZERO;
     let mut first: Option<Instant> = None;
@@ -150,7 +143,7 @@ async fn receive(
         };
         let Some(frame) = client.next_frame(limit).await else {
             if first.is_none() {
-                bail!("no video frame arrived within 10 s of the offer");
+                bail!("no video frame in 10 s: {}", client.why_no_video());
             }
             break;
         };

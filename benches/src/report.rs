@@ -143,7 +143,7 @@ pub fn analyse(
         stages: Vec::new(),
         stages_note: None,
         fps_series: arrivals.fps_series(0.0, secs, 1.0),
-        notes: Vec::new(),
+        notes: m.connect_notes.clone(),
     };
     let Some(record) = record else {
         report.notes.push(
@@ -638,6 +638,7 @@ mod tests {
             client_frames_dropped: 0,
             decode_ms_mean: 1.0,
             start_ns: 0,
+            connect_notes: Vec::new(),
             end_ns: 1_000_000_000,
         };
         let host = [FrameTiming {

@@ -20,6 +20,7 @@ use codec::Codec;
 use host::client::{whep_post, ViewerClient};
 use serde_json::{json, Value};
 
+use crate::connect::Target;
 use crate::measure::{measure, Config};
 use crate::stats::{Samples, Summary};
 use crate::stimulus::{Layout, Record};
@@ -413,8 +414,13 @@ async fn probe(
     // The stimulus window needs a moment to map.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = measure(Config {
-        whep,
-        token: Some(token),
+        target: Target {
+            whep,
+            token: Some(token),
+            codecs: vec![codec::Codec::H264],
+            bind: vec!["127.0.0.1:0".into()],
+            ice_servers: Vec::new(),
+        },
         seconds,
         stimulus: Some((
             Layout::new(width, height),
@@ -422,7 +428,6 @@ async fn probe(
         )),
         clicks: true,
         progress: false,
-        codecs: vec![codec::Codec::H264],
     })
     .await;
     let a = api.clone();

@@ -19,15 +19,17 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-mod whep;
-
-pub use whep::{resolve_url, whep_delete, whep_post, WhepAnswer};
-
 use webrtc::peer_connection::{
     register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCIceGatheringState, RTCPeerConnectionState,
-    RTCSessionDescription, Registry, SettingEngineBuilder,
+    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
+    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
+    SettingEngineBuilder,
 };
+
+mod diagnose;
+mod whep;
+
+pub use whep::{parse_ice_links, resolve_url, whep_delete, whep_options, whep_post, WhepAnswer};
 
 /// One reassembled frame.
 #[derive(Debug, Clone)]
@@ -55,6 +57,7 @@ pub enum ClientError {
 
 enum Event {
     State(RTCPeerConnectionState),
+    Ice(RTCIceConnectionState),
     Gathered,
     Track(Arc<dyn TrackRemote>),
 }
@@ -70,6 +73,9 @@ impl PeerConnectionEventHandler for Handler {
     }
     async fn on_connection_state_change(&self, s: RTCPeerConnectionState) {
         let _ = self.0.send(Event::State(s));
+    }
+    async fn on_ice_connection_state_change(&self, s: RTCIceConnectionState) {
+        let _ = self.0.send(Event::Ice(s));
     }
     async fn on_track(&self, t: Arc<dyn TrackRemote>) {
         let _ = self.0.send(Event::Track(t));
@@ -104,6 +110,8 @@ pub struct ClientOptions {
     pub playout_delay: bool,
     /// Video codecs offered, in this order (each with our payload type and fmtp).
     pub codecs: Vec<Codec>,
+    /// STUN/TURN servers to gather server-reflexive and relay candidates from.
+    pub ice_servers: Vec<RTCIceServer>,
 }
 
 impl Default for ClientOptions {
@@ -111,6 +119,7 @@ impl Default for ClientOptions {
         ClientOptions {
             playout_delay: true,
             codecs: vec![Codec::H264],
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -127,6 +136,8 @@ pub struct ViewerClient {
     playout_delay_id: Arc<AtomicU8>,
     /// The codec of the answer (H.264 until one is accepted).
     codec: Arc<std::sync::Mutex<Codec>>,
+    /// What the connection went through, for [`ViewerClient::why_no_video`].
+    progress: diagnose::Progress,
 }
 
 impl ViewerClient {
@@ -164,9 +175,13 @@ impl ViewerClient {
             )?;
         }
         let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let config = RTCConfigurationBuilder::new()
+            .with_ice_servers(options.ice_servers.clone())
+            .build();
         let loopback = udp_addrs.iter().any(|a| a.starts_with("127."));
         let (tx, mut events) = mpsc::unbounded_channel();
         let pc = PeerConnectionBuilder::new()
+            .with_configuration(config)
             .with_media_engine(media)
             .with_interceptor_registry(registry)
             .with_setting_engine(
@@ -213,6 +228,7 @@ impl ViewerClient {
                 state: RTCPeerConnectionState::New,
                 playout_delay_id: Arc::default(),
                 codec: Arc::new(std::sync::Mutex::new(Codec::H264)),
+                progress: diagnose::Progress::new(&sdp, options.codecs),
             },
             sdp,
         ))
@@ -222,10 +238,7 @@ impl ViewerClient {
     pub async fn accept_answer(&self, sdp: String) -> Result<(), ClientError> {
         let id = extmap_id(&sdp, crate::rtp::PLAYOUT_DELAY_URI).unwrap_or(0);
         self.playout_delay_id.store(id, Ordering::Relaxed);
-        let codec = crate::viewer::codecs::offered_codecs(&sdp)
-            .iter()
-            .find_map(|o| Codec::from_encoding_name(&o.name))
-            .ok_or_else(|| ClientError::Protocol("the answer has no video codec".into()))?;
+        let codec = self.progress.answer(&sdp)?;
         *self.codec.lock().unwrap() = codec;
         let answer = RTCSessionDescription::answer(sdp)?;
         self.pc.set_remote_description(answer).await?;
@@ -245,11 +258,23 @@ impl ViewerClient {
         *self.codec.lock().unwrap()
     }
 
+    /// Why no frame came (yet), in one line: ICE (with the candidates of both sides), DTLS,
+    /// no video track, or a track with nothing decodable. For a caller whose
+    /// [`ViewerClient::next_frame`] gave `None` before any frame.
+    pub fn why_no_video(&self) -> String {
+        self.progress.explain(self.state, self.counters())
+    }
+
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::State(s) => self.state = s,
+            Event::State(s) => {
+                self.state = s;
+                self.progress.peer_state(s);
+            }
+            Event::Ice(s) => self.progress.ice_state(s),
             Event::Gathered => {}
             Event::Track(track) => {
+                self.progress.track();
                 let (tx, rx) = mpsc::channel(64);
                 self.frames = Some(rx);
                 let counters = self.counters.clone();
