@@ -2,7 +2,8 @@
 # Installs what edgedesk needs on Debian 12, and only what is missing (idempotent, quiet when
 # nothing is to do):
 #   - apt packages for building (FFmpeg dev libraries, clang for bindgen, nasm, cmake) and for
-#     running and testing (ffmpeg, Xvfb, Xorg dummy driver, openbox, tint2, xterm, Chromium, fonts);
+#     running and testing (ffmpeg, Xvfb, Xorg dummy driver, openbox, tint2, xterm, Chromium, fonts,
+#     GStreamer's webrtcbin for the bench tool's baseline, iproute2 for network namespaces);
 #   - client-web's node packages (`npm ci`, when node_modules is missing or the lockfile changed);
 #   - checks that a Rust toolchain (cargo) new enough for the workspace is on PATH.
 # Runs as root, or as a user with sudo (apt only; npm runs as the calling user).
@@ -16,7 +17,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   libavdevice-dev libavfilter-dev libswresample-dev libvpx-dev nasm cmake)
 runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox tint2 chromium fonts-dejavu-core
-  xserver-xorg-core xserver-xorg-video-dummy)
+  xserver-xorg-core xserver-xorg-video-dummy iproute2 util-linux
+  # the bench tool's baseline: GStreamer's webrtcbin as a WHEP server (benches/servers/)
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-x)
 node_min_major=20
 
 check_only=0

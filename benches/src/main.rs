@@ -22,7 +22,7 @@ use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::timing::FrameTiming;
 
 use edgedesk_bench::connect::Target;
-use edgedesk_bench::measure::{self, Config};
+use edgedesk_bench::measure::{self, Clicks, Config};
 use edgedesk_bench::report::{self, Report};
 use edgedesk_bench::stimulus::Stimulus;
 
@@ -128,6 +128,11 @@ struct RunArgs {
     /// ones the endpoint advertises (OPTIONS, or the answer's Link headers).
     #[arg(long, value_parser = edgedesk_bench::connect::parse_ice_server)]
     ice_server: Vec<host::viewer::RTCIceServer>,
+    /// How clicks reach the stimulus (click-to-photon): `channel` (edgedesk's input data
+    /// channel), `xtest` (injected on the stimulus display: any server on this machine), or
+    /// `auto` (the channel when the server is edgedesk, else XTest).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "channel", "xtest"])]
+    click_via: String,
     #[command(flatten)]
     output: Output,
 }
@@ -291,10 +296,20 @@ async fn run(args: RunArgs) -> Result<()> {
         bind,
         ice_servers: args.ice_server.clone(),
     };
+    let clicks = match (&args.stimulus_display, args.output.no_clicks) {
+        (None, _) | (_, true) => Clicks::Off,
+        (Some(d), false) => match args.click_via.as_str() {
+            "channel" => Clicks::Channel,
+            "xtest" => Clicks::Xtest(d.clone()),
+            // edgedesk serves its host timings next to the WHEP URL; anything else gets XTest.
+            _ if fetch_host_timings(&args.whep).await.is_ok() => Clicks::Channel,
+            _ => Clicks::Xtest(d.clone()),
+        },
+    };
     measure_and_report(
         target,
         stimulus.as_ref(),
-        !args.output.no_clicks,
+        clicks,
         &args.output,
         settings,
         None,
@@ -462,7 +477,11 @@ async fn local(args: LocalArgs) -> Result<()> {
     let result = measure_and_report(
         target,
         Some(&stimulus),
-        !args.output.no_clicks,
+        if args.output.no_clicks {
+            Clicks::Off
+        } else {
+            Clicks::Channel
+        },
         &args.output,
         settings,
         cpu,
@@ -482,7 +501,7 @@ fn rand_u64() -> u64 {
 async fn measure_and_report(
     target: Target,
     stimulus: Option<&Stimulus>,
-    clicks: bool,
+    clicks: Clicks,
     output: &Output,
     mut settings: BTreeMap<String, String>,
     server_cpu: Option<CpuClock>,
@@ -493,7 +512,11 @@ async fn measure_and_report(
         target,
         seconds: output.seconds,
         stimulus: stimulus.map(|s| (s.layout, Arc::clone(&s.record))),
-        clicks: clicks && stimulus.is_some(),
+        clicks: if stimulus.is_some() {
+            clicks
+        } else {
+            Clicks::Off
+        },
         progress: !output.quiet,
     };
     let m = measure::measure(config).await?;

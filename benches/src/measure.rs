@@ -34,10 +34,24 @@ pub struct Config {
     /// The stimulus on the streamed display (same machine), if any: frame codes are read and
     /// glass-to-glass measured only with it.
     pub stimulus: Option<(Layout, Arc<Mutex<Record>>)>,
-    /// Click the click area (needs edgedesk's input channel and a controlling token).
-    pub clicks: bool,
+    /// How to click the click area, if at all.
+    pub clicks: Clicks,
     /// Print a line a second on stderr.
     pub progress: bool,
+}
+
+/// How clicks reach the stimulus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Clicks {
+    /// Not measured.
+    Off,
+    /// Through edgedesk's `input` data channel, as a user's click travels (needs a
+    /// controlling token).
+    Channel,
+    /// Injected with XTest on the stimulus display (this machine): for servers without
+    /// edgedesk's input channel. Click-to-photon then leaves out the client → server input
+    /// path, which every target skips alike.
+    Xtest(String),
 }
 
 /// One decoded frame.
@@ -80,6 +94,8 @@ pub struct Measurement {
     pub clicks: Vec<ClickSample>,
     /// Why clicks were not measured, if they were not.
     pub clicks_skipped: Option<String>,
+    /// How clicks were sent, if they were.
+    pub clicks_via: Option<String>,
     pub lost_packets: u64,
     pub late_packets: u64,
     pub client_frames_dropped: u64,
@@ -120,6 +136,7 @@ async fn receive(
         frames: Vec::new(),
         clicks: Vec::new(),
         clicks_skipped: None,
+        clicks_via: None,
         lost_packets: 0,
         late_packets: 0,
         client_frames_dropped: 0,
@@ -176,8 +193,10 @@ async fn receive(
                 click_white: layout.and_then(|l| click_colour(&picture, &l)),
             };
             m.frames.push(sample);
-            if let (Some(l), true) = (layout, config.clicks) {
-                clicker.frame(client, &l, &sample, &mut m).await;
+            if let (Some(l), false) = (layout, config.clicks == Clicks::Off) {
+                clicker
+                    .frame(client, &config.clicks, &l, &sample, &mut m)
+                    .await;
             }
         }
         if let (Some(f), Some(_)) = (first, &config.stimulus) {
@@ -196,13 +215,26 @@ async fn receive(
     }
     m.end_ns = mono_ns();
     clicker.finish(&mut m);
-    if config.clicks && m.clicks.is_empty() && m.clicks_skipped.is_none() {
-        m.clicks_skipped = Some("no click could be sent".into());
-    } else if !config.clicks {
-        m.clicks_skipped = Some(match config.stimulus {
-            None => "not measured: no stimulus on the streamed display".into(),
-            Some(_) => "not measured: --no-clicks".into(),
-        });
+    match &config.clicks {
+        Clicks::Off => {
+            m.clicks_skipped = Some(match config.stimulus {
+                None => "not measured: no stimulus on the streamed display".into(),
+                Some(_) => "not measured: --no-clicks".into(),
+            })
+        }
+        _ if m.clicks.is_empty() && m.clicks_skipped.is_none() => {
+            m.clicks_skipped = Some("no click could be sent".into());
+        }
+        Clicks::Xtest(display) if m.clicks_skipped.is_none() => {
+            m.clicks_via = Some(format!(
+                "XTest on {display} (same machine; the client → server input path is not \
+                 included)"
+            ));
+        }
+        Clicks::Channel if m.clicks_skipped.is_none() => {
+            m.clicks_via = Some("edgedesk's input data channel".into());
+        }
+        _ => {}
     }
     let ClientCounters {
         lost_packets,
@@ -306,12 +338,14 @@ struct Clicker {
     last_done: Option<Instant>,
     channel_open: bool,
     started: Option<Instant>,
+    xtest: Option<x11rb::rust_connection::RustConnection>,
 }
 
 impl Clicker {
     async fn frame(
         &mut self,
         client: &ViewerClient,
+        via: &Clicks,
         layout: &Layout,
         frame: &FrameSample,
         m: &mut Measurement,
@@ -335,6 +369,19 @@ impl Clicker {
         let Some(current) = frame.click_white else {
             return; // wait for a clear picture of the area first
         };
+        if let Clicks::Xtest(display) = via {
+            let sent_ns = mono_ns();
+            if let Err(e) = self.xtest_click(display, layout) {
+                m.clicks_skipped = Some(format!("XTest click on {display} failed: {e}"));
+                return;
+            }
+            self.pending = Some(ClickSample {
+                sent_ns,
+                white: !current,
+                seen_ns: None,
+            });
+            return;
+        }
         if !self.channel_open {
             self.channel_open = matches!(
                 client
@@ -382,6 +429,28 @@ impl Clicker {
             white: !current,
             seen_ns: None,
         });
+    }
+
+    /// Moves the pointer to the click point and clicks, with XTest on `display`.
+    fn xtest_click(&mut self, display: &str, layout: &Layout) -> Result<()> {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{
+            BUTTON_PRESS_EVENT, BUTTON_RELEASE_EVENT, MOTION_NOTIFY_EVENT,
+        };
+        use x11rb::protocol::xtest::ConnectionExt as _;
+        if self.xtest.is_none() {
+            let (conn, _) = x11rb::connect(Some(display))?;
+            conn.xtest_get_version(2, 2)?.reply()?;
+            self.xtest = Some(conn);
+        }
+        let conn = self.xtest.as_ref().expect("connected above");
+        let root = conn.setup().roots[0].root;
+        let (x, y) = layout.click_point();
+        conn.xtest_fake_input(MOTION_NOTIFY_EVENT, 0, 0, root, x as i16, y as i16, 0)?;
+        conn.xtest_fake_input(BUTTON_PRESS_EVENT, 1, 0, root, 0, 0, 0)?;
+        conn.xtest_fake_input(BUTTON_RELEASE_EVENT, 1, 0, root, 0, 0, 0)?;
+        conn.flush()?;
+        Ok(())
     }
 
     fn finish(&mut self, m: &mut Measurement) {

@@ -81,6 +81,8 @@ pub struct Report {
     pub clicks_sent: u64,
     pub clicks_seen: u64,
     pub clicks_note: Option<String>,
+    /// How the clicks were sent (edgedesk's input channel, or XTest on this machine).
+    pub clicks_via: Option<String>,
     /// The glass-to-glass breakdown (frames whose host timings could be matched).
     pub stages: Vec<Stage>,
     pub stages_note: Option<String>,
@@ -140,6 +142,7 @@ pub fn analyse(
         clicks_sent: m.clicks.len() as u64,
         clicks_seen: m.clicks.iter().filter(|c| c.seen_ns.is_some()).count() as u64,
         clicks_note: m.clicks_skipped.clone(),
+        clicks_via: m.clicks_via.clone(),
         stages: Vec::new(),
         stages_note: None,
         fps_series: arrivals.fps_series(0.0, secs, 1.0),
@@ -387,10 +390,14 @@ pub fn table(r: &Report) -> String {
         match (&c2p, &r.clicks_note) {
             (None, Some(why)) => format!("— ({why})"),
             _ => format!(
-                "{}  [{} of {} clicks seen]",
+                "{}  [{} of {} clicks seen{}]",
                 fmt_summary(&c2p),
                 r.clicks_seen,
-                r.clicks_sent
+                r.clicks_sent,
+                r.clicks_via
+                    .as_ref()
+                    .map(|v| format!(", via {v}"))
+                    .unwrap_or_default()
             ),
         },
     );
@@ -633,6 +640,7 @@ mod tests {
                 seen_ns: Some(125_000_000),
             }],
             clicks_skipped: None,
+            clicks_via: None,
             lost_packets: 0,
             late_packets: 0,
             client_frames_dropped: 0,

@@ -21,7 +21,7 @@ use host::client::{whep_post, ViewerClient};
 use serde_json::{json, Value};
 
 use crate::connect::Target;
-use crate::measure::{measure, Config};
+use crate::measure::{measure, Clicks, Config};
 use crate::stats::{Samples, Summary};
 use crate::stimulus::{Layout, Record};
 
@@ -426,7 +426,7 @@ async fn probe(
             Layout::new(width, height),
             Arc::new(Mutex::new(Record::default())),
         )),
-        clicks: true,
+        clicks: Clicks::Channel,
         progress: false,
     })
     .await;

@@ -2,33 +2,12 @@
 //! real `edgedesk` binary, the measuring client) gives plausible latencies — not the targets,
 //! which are for the benchmark, not CI — and the error cases say clearly what is wrong.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::process::{Command, Stdio};
+
+use common::{assert_fails_in_one_line, bench, edgedesk};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
-
-const BENCH: &str = env!("CARGO_BIN_EXE_edgedesk-bench");
-
-/// The `edgedesk` binary next to this package's binaries (built if missing).
-fn edgedesk() -> PathBuf {
-    let path = PathBuf::from(BENCH).with_file_name("edgedesk");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "edgedesk-signaling", "--bin", "edgedesk"])
-            .status()
-            .expect("cargo");
-        assert!(status.success(), "building edgedesk failed");
-    }
-    path
-}
-
-fn bench(args: &[&str]) -> Output {
-    Command::new(BENCH)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("edgedesk-bench runs")
-}
 
 #[test]
 fn a_short_local_run_measures_plausible_latencies() {
@@ -154,12 +133,7 @@ fn errors_say_what_is_wrong() {
         "1",
         "--quiet",
     ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("connecting to http://127.0.0.1:9/whep/x"),
-        "{err}"
-    );
+    assert_fails_in_one_line(&out, "cannot reach http://127.0.0.1:9/whep/x");
 
     // A real edgedesk with another token: refused, and said so.
     let mut server = Command::new(edgedesk())
@@ -195,8 +169,7 @@ fn errors_say_what_is_wrong() {
         "1",
         "--quiet",
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("401"), "{err}");
+    assert_fails_in_one_line(&out, "answered 401");
 
     // The stimulus on a display that is not the streamed one: no frame code, said so.
     let other = VirtualDisplay::start(DisplayOptions {
@@ -218,11 +191,7 @@ fn errors_say_what_is_wrong() {
         "8",
         "--quiet",
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && err.contains("no frame code could be read"),
-        "{err}"
-    );
+    assert_fails_in_one_line(&out, "no frame code could be read");
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let _ = server.wait();

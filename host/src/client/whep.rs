@@ -43,15 +43,26 @@ fn with_token(req: ureq::Request, token: Option<&str>) -> ureq::Request {
 /// client can gather relay candidates before its offer). Servers that do not answer `OPTIONS`
 /// give an empty list; only a server that cannot be reached at all is an error.
 pub fn whep_options(endpoint: &str, token: Option<&str>) -> Result<Vec<RTCIceServer>, ClientError> {
-    let req = with_token(agent().request("OPTIONS", endpoint), token);
-    match req.call() {
-        Ok(resp) => Ok(ice_servers(&resp)),
-        Err(ureq::Error::Status(..)) => Ok(Vec::new()),
-        Err(e) => Err(ClientError::Protocol(format!(
-            "cannot reach {endpoint}: {}",
-            transport_error(&e)
-        ))),
+    let agent = agent();
+    let mut url = endpoint.to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        let req = with_token(agent.request("OPTIONS", &url), token);
+        match req.call() {
+            Ok(resp) if matches!(resp.status(), 307 | 308) => match resp.header("Location") {
+                Some(location) => url = resolve_url(&url, location),
+                None => return Ok(Vec::new()),
+            },
+            Ok(resp) => return Ok(ice_servers(&resp)),
+            Err(ureq::Error::Status(..)) => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(ClientError::Protocol(format!(
+                    "cannot reach {url}: {}",
+                    transport_error(&e)
+                )))
+            }
+        }
     }
+    Ok(Vec::new())
 }
 
 /// POSTs `offer` to a WHEP endpoint (blocking; call from `spawn_blocking`), following `307` and
