@@ -1,10 +1,10 @@
-// tests/tools/framecode.mjs — the frame code of benches/src/framecode.rs, in JavaScript: the
+// benches/browser/framecode.mjs — the frame code of benches/src/framecode.rs, in JavaScript: the
 // 8x8 block code the stimulus (`edgedesk-bench stimulus`) draws, read back from a luma plane.
 // Same layout, threshold, margin and CRC rules as the Rust reader (see the module docs there):
 // a read fails (returns an object with `error`) instead of guessing.
 //
 // Every exported function is self-contained (no references outside its own body) so that
-// browser-latency.mjs can ship it into a page with Function.prototype.toString().
+// the page meter (page.mjs) can ship it into a page with Function.prototype.toString().
 
 /**
  * Reads the code in `rect` ({x, y, w, h}) of a luma plane `y` (Uint8Array, `stride` bytes a
