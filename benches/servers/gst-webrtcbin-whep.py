@@ -21,6 +21,7 @@ gstreamer1.0-{plugins-base,plugins-good,plugins-bad,plugins-ugly,nice,x}.
 import argparse
 import re
 import signal
+import socketserver
 import sys
 import threading
 import time
@@ -108,6 +109,28 @@ class Viewer:
         self.pipeline.set_state(Gst.State.NULL)
 
 
+def warm_up(args):
+    """One throwaway negotiation, answered by a Viewer: loads the plugins and makes the DTLS
+    certificate before the first real client. Without it, Chromium's first connection to a
+    fresh server was seen to stay in DTLS "connecting" for good (ICE connected)."""
+    encoding = ENCODERS[args.codec][0]
+    offerer = Gst.Pipeline.new("warm-up")
+    w = Gst.ElementFactory.make("webrtcbin", "w")
+    w.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
+    offerer.add(w)
+    offerer.set_state(Gst.State.PLAYING)
+    caps = Gst.Caps.from_string(
+        f"application/x-rtp,media=video,encoding-name={encoding},payload=96,clock-rate=90000"
+    )
+    w.emit("add-transceiver", GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, caps)
+    reply = wait_promise(lambda p: w.emit("create-offer", None, p))
+    offer = reply.get_value("offer")
+    wait_promise(lambda p: w.emit("set-local-description", offer, p))
+    viewer = Viewer(args, offer.sdp.as_text())
+    viewer.stop()
+    offerer.set_state(Gst.State.NULL)
+
+
 class Server:
     def __init__(self, args):
         self.args = args
@@ -172,6 +195,14 @@ def handler_for(server):
 GLibError = gi.repository.GLib.Error
 
 
+class HTTPServer(ThreadingHTTPServer):
+    def server_bind(self):
+        # http.server looks up the bound address' host name (getfqdn): in a network namespace
+        # without a resolver that takes seconds. The name is not needed.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--display", required=True)
@@ -184,9 +215,10 @@ def main():
     for element in ("webrtcbin", "ximagesrc", "nicesrc", "x264enc" if args.codec == "h264" else "vp8enc"):
         if Gst.ElementFactory.find(element) is None:
             sys.exit(f"gst-whep: GStreamer element {element} is missing (see this file's header)")
+    warm_up(args)
     host, port = args.listen.rsplit(":", 1)
     server = Server(args)
-    httpd = ThreadingHTTPServer((host, int(port)), handler_for(server))
+    httpd = HTTPServer((host, int(port)), handler_for(server))
 
     def end(*_):
         server.stop_all()

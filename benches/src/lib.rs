@@ -2,9 +2,11 @@
 //! draws frame codes, the frame code itself, the measuring WebRTC client, statistics, and the
 //! report (table, JSON, HTML). The binary (`src/main.rs`) puts them together.
 
+pub mod browser;
 pub mod connect;
 pub mod framecode;
 pub mod measure;
+pub mod proc;
 pub mod report;
 pub mod sessions;
 pub mod stats;

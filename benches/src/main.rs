@@ -21,9 +21,12 @@ use clap::{Args, Parser, Subcommand};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::timing::FrameTiming;
 
+use edgedesk_bench::browser::BrowserConfig;
 use edgedesk_bench::connect::Target;
 use edgedesk_bench::measure::{self, Clicks, Config};
+use edgedesk_bench::proc::CpuClock;
 use edgedesk_bench::report::{self, Report};
+use edgedesk_bench::stats::Samples;
 use edgedesk_bench::stimulus::Stimulus;
 
 #[derive(Parser)]
@@ -43,6 +46,10 @@ enum Cmd {
     Local(LocalArgs),
     /// Connect to a WHEP endpoint as a headless viewer and measure what arrives.
     Run(RunArgs),
+    /// Measure what a page in Chromium displays (any page showing the stimulus in a <video> or
+    /// <canvas>, or this tool's own WHEP page): displayed glass-to-glass, presented fps,
+    /// click-to-photon (XTest) and Chromium's receive stats.
+    Browser(BrowserArgs),
     /// What sessions cost a node: start time (POST → first decoded picture), memory and CPU
     /// of an idle session, and how many idle sessions keep click-to-photon under a limit.
     Sessions(SessionsArgs),
@@ -138,6 +145,42 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct BrowserArgs {
+    /// The page to open, e.g. edgedesk's client (its Open: URL) or Selkies' page.
+    #[arg(long, required_unless_present = "whep", conflicts_with = "whep")]
+    url: Option<String>,
+    /// A WHEP endpoint, shown on this tool's own minimal page.
+    #[arg(long)]
+    whep: Option<String>,
+    /// Bearer token for --whep.
+    #[arg(long, env = "EDGEDESK_TOKEN")]
+    token: Option<String>,
+    /// The streamed X display, on this machine: the stimulus is shown on it.
+    #[arg(long)]
+    stimulus_display: String,
+    #[arg(long, default_value_t = 60)]
+    stimulus_fps: u32,
+    /// CSS selector of the <video> or <canvas> showing the stream; `auto`: the largest playing
+    /// <video>, else the largest <canvas>.
+    #[arg(long, default_value = "auto")]
+    selector: String,
+    /// Chromium's window, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    viewport: String,
+    /// An extra Chromium flag (repeatable).
+    #[arg(long)]
+    chromium_arg: Vec<String>,
+    /// The driver script (default: benches/browser/measure.mjs in the source tree).
+    #[arg(long)]
+    script: Option<PathBuf>,
+    /// Seconds the page may take to show a readable frame code.
+    #[arg(long, default_value_t = 30.0)]
+    ready_timeout: f64,
+    #[command(flatten)]
+    output: Output,
+}
+
+#[derive(Args)]
 struct SessionsArgs {
     /// Session size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
@@ -219,6 +262,7 @@ fn run_command(cli: Cli) -> Result<()> {
     match cli.command {
         Cmd::Local(args) => rt.block_on(local(args)),
         Cmd::Run(args) => rt.block_on(run(args)),
+        Cmd::Browser(args) => rt.block_on(browser(args)),
         Cmd::Sessions(args) => rt.block_on(sessions(args)),
         Cmd::Stimulus {
             display,
@@ -315,6 +359,85 @@ async fn run(args: RunArgs) -> Result<()> {
         None,
     )
     .await
+}
+
+async fn browser(args: BrowserArgs) -> Result<()> {
+    if args.output.codec.is_some() {
+        bail!("--codec does not apply to browser mode: the page negotiates its codec");
+    }
+    let stimulus = Stimulus::start(&args.stimulus_display, args.stimulus_fps)?;
+    let clicks = if args.output.no_clicks {
+        Clicks::Off
+    } else {
+        Clicks::Xtest(args.stimulus_display.clone())
+    };
+    let run = edgedesk_bench::browser::measure(BrowserConfig {
+        url: args.url.clone(),
+        whep: args.whep.clone(),
+        token: args.token.clone(),
+        selector: args.selector.clone(),
+        viewport: args.viewport.clone(),
+        chromium_args: args.chromium_arg.clone(),
+        seconds: args.output.seconds,
+        script: args.script.clone(),
+        ready_timeout: args.ready_timeout,
+        layout: stimulus.layout,
+        clicks,
+        progress: !args.output.quiet,
+    })
+    .await?;
+    let mut settings = BTreeMap::new();
+    settings.insert("mode".into(), "browser".into());
+    settings.insert("stimulus_fps".into(), args.stimulus_fps.to_string());
+    settings.insert("viewport".into(), args.viewport.clone());
+    settings.insert("seconds".into(), args.output.seconds.to_string());
+    let mut extras = run.extras;
+    if let Some(codec) = extras["chromium"]["codec"].as_str() {
+        let name = codec.trim_start_matches("video/").to_ascii_lowercase();
+        settings.insert("codec".into(), name);
+    }
+    let m = run.measurement;
+    let record = stimulus.record.lock().unwrap();
+    let (presented, received) = browser_latencies(&m, &run.presented_ns, &record);
+    let mut report = report::analyse(
+        &m,
+        Some(&record),
+        Err("browser mode: the server's stage timings are not read".into()),
+        settings,
+    );
+    drop(record);
+    extras["glass_to_glass_presented_ms"] = serde_json::to_value(presented.summary())?;
+    extras["drawn_to_received_ms"] = serde_json::to_value(received.summary())?;
+    if let Some(kbps) = extras["chromium"]["kbps"].as_f64() {
+        report.bitrate_kbps = kbps;
+    }
+    report.browser = Some(extras);
+    print_report(&report, &args.output, &m, None)
+}
+
+/// Presented − drawn and received − drawn of each code's first showing (codes drawn after the
+/// run began).
+fn browser_latencies(
+    m: &measure::Measurement,
+    presented: &[(u32, u64)],
+    record: &edgedesk_bench::stimulus::Record,
+) -> (Samples, Samples) {
+    let after_start = |code: &u32| record.drawn.get(code).filter(|&&d| d >= m.start_ns);
+    let mut seen = std::collections::HashSet::new();
+    let p: Samples = presented
+        .iter()
+        .filter(|(code, _)| seen.insert(*code))
+        .filter_map(|(code, at)| Some((*at as f64 - *after_start(code)? as f64) / 1e6))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let r: Samples = m
+        .frames
+        .iter()
+        .filter_map(|f| Some((f.code?, f.received_ns)))
+        .filter(|(code, _)| seen.insert(*code))
+        .filter_map(|(code, at)| Some((at as f64 - *after_start(&code)? as f64) / 1e6))
+        .collect();
+    (p, r)
 }
 
 async fn sessions(args: SessionsArgs) -> Result<()> {
@@ -533,13 +656,23 @@ async fn measure_and_report(
     drop(record);
     let mut report = report;
     report.server_cpu_percent = cpu_percent;
+    print_report(&report, output, &m, host.as_deref().ok())
+}
+
+/// The table or JSON on stdout, and the files of --out.
+fn print_report(
+    report: &Report,
+    output: &Output,
+    m: &measure::Measurement,
+    host: Option<&[FrameTiming]>,
+) -> Result<()> {
     if output.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", report::table(&report));
+        print!("{}", report::table(report));
     }
     if let Some(dir) = &output.out {
-        write_reports(dir, &report, &m, host.as_deref().ok())?;
+        write_reports(dir, report, m, host)?;
         eprintln!("wrote {0}/report.json and {0}/report.html", dir.display());
     }
     Ok(())
@@ -559,71 +692,6 @@ fn write_reports(
     )?;
     std::fs::write(dir.join("report.html"), report::html(report))?;
     Ok(())
-}
-
-/// CPU time of a process (its threads together) from `/proc/PID/stat`.
-struct CpuClock {
-    pid: u32,
-    cpu_s: f64,
-    at: std::time::Instant,
-}
-
-impl CpuClock {
-    fn of(pid: u32) -> Option<Self> {
-        Some(CpuClock {
-            pid,
-            cpu_s: cpu_seconds(pid)?,
-            at: std::time::Instant::now(),
-        })
-    }
-
-    /// Percent of one core used since [`CpuClock::of`].
-    fn percent_since(&self) -> Option<f64> {
-        let used = cpu_seconds(self.pid)? - self.cpu_s;
-        Some(used / self.at.elapsed().as_secs_f64() * 100.0)
-    }
-}
-
-/// utime + stime of `pid` and every live process below it (edgedesk runs each session in an
-/// `edgedesk-host` child), in seconds.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let own = proc_stat(pid)?;
-    let mut procs = Vec::new();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        if let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
-            if let Some((ppid, ticks)) = proc_stat(p) {
-                procs.push((p, ppid, ticks));
-            }
-        }
-    }
-    let mut tree = vec![pid];
-    let mut ticks = own.1;
-    // Parents come before children in no particular order: sweep until nothing is added.
-    loop {
-        let before = tree.len();
-        for &(p, ppid, t) in &procs {
-            if !tree.contains(&p) && tree.contains(&ppid) {
-                tree.push(p);
-                ticks += t;
-            }
-        }
-        if tree.len() == before {
-            break;
-        }
-    }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks / hz as f64)
-}
-
-/// (parent pid, utime + stime in ticks) of `pid`.
-fn proc_stat(pid: u32) -> Option<(u32, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some((f.get(1)?.parse().ok()?, ticks))
 }
 
 /// The host's per-frame timings from edgedesk's `/stats` (next to the WHEP URL), for the

@@ -108,6 +108,56 @@ pub struct Measurement {
     pub connect_notes: Vec<String>,
 }
 
+impl Measurement {
+    /// Nothing measured yet, of `target`.
+    pub fn empty(target: String) -> Measurement {
+        Measurement {
+            whep: target,
+            codec: String::new(),
+            first_frame_ms: 0.0,
+            width: 0,
+            height: 0,
+            frames: Vec::new(),
+            clicks: Vec::new(),
+            clicks_skipped: None,
+            clicks_via: None,
+            lost_packets: 0,
+            late_packets: 0,
+            client_frames_dropped: 0,
+            decode_ms_mean: 0.0,
+            start_ns: 0,
+            end_ns: 0,
+            connect_notes: Vec::new(),
+        }
+    }
+}
+
+/// After a run: why clicks were not measured, or how they were sent.
+pub fn note_clicks(m: &mut Measurement, clicks: &Clicks, stimulus: bool) {
+    match clicks {
+        Clicks::Off => {
+            m.clicks_skipped = Some(if stimulus {
+                "not measured: --no-clicks".into()
+            } else {
+                "not measured: no stimulus on the streamed display".into()
+            })
+        }
+        _ if m.clicks.is_empty() && m.clicks_skipped.is_none() => {
+            m.clicks_skipped = Some("no click could be sent".into());
+        }
+        Clicks::Xtest(display) if m.clicks_skipped.is_none() => {
+            m.clicks_via = Some(format!(
+                "XTest on {display} (same machine; the client → server input path is not \
+                 included)"
+            ));
+        }
+        Clicks::Channel if m.clicks_skipped.is_none() => {
+            m.clicks_via = Some("edgedesk's input data channel".into());
+        }
+        _ => {}
+    }
+}
+
 /// Connects, measures for `config.seconds`, disconnects.
 pub async fn measure(config: Config) -> Result<Measurement> {
     let mut conn = connect::connect(&config.target).await?;
@@ -127,24 +177,8 @@ async fn receive(
 ) -> Result<Measurement> {
     let codec = client.codec();
     let mut decoder = Decoder::new(codec)?;
-    let mut m = Measurement {
-        whep: config.target.whep.clone(),
-        codec: codec.name().to_owned(),
-        first_frame_ms: 0.0,
-        width: 0,
-        height: 0,
-        frames: Vec::new(),
-        clicks: Vec::new(),
-        clicks_skipped: None,
-        clicks_via: None,
-        lost_packets: 0,
-        late_packets: 0,
-        client_frames_dropped: 0,
-        decode_ms_mean: 0.0,
-        start_ns: 0,
-        end_ns: 0,
-        connect_notes: Vec::new(),
-    };
+    let mut m = Measurement::empty(config.target.whep.clone());
+    m.codec = codec.name().to_owned();
     let mut decode_time = Duration::ZERO;
     let mut first: Option<Instant> = None;
     let mut clicker = Clicker::default();
@@ -195,7 +229,7 @@ async fn receive(
             m.frames.push(sample);
             if let (Some(l), false) = (layout, config.clicks == Clicks::Off) {
                 clicker
-                    .frame(client, &config.clicks, &l, &sample, &mut m)
+                    .frame(Some(client), &config.clicks, &l, &sample, &mut m)
                     .await;
             }
         }
@@ -215,27 +249,7 @@ async fn receive(
     }
     m.end_ns = mono_ns();
     clicker.finish(&mut m);
-    match &config.clicks {
-        Clicks::Off => {
-            m.clicks_skipped = Some(match config.stimulus {
-                None => "not measured: no stimulus on the streamed display".into(),
-                Some(_) => "not measured: --no-clicks".into(),
-            })
-        }
-        _ if m.clicks.is_empty() && m.clicks_skipped.is_none() => {
-            m.clicks_skipped = Some("no click could be sent".into());
-        }
-        Clicks::Xtest(display) if m.clicks_skipped.is_none() => {
-            m.clicks_via = Some(format!(
-                "XTest on {display} (same machine; the client → server input path is not \
-                 included)"
-            ));
-        }
-        Clicks::Channel if m.clicks_skipped.is_none() => {
-            m.clicks_via = Some("edgedesk's input data channel".into());
-        }
-        _ => {}
-    }
+    note_clicks(&mut m, &config.clicks, config.stimulus.is_some());
     let ClientCounters {
         lost_packets,
         late_packets,
@@ -333,7 +347,7 @@ pub fn click_colour(picture: &VideoFrame, layout: &Layout) -> Option<bool> {
 /// Sends a click whenever the last one has been seen (or given up on) and waits for the
 /// colour it should bring.
 #[derive(Default)]
-struct Clicker {
+pub struct Clicker {
     pending: Option<ClickSample>,
     last_done: Option<Instant>,
     channel_open: bool,
@@ -342,9 +356,11 @@ struct Clicker {
 }
 
 impl Clicker {
-    async fn frame(
+    /// Judges `frame` for the pending click, or sends the next one (through `client`'s input
+    /// channel, or XTest).
+    pub async fn frame(
         &mut self,
-        client: &ViewerClient,
+        client: Option<&ViewerClient>,
         via: &Clicks,
         layout: &Layout,
         frame: &FrameSample,
@@ -382,6 +398,10 @@ impl Clicker {
             });
             return;
         }
+        let Some(client) = client else {
+            m.clicks_skipped = Some("no input channel: clicks need XTest here".into());
+            return;
+        };
         if !self.channel_open {
             self.channel_open = matches!(
                 client
@@ -453,7 +473,8 @@ impl Clicker {
         Ok(())
     }
 
-    fn finish(&mut self, m: &mut Measurement) {
+    /// Keeps the pending click if it was judged (seen or timed out).
+    pub fn finish(&mut self, m: &mut Measurement) {
         if let Some(p) = self.pending.take() {
             // Sent too close to the end to be judged: not counted.
             if mono_ns().saturating_sub(p.sent_ns) > CLICK_TIMEOUT.as_nanos() as u64 {

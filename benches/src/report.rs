@@ -88,6 +88,10 @@ pub struct Report {
     pub stages_note: Option<String>,
     pub fps_series: Vec<FpsPoint>,
     pub notes: Vec<String>,
+    /// Browser mode: Chromium's own figures, the presented glass-to-glass, how frames were
+    /// read (see `crate::browser`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<serde_json::Value>,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -147,6 +151,7 @@ pub fn analyse(
         stages_note: None,
         fps_series: arrivals.fps_series(0.0, secs, 1.0),
         notes: m.connect_notes.clone(),
+        browser: None,
     };
     let Some(record) = record else {
         report.notes.push(
@@ -356,15 +361,23 @@ pub fn table(r: &Report) -> String {
     row("resolution", format!("{}x{}", r.width, r.height));
     row("first frame", format!("{:.0} ms", r.first_frame_ms));
     row("measured", format!("{:.1} s", r.seconds));
-    row("frames decoded", r.frames_decoded.to_string());
-    row("received fps", fmt_opt(r.fps, "fps"));
+    let browser = r.browser.is_some();
+    if browser {
+        row("frames shown", r.frames_decoded.to_string());
+        row("shown fps", fmt_opt(r.fps, "fps"));
+    } else {
+        row("frames decoded", r.frames_decoded.to_string());
+        row("received fps", fmt_opt(r.fps, "fps"));
+    }
     row("bitrate", format!("{:.0} kbit/s", r.bitrate_kbps));
     row("jitter", fmt_opt(r.jitter_ms, "ms"));
     row(
         "packets lost / late",
         format!("{} / {}", r.lost_packets, r.late_packets),
     );
-    row("decode", format!("{:.2} ms/frame", r.decode_ms_mean));
+    if !browser {
+        row("decode", format!("{:.2} ms/frame", r.decode_ms_mean));
+    }
     if let Some(cpu) = r.server_cpu_percent {
         row("server CPU", format!("{cpu:.1} % of one core"));
     }
@@ -410,6 +423,9 @@ pub fn table(r: &Report) -> String {
             ),
         );
     }
+    if let Some(b) = &r.browser {
+        browser_rows(&mut out, b);
+    }
     if !r.stages.is_empty() {
         let _ = writeln!(out, "\nwhere the time goes (ms)   p50     mean    p99");
         for s in &r.stages {
@@ -427,6 +443,76 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(out, "note: {n}");
     }
     out
+}
+
+/// The browser-mode lines of the table.
+fn browser_rows(out: &mut String, b: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{x:.1}"));
+    let summary = |v: &serde_json::Value| {
+        serde_json::from_value::<Summary>(v.clone())
+            .ok()
+            .map_or("-".into(), |s| fmt_summary(&Some(s)))
+    };
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(out, "{k:<22} {v}");
+    };
+    row(
+        "browser",
+        format!(
+            "<{}> read via {}, page clock ±{} ms (drift {} ms); glass-to-glass above is when \
+             a rendering step first showed the frame",
+            b["element"].as_str().unwrap_or("?"),
+            b["read_path"].as_str().unwrap_or("?"),
+            f(&b["clock_uncertainty_ms"]),
+            f(&b["clock_drift_ms"])
+        ),
+    );
+    row(
+        "  presented",
+        summary(&b["glass_to_glass_presented_ms"]) + "  (handed to the compositor)",
+    );
+    row(
+        "  drawn → received",
+        summary(&b["drawn_to_received_ms"]) + "  (server + network)",
+    );
+    let c = &b["chromium"];
+    if c.is_object() {
+        row(
+            "  Chromium per frame",
+            format!(
+                "jitter buffer {} ms (target {}), processing {} ms, decode {} ms",
+                f(&c["jitter_buffer_ms"]),
+                f(&c["jitter_buffer_target_ms"]),
+                f(&c["processing_delay_ms"]),
+                f(&c["decode_ms"])
+            ),
+        );
+        row(
+            "  Chromium received",
+            format!(
+                "{} decoded fps, {} dropped, {} freezes, {} lost, {} kbit/s, {} {}",
+                f(&c["decoded_fps"]),
+                c["frames_dropped"],
+                c["freezes"],
+                c["packets_lost"],
+                f(&c["kbps"]),
+                c["codec"].as_str().unwrap_or(""),
+                c["frame"].as_str().unwrap_or("")
+            ),
+        );
+    } else {
+        row(
+            "  Chromium",
+            "no RTCPeerConnection with inbound video found on the page".into(),
+        );
+    }
+    row(
+        "client CPU",
+        format!(
+            "{} % of one core (node and Chromium)",
+            f(&b["client_cpu_percent"])
+        ),
+    );
 }
 
 fn esc(s: &str) -> String {

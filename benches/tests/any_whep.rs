@@ -215,9 +215,29 @@ fn redirector(to: Option<String>) -> String {
     let location = to.unwrap_or_else(|| me.clone());
     std::thread::spawn(move || {
         for mut s in listener.incoming().map_while(Result::ok) {
+            // Read the whole request (headers, then Content-Length bytes): closing with unread
+            // bytes would reset the connection before the client reads the answer.
             let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = [0u8; 16384];
-            let _ = s.read(&mut buf);
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let head_end = req.windows(4).position(|w| w == b"\r\n\r\n");
+                if let Some(end) = head_end {
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => req.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = write!(
                 s,
                 "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\

@@ -1,6 +1,7 @@
 //! A server reachable only through a non-loopback address: a process started in a network
 //! namespace of its own (`unshare --net`), joined to this one by a veth pair with a /24 of
-//! 10.x addresses. The namespace lives exactly as long as its processes, so nothing is left
+//! 10.x addresses, this side its default route (as a router would be: this machine's other
+//! addresses are reachable from inside, as Chromium's candidates on the default interface need). The namespace lives exactly as long as its processes, so nothing is left
 //! behind even when the test is killed: the kernel drops the namespace and the veth with it.
 
 use std::path::Path;
@@ -72,7 +73,7 @@ impl Isolated {
             "i=0; while ! ip link show vx0 >/dev/null 2>&1; do i=$((i+1)); \
              [ $i -gt 500 ] && {{ echo 'no veth arrived' >&2; exit 97; }}; sleep 0.01; done; \
              ip link set lo up && ip addr add {inside}/24 dev vx0 && ip link set vx0 up \
-             && exec \"$@\""
+             && ip route add default via {outside} && exec \"$@\""
         );
         let mut cmd = Command::new("unshare");
         cmd.args(["--net", "--", "sh", "-c", &script, "sh"])

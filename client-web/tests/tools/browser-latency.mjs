@@ -65,7 +65,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { launchChromium, waitForState, waitForFrames, CLIENT_WEB_DIR } from '../lib.mjs';
 import { readLuma } from '../../../benches/browser/framecode.mjs';
-import { installMeter, pageStats, clockOffset } from '../../../benches/browser/page.mjs';
+import { installMeter, pageStats, clockOffset, capturePeerConnections } from '../../../benches/browser/page.mjs';
 
 // ---- arguments -----------------------------------------------------------------------------
 
@@ -413,18 +413,7 @@ const TARGETS = {
     // Without it the page shows "Play Stream" and waits for a click (its <video> is not muted).
     chromiumArgs: ['--autoplay-policy=no-user-gesture-required'],
     // The page keeps its RTCPeerConnection to itself: note every one made.
-    initScript: () => {
-      const Orig = window.RTCPeerConnection;
-      window.__latencyPcs = [];
-      const Wrapped = function RTCPeerConnection(...a) {
-        const pc = new Orig(...a);
-        window.__latencyPcs.push(pc);
-        return pc;
-      };
-      Wrapped.prototype = Orig.prototype;
-      Object.setPrototypeOf(Wrapped, Orig);
-      window.RTCPeerConnection = Wrapped;
-    },
+    initScript: capturePeerConnections,
     videoSelector: 'video#stream',
     check(o) {
       if (!existsSync(o.selkiesBin)) {

@@ -1,0 +1,218 @@
+//! Browser mode: what a person looking at Chromium sees. `benches/browser/measure.mjs` drives
+//! Debian's Chromium through playwright-core on any page (or the tool's own minimal WHEP page)
+//! and streams, for every frame the page shows, its frame code, the click area's colour and the
+//! times Chromium gives (`requestVideoFrameCallback`: the rendering step that showed it, its
+//! presentation and receive times), already on CLOCK_MONOTONIC. This side draws the stimulus,
+//! clicks with XTest, and turns the lines into a [`Measurement`] whose "decoded" time is the
+//! *displayed* time, so the report's glass-to-glass is the displayed one.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::measure::{Clicker, Clicks, FrameSample, Measurement};
+use crate::stimulus::Layout;
+
+/// What to open and how.
+pub struct BrowserConfig {
+    /// A page URL, or (`whep`) a WHEP endpoint for the tool's own page.
+    pub url: Option<String>,
+    pub whep: Option<String>,
+    pub token: Option<String>,
+    /// `auto` or a CSS selector of the `<video>`/`<canvas>` showing the stream.
+    pub selector: String,
+    pub viewport: String,
+    pub chromium_args: Vec<String>,
+    pub seconds: f64,
+    /// The driver script (default: the source tree's `benches/browser/measure.mjs`).
+    pub script: Option<PathBuf>,
+    /// Seconds the page may take to show a readable frame code.
+    pub ready_timeout: f64,
+    pub layout: Layout,
+    pub clicks: Clicks,
+    pub progress: bool,
+}
+
+/// A browser run: the samples, and Chromium's own figures.
+pub struct BrowserRun {
+    pub measurement: Measurement,
+    /// The driver's `end` line: Chromium's receive stats, the read path, the clock mapping;
+    /// plus `element` and `client_cpu_percent` (node and Chromium together).
+    pub extras: serde_json::Value,
+    /// Frame shown (rendering step) − frame presented to the compositor, per frame (ms).
+    pub presented_ns: Vec<(u32, u64)>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Line {
+    Ready {
+        element: String,
+    },
+    Frame {
+        shown_ns: u64,
+        presented_ns: Option<u64>,
+        received_ns: Option<u64>,
+        code: Option<u32>,
+        patch: Option<f64>,
+    },
+    End(serde_json::Value),
+}
+
+/// The driver script shipped in the source tree.
+pub fn default_script() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser/measure.mjs"))
+}
+
+/// The click area's colour from its mean luma, as [`crate::measure::click_colour`] decides.
+fn colour(luma: Option<f64>) -> Option<bool> {
+    match luma? {
+        l if l > 170.0 => Some(true),
+        l if l < 80.0 => Some(false),
+        _ => None,
+    }
+}
+
+pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
+    let script = c.script.clone().unwrap_or_else(default_script);
+    if !script.exists() {
+        bail!(
+            "{} not found: browser mode runs the edgedesk source tree's benches/browser/measure.mjs \
+             (with client-web's node packages, which scripts/setup.sh installs); pass --script",
+            script.display()
+        );
+    }
+    let l = c.layout;
+    let (px, py) = l.colour_point();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(&script)
+        .args([
+            "--rect",
+            &format!("{},{},{},{}", l.code.x, l.code.y, l.code.w, l.code.h),
+        ])
+        .args([
+            "--patch",
+            &format!("{},{},16,16", px.saturating_sub(8), py.saturating_sub(8)),
+        ])
+        .args(["--seconds", &c.seconds.to_string()])
+        .args(["--selector", &c.selector, "--viewport", &c.viewport])
+        .args([
+            "--ready-timeout-ms",
+            &((c.ready_timeout * 1e3) as u64).to_string(),
+        ]);
+    match (&c.url, &c.whep) {
+        (Some(u), _) => cmd.args(["--url", u]),
+        (None, Some(w)) => cmd.args(["--whep", w]),
+        (None, None) => bail!("give --url or --whep"),
+    };
+    if let Some(t) = &c.token {
+        cmd.args(["--token", t]);
+    }
+    for a in &c.chromium_args {
+        cmd.args(["--chromium-arg", a]);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .context("starting node (browser mode needs node 20 and client-web's packages)")?;
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let stderr = child.stderr.take().expect("piped");
+    let err_task = tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        let mut last = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            last.push(l);
+        }
+        last
+    });
+    let mut m = Measurement::empty(c.url.clone().or(c.whep.clone()).unwrap_or_default());
+    m.codec = "chosen by the page".into();
+    let mut cpu = None;
+    let mut element = String::new();
+    let mut end = serde_json::Value::Null;
+    let mut presented = Vec::new();
+    let mut clicker = Clicker::default();
+    let mut last_progress = Instant::now();
+    // Ready comes within the driver's own 30 s limit, and the end within the run.
+    let limit = Duration::from_secs_f64(c.seconds + c.ready_timeout + 30.0);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout(limit, stdout.next_line()).await {
+        let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+            continue;
+        };
+        match parsed {
+            Line::Ready { element: e } => {
+                element = e;
+                m.first_frame_ms = started.elapsed().as_secs_f64() * 1e3;
+                cpu = pid.and_then(crate::proc::CpuClock::of);
+            }
+            Line::Frame {
+                shown_ns,
+                presented_ns,
+                received_ns,
+                code,
+                patch,
+            } => {
+                if m.start_ns == 0 {
+                    m.start_ns = shown_ns;
+                    (m.width, m.height) = (l.width, l.height);
+                }
+                let sample = FrameSample {
+                    received_ns: received_ns.unwrap_or(shown_ns),
+                    decoded_ns: shown_ns,
+                    bytes: 0,
+                    rtp_timestamp: 0,
+                    code,
+                    click_white: colour(patch),
+                };
+                if let (Some(p), Some(code)) = (presented_ns, code) {
+                    presented.push((code, p));
+                }
+                m.frames.push(sample);
+                if c.clicks != Clicks::Off {
+                    clicker.frame(None, &c.clicks, &l, &sample, &mut m).await;
+                }
+                if c.progress && last_progress.elapsed() >= Duration::from_secs(1) {
+                    last_progress = Instant::now();
+                    eprintln!("{:5} frames shown", m.frames.len());
+                }
+            }
+            Line::End(v) => {
+                end = v;
+                break;
+            }
+        }
+    }
+    let client_cpu = cpu.and_then(|c| c.percent_since());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let errors = err_task.await.unwrap_or_default();
+    if end.is_null() {
+        let why = errors
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("browser: "))
+            .map(str::to_owned)
+            .or_else(|| errors.last().cloned())
+            .unwrap_or_else(|| format!("the browser driver ended ({status:?}) without a result"));
+        bail!("browser: {why}");
+    }
+    m.end_ns = m.frames.last().map_or(m.start_ns, |f| f.decoded_ns);
+    clicker.finish(&mut m);
+    crate::measure::note_clicks(&mut m, &c.clicks, true);
+    let mut extras = end;
+    extras["element"] = element.into();
+    extras["client_cpu_percent"] = client_cpu.into();
+    Ok(BrowserRun {
+        measurement: m,
+        extras,
+        presented_ns: presented,
+    })
+}
