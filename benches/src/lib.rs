@@ -8,6 +8,7 @@ pub mod framecode;
 pub mod measure;
 pub mod proc;
 pub mod report;
+pub mod runner;
 pub mod sessions;
 pub mod stats;
 pub mod stimulus;

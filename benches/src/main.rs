@@ -10,10 +10,7 @@
 //! * `stimulus` just shows the stimulus on a display (to look at, or to stream elsewhere).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -23,10 +20,10 @@ use host::timing::FrameTiming;
 
 use edgedesk_bench::browser::BrowserConfig;
 use edgedesk_bench::connect::Target;
-use edgedesk_bench::measure::{self, Clicks, Config};
+use edgedesk_bench::measure::{self, Clicks};
 use edgedesk_bench::proc::CpuClock;
 use edgedesk_bench::report::{self, Report};
-use edgedesk_bench::stats::Samples;
+use edgedesk_bench::runner::{self, Measured};
 use edgedesk_bench::stimulus::Stimulus;
 
 #[derive(Parser)]
@@ -346,19 +343,21 @@ async fn run(args: RunArgs) -> Result<()> {
             "channel" => Clicks::Channel,
             "xtest" => Clicks::Xtest(d.clone()),
             // edgedesk serves its host timings next to the WHEP URL; anything else gets XTest.
-            _ if fetch_host_timings(&args.whep).await.is_ok() => Clicks::Channel,
+            _ if runner::fetch_host_timings(&args.whep).await.is_ok() => Clicks::Channel,
             _ => Clicks::Xtest(d.clone()),
         },
     };
-    measure_and_report(
+    let measured = runner::measure_whep(
         target,
         stimulus.as_ref(),
         clicks,
-        &args.output,
+        args.output.seconds,
+        !args.output.quiet,
         settings,
         None,
     )
-    .await
+    .await?;
+    print_report(&measured, &args.output)
 }
 
 async fn browser(args: BrowserArgs) -> Result<()> {
@@ -371,73 +370,29 @@ async fn browser(args: BrowserArgs) -> Result<()> {
     } else {
         Clicks::Xtest(args.stimulus_display.clone())
     };
-    let run = edgedesk_bench::browser::measure(BrowserConfig {
-        url: args.url.clone(),
-        whep: args.whep.clone(),
-        token: args.token.clone(),
-        selector: args.selector.clone(),
-        viewport: args.viewport.clone(),
-        chromium_args: args.chromium_arg.clone(),
-        seconds: args.output.seconds,
-        script: args.script.clone(),
-        ready_timeout: args.ready_timeout,
-        layout: stimulus.layout,
-        clicks,
-        progress: !args.output.quiet,
-    })
-    .await?;
     let mut settings = BTreeMap::new();
-    settings.insert("mode".into(), "browser".into());
     settings.insert("stimulus_fps".into(), args.stimulus_fps.to_string());
-    settings.insert("viewport".into(), args.viewport.clone());
-    settings.insert("seconds".into(), args.output.seconds.to_string());
-    let mut extras = run.extras;
-    if let Some(codec) = extras["chromium"]["codec"].as_str() {
-        let name = codec.trim_start_matches("video/").to_ascii_lowercase();
-        settings.insert("codec".into(), name);
-    }
-    let m = run.measurement;
-    let record = stimulus.record.lock().unwrap();
-    let (presented, received) = browser_latencies(&m, &run.presented_ns, &record);
-    let mut report = report::analyse(
-        &m,
-        Some(&record),
-        Err("browser mode: the server's stage timings are not read".into()),
+    let measured = runner::measure_browser(
+        BrowserConfig {
+            url: args.url.clone(),
+            whep: args.whep.clone(),
+            token: args.token.clone(),
+            selector: args.selector.clone(),
+            viewport: args.viewport.clone(),
+            chromium_args: args.chromium_arg.clone(),
+            seconds: args.output.seconds,
+            script: args.script.clone(),
+            ready_timeout: args.ready_timeout,
+            layout: stimulus.layout,
+            clicks,
+            progress: !args.output.quiet,
+        },
+        &stimulus,
         settings,
-    );
-    drop(record);
-    extras["glass_to_glass_presented_ms"] = serde_json::to_value(presented.summary())?;
-    extras["drawn_to_received_ms"] = serde_json::to_value(received.summary())?;
-    if let Some(kbps) = extras["chromium"]["kbps"].as_f64() {
-        report.bitrate_kbps = kbps;
-    }
-    report.browser = Some(extras);
-    print_report(&report, &args.output, &m, None)
-}
-
-/// Presented − drawn and received − drawn of each code's first showing (codes drawn after the
-/// run began).
-fn browser_latencies(
-    m: &measure::Measurement,
-    presented: &[(u32, u64)],
-    record: &edgedesk_bench::stimulus::Record,
-) -> (Samples, Samples) {
-    let after_start = |code: &u32| record.drawn.get(code).filter(|&&d| d >= m.start_ns);
-    let mut seen = std::collections::HashSet::new();
-    let p: Samples = presented
-        .iter()
-        .filter(|(code, _)| seen.insert(*code))
-        .filter_map(|(code, at)| Some((*at as f64 - *after_start(code)? as f64) / 1e6))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let r: Samples = m
-        .frames
-        .iter()
-        .filter_map(|f| Some((f.code?, f.received_ns)))
-        .filter(|(code, _)| seen.insert(*code))
-        .filter_map(|(code, at)| Some((at as f64 - *after_start(&code)? as f64) / 1e6))
-        .collect();
-    (p, r)
+        None,
+    )
+    .await?;
+    print_report(&measured, &args.output)
 }
 
 async fn sessions(args: SessionsArgs) -> Result<()> {
@@ -504,17 +459,6 @@ async fn sessions(args: SessionsArgs) -> Result<()> {
     Ok(())
 }
 
-/// A child process killed (SIGTERM, then waited for) when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
 async fn local(args: LocalArgs) -> Result<()> {
     let (w, h) = args
         .size
@@ -540,42 +484,19 @@ async fn local(args: LocalArgs) -> Result<()> {
     })
     .context("starting Xvfb (scripts/setup.sh installs it)")?;
     let stimulus = Stimulus::start(&display.name(), if args.idle { 0 } else { args.fps })?;
-    let token = format!("bench-{:016x}", rand_u64());
-    let mut child = Command::new(&edgedesk)
-        .args([
-            "up",
-            "--display",
-            &display.name(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--token", &token, "--session", "bench"])
-        .args(["--fps", &args.fps.to_string(), "--bitrate", &args.bitrate])
-        .args(["--encoder", &args.encoder])
-        .args(["--codecs", &codec_names(&codecs)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", edgedesk.display()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let server = Server(child);
-    // Read the WHEP line, then keep draining stdout until edgedesk exits (closing the pipe
-    // early would make its next write fail).
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line.strip_prefix("WHEP: ") {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        }
-    });
-    let whep = rx
-        .await
-        .context("edgedesk exited without printing its WHEP URL")?;
+    let extra: Vec<String> = [
+        "--fps",
+        &args.fps.to_string(),
+        "--bitrate",
+        &args.bitrate,
+        "--encoder",
+        &args.encoder,
+        "--codecs",
+        &codec_names(&codecs),
+    ]
+    .map(String::from)
+    .to_vec();
+    let started = runner::start_edgedesk(&edgedesk, &display.name(), &extra).await?;
     let mut settings = BTreeMap::new();
     for (k, v) in [
         ("mode", "local".to_string()),
@@ -589,83 +510,38 @@ async fn local(args: LocalArgs) -> Result<()> {
         settings.insert(k.to_string(), v);
     }
     settings.insert("idle".into(), args.idle.to_string());
-    let cpu = CpuClock::of(server.0.id());
+    let cpu = CpuClock::of(started.server.id());
     let target = Target {
-        whep,
-        token: Some(token),
+        whep: started.whep.clone(),
+        token: Some(started.token.clone()),
         codecs,
         bind: vec!["127.0.0.1:0".into()],
         ice_servers: Vec::new(),
     };
-    let result = measure_and_report(
+    let clicks = if args.output.no_clicks {
+        Clicks::Off
+    } else {
+        Clicks::Channel
+    };
+    let result = runner::measure_whep(
         target,
         Some(&stimulus),
-        if args.output.no_clicks {
-            Clicks::Off
-        } else {
-            Clicks::Channel
-        },
-        &args.output,
+        clicks,
+        args.output.seconds,
+        !args.output.quiet,
         settings,
         cpu,
     )
     .await;
-    drop(server);
+    drop(started);
     drop(stimulus);
     drop(display);
-    result
-}
-
-fn rand_u64() -> u64 {
-    let t = host::timing::mono_ns();
-    t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15
-}
-
-async fn measure_and_report(
-    target: Target,
-    stimulus: Option<&Stimulus>,
-    clicks: Clicks,
-    output: &Output,
-    mut settings: BTreeMap<String, String>,
-    server_cpu: Option<CpuClock>,
-) -> Result<()> {
-    settings.insert("seconds".into(), output.seconds.to_string());
-    let whep = target.whep.clone();
-    let config = Config {
-        target,
-        seconds: output.seconds,
-        stimulus: stimulus.map(|s| (s.layout, Arc::clone(&s.record))),
-        clicks: if stimulus.is_some() {
-            clicks
-        } else {
-            Clicks::Off
-        },
-        progress: !output.quiet,
-    };
-    let m = measure::measure(config).await?;
-    settings.insert("codec".into(), m.codec.clone());
-    let cpu_percent = server_cpu.and_then(|c| c.percent_since());
-    let host = fetch_host_timings(&whep).await;
-    let record = stimulus.map(|s| s.record.lock().unwrap());
-    let report = report::analyse(
-        &m,
-        record.as_deref(),
-        host.as_deref().map_err(Clone::clone),
-        settings,
-    );
-    drop(record);
-    let mut report = report;
-    report.server_cpu_percent = cpu_percent;
-    print_report(&report, output, &m, host.as_deref().ok())
+    print_report(&result?, &args.output)
 }
 
 /// The table or JSON on stdout, and the files of --out.
-fn print_report(
-    report: &Report,
-    output: &Output,
-    m: &measure::Measurement,
-    host: Option<&[FrameTiming]>,
-) -> Result<()> {
+fn print_report(measured: &Measured, output: &Output) -> Result<()> {
+    let (report, m, host) = (&measured.report, &measured.raw, measured.host.as_deref());
     if output.json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
@@ -692,30 +568,4 @@ fn write_reports(
     )?;
     std::fs::write(dir.join("report.html"), report::html(report))?;
     Ok(())
-}
-
-/// The host's per-frame timings from edgedesk's `/stats` (next to the WHEP URL), for the
-/// session the URL names; an explanation when there are none.
-async fn fetch_host_timings(whep: &str) -> Result<Vec<FrameTiming>, String> {
-    let Some((origin, session)) = whep.split_once("/whep/") else {
-        return Err("the WHEP URL has no /whep/ path: not edgedesk, no host timings".into());
-    };
-    let (url, session) = (format!("{origin}/stats"), session.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let body = ureq::get(&url)
-            .timeout(Duration::from_secs(5))
-            .call()
-            .map_err(|e| format!("no host timings ({url}: {e}); not edgedesk?"))?
-            .into_string()
-            .map_err(|e| format!("reading {url}: {e}"))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
-        let s = v["sessions"]
-            .as_array()
-            .and_then(|all| all.iter().find(|s| s["name"] == session.as_str()))
-            .ok_or_else(|| format!("{url} has no session {session:?}"))?;
-        serde_json::from_value(s["frames"].clone()).map_err(|e| format!("{url}: frames: {e}"))
-    })
-    .await
-    .map_err(|e| e.to_string())?
 }
