@@ -18,7 +18,8 @@
 // performance.now() is mapped by the smallest of 25 round trips):
 //   {"type":"ready", "element", "url", "clock_uncertainty_ms"}
 //   {"type":"frame", "shown_ns", "presented_ns", "received_ns", "code", "patch", "presented_frames",
-//    "processing_ms"}   (shown_ns: the rendering step that first showed it, rVFC `now`)
+//    "processing_ms"}   (shown_ns: the rendering step that first showed it, rVFC `now`, but
+//    not before the frame's presentationTime)
 //   {"type":"end", "seconds", "chromium": {…deltas…}, "read_path", "read_errors", "clock_drift_ms",
 //    "clock_uncertainty_ms", "video_swaps"}
 // A failure is one line on stderr ("browser: …") and exit status 1.
@@ -195,7 +196,9 @@ async function main() {
       for (const s of batch) {
         emit({
           type: 'frame',
-          shown_ns: ns(s.now),
+          // Not before the compositor had it: under load a rendering step's `now` (its begin
+          // time) can precede the frame's arrival by several ms.
+          shown_ns: ns(Number.isFinite(s.presentationTime) ? Math.max(s.now, s.presentationTime) : s.now),
           presented_ns: ns(s.presentationTime),
           received_ns: ns(s.receiveTime),
           code: s.code,

@@ -3,6 +3,7 @@
 //! report (table, JSON, HTML). The binary (`src/main.rs`) puts them together.
 
 pub mod browser;
+pub mod compare;
 pub mod connect;
 pub mod framecode;
 pub mod measure;

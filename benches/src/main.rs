@@ -47,6 +47,9 @@ enum Cmd {
     /// <canvas>, or this tool's own WHEP page): displayed glass-to-glass, presented fps,
     /// click-to-photon (XTest) and Chromium's receive stats.
     Browser(BrowserArgs),
+    /// Several targets side by side on the same stimulus and machine, alternating runs: each
+    /// figure with the median of the runs, their spread and the ratio to the first target.
+    Compare(CompareArgs),
     /// What sessions cost a node: start time (POST → first decoded picture), memory and CPU
     /// of an idle session, and how many idle sessions keep click-to-photon under a limit.
     Sessions(SessionsArgs),
@@ -178,6 +181,56 @@ struct BrowserArgs {
 }
 
 #[derive(Args)]
+struct CompareArgs {
+    /// Targets, the first one the baseline of the ratios: edgedesk, gstreamer, selkies,
+    /// selkies:websockets, whep:URL[|COMMAND], page:URL[|COMMAND] ({port}, {display}, {fps},
+    /// {kbps} are filled in; COMMAND starts the server, with DISPLAY set).
+    #[arg(required = true, value_parser = edgedesk_bench::compare::targets::TargetSpec::parse)]
+    targets: Vec<edgedesk_bench::compare::targets::TargetSpec>,
+    /// Runs of every target, alternating.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds measured per target, view and run.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Display size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    size: String,
+    /// Frame rate of the stimulus and of the servers the tool starts.
+    #[arg(long, default_value_t = 60)]
+    fps: u32,
+    /// Bitrate of the servers the tool starts (k or M suffix).
+    #[arg(long, default_value = "8M")]
+    bitrate: String,
+    /// Which clients look: decoder (the headless client; WHEP targets), displayed (Chromium).
+    #[arg(long, default_value = "decoder,displayed", value_delimiter = ',', value_parser = ["decoder", "displayed"])]
+    views: Vec<String>,
+    /// Codecs the headless client offers and edgedesk may send.
+    #[arg(long, default_value = "h264", value_parser = parse_codecs)]
+    codec: CodecList,
+    /// The edgedesk binary (default: next to this one).
+    #[arg(long)]
+    edgedesk: Option<PathBuf>,
+    /// Selkies' command (PyPI `selkies` in a venv).
+    #[arg(long, env = "SELKIES_BIN", default_value = "selkies")]
+    selkies_bin: PathBuf,
+    /// Chromium's window for the displayed view, WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720")]
+    viewport: String,
+    /// Flag a measurement during which other processes used more than this % of a core.
+    #[arg(long, default_value_t = 25.0)]
+    disturbed_above: f64,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write compare.json and compare.html into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 struct SessionsArgs {
     /// Session size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
@@ -260,6 +313,7 @@ fn run_command(cli: Cli) -> Result<()> {
         Cmd::Local(args) => rt.block_on(local(args)),
         Cmd::Run(args) => rt.block_on(run(args)),
         Cmd::Browser(args) => rt.block_on(browser(args)),
+        Cmd::Compare(args) => rt.block_on(compare(args)),
         Cmd::Sessions(args) => rt.block_on(sessions(args)),
         Cmd::Stimulus {
             display,
@@ -393,6 +447,70 @@ async fn browser(args: BrowserArgs) -> Result<()> {
     )
     .await?;
     print_report(&measured, &args.output)
+}
+
+/// `8M`, `8000k`, `8000000` → kbit/s.
+fn kbps(text: &str) -> Result<u32> {
+    let t = text.trim();
+    let (num, scale) = match t.chars().last() {
+        Some('M' | 'm') => (&t[..t.len() - 1], 1000.0),
+        Some('k' | 'K') => (&t[..t.len() - 1], 1.0),
+        _ => (t, 0.001),
+    };
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("--bitrate: cannot read {text:?} (8M, 8000k)"))?;
+    Ok((v * scale).round() as u32)
+}
+
+async fn compare(args: CompareArgs) -> Result<()> {
+    use edgedesk_bench::compare::{self, figures::View};
+    let (width, height) = args
+        .size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let edgedesk = match &args.edgedesk {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("edgedesk"),
+    };
+    let views = args
+        .views
+        .iter()
+        .map(|v| match v.as_str() {
+            "decoder" => View::Decoder,
+            _ => View::Displayed,
+        })
+        .collect();
+    let c = compare::run(compare::Options {
+        targets: args.targets.clone(),
+        views,
+        runs: args.runs.max(1),
+        seconds: args.seconds,
+        width,
+        height,
+        fps: args.fps,
+        kbps: kbps(&args.bitrate)?,
+        codecs: args.codec.0.clone(),
+        edgedesk,
+        selkies: args.selkies_bin.clone(),
+        viewport: args.viewport.clone(),
+        disturbed_above: args.disturbed_above,
+        quiet: args.quiet,
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        print!("{}", compare::text(&c));
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(dir.join("compare.json"), serde_json::to_string_pretty(&c)?)?;
+        std::fs::write(dir.join("compare.html"), compare::html::page(&c))?;
+        eprintln!("wrote {0}/compare.json and {0}/compare.html", dir.display());
+    }
+    Ok(())
 }
 
 async fn sessions(args: SessionsArgs) -> Result<()> {

@@ -98,6 +98,8 @@ pub struct Record {
 
 /// A running stimulus; dropping it stops it and destroys its window.
 pub struct Stimulus {
+    /// The X display it is shown on.
+    pub display: String,
     pub layout: Layout,
     pub record: Arc<Mutex<Record>>,
     stop: Arc<AtomicBool>,
@@ -189,6 +191,7 @@ impl Stimulus {
                 })?
         };
         Ok(Stimulus {
+            display: display.to_owned(),
             layout,
             record,
             stop,

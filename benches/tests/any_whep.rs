@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::netns::{self, Isolated};
-use common::{assert_fails_in_one_line, bench, edgedesk};
+use common::{assert_fails_in_one_line, bench, edgedesk, Guard};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use serde_json::Value;
 
@@ -250,24 +250,26 @@ fn redirector(to: Option<String>) -> String {
 
 #[test]
 fn redirects_advertised_ice_servers_and_refusals() {
-    let mut server = Command::new(edgedesk())
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--size",
-            "320x240",
-            "--token",
-            "t",
-        ])
-        .args(["--app", "", "--wm", "", "--codecs", "h264"])
-        .args(["--ice-server", "stun:127.0.0.1:9"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let whep = printed(&mut server, "WHEP: ");
+    let mut server = Guard(
+        Command::new(edgedesk())
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--size",
+                "320x240",
+                "--token",
+                "t",
+            ])
+            .args(["--app", "", "--wm", "", "--codecs", "h264"])
+            .args(["--ice-server", "stun:127.0.0.1:9"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let whep = printed(&mut server.0, "WHEP: ");
 
     // A 307 is followed with the same offer; the STUN server edgedesk advertises (OPTIONS,
     // through the redirect too) is gathered from; the report notes both.
@@ -303,8 +305,4 @@ fn redirects_advertised_ice_servers_and_refusals() {
     let out = bench(&["run", "--whep", &whep, "--ice-server", "turn:x", "--quiet"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("USERNAME,CREDENTIAL"));
-
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{assert_fails_in_one_line, bench, edgedesk};
+use common::{assert_fails_in_one_line, bench, edgedesk, Guard};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 
 #[test]
@@ -136,24 +136,26 @@ fn errors_say_what_is_wrong() {
     assert_fails_in_one_line(&out, "cannot reach http://127.0.0.1:9/whep/x");
 
     // A real edgedesk with another token: refused, and said so.
-    let mut server = Command::new(edgedesk())
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--size",
-            "640x360",
-            "--token",
-            "right",
-        ])
-        .args(["--app", "", "--wm", ""])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Guard(
+        Command::new(edgedesk())
+            .args([
+                "up",
+                "--listen",
+                "127.0.0.1:0",
+                "--size",
+                "640x360",
+                "--token",
+                "right",
+            ])
+            .args(["--app", "", "--wm", ""])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let whep = {
         use std::io::BufRead;
-        std::io::BufReader::new(server.stdout.take().unwrap())
+        std::io::BufReader::new(server.0.stdout.take().unwrap())
             .lines()
             .map_while(Result::ok)
             .find_map(|l| l.strip_prefix("WHEP: ").map(str::to_owned))
@@ -192,7 +194,4 @@ fn errors_say_what_is_wrong() {
         "--quiet",
     ]);
     assert_fails_in_one_line(&out, "no frame code could be read");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
 }

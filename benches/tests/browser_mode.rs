@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::netns::{self, Isolated};
-use common::{assert_fails_in_one_line, bench, edgedesk};
+use common::{assert_fails_in_one_line, bench, edgedesk, Guard};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use serde_json::Value;
 
@@ -89,15 +89,17 @@ fn edgedesks_page_is_measured_as_displayed() {
         return;
     }
     let d = display();
-    let mut server = Command::new(edgedesk())
-        .args(["up", "--display", &d.name(), "--listen", "127.0.0.1:0"])
-        .args(["--token", "page-token", "--fps", "30", "--codecs", "vp8"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let open = printed(&mut server, "Open: ");
+    let mut server = Guard(
+        Command::new(edgedesk())
+            .args(["up", "--display", &d.name(), "--listen", "127.0.0.1:0"])
+            .args(["--token", "page-token", "--fps", "30", "--codecs", "vp8"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let open = printed(&mut server.0, "Open: ");
     let out = bench(&[
         "browser",
         "--url",
@@ -125,9 +127,6 @@ fn edgedesks_page_is_measured_as_displayed() {
         "--quiet",
     ]);
     assert_fails_in_one_line(&out, "no <video> or <canvas> showed a picture");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
 }
 
 #[test]
@@ -161,18 +160,33 @@ fn the_tools_whep_page_measures_gstreamer_webrtcbin() {
     .to_vec();
     let mut gst = Isolated::spawn("/usr/bin/python3".as_ref(), &args, &[]).expect("namespace");
     let whep = printed(&mut gst.child, "listening ");
-    let out = bench(&[
-        "browser",
-        "--whep",
-        &whep,
-        "--stimulus-display",
-        &d.name(),
-        "--stimulus-fps",
-        "30",
-        "--seconds",
-        "3",
-        "--json",
-        "--quiet",
-    ]);
+    let run = || {
+        bench(&[
+            "browser",
+            "--whep",
+            &whep,
+            "--stimulus-display",
+            &d.name(),
+            "--stimulus-fps",
+            "30",
+            "--seconds",
+            "3",
+            "--ready-timeout",
+            "15",
+            "--json",
+            "--quiet",
+        ])
+    };
+    let mut out = run();
+    if !out.status.success() {
+        // GStreamer 1.22's webrtcbin now and then never completes DTLS with Chromium (ICE
+        // connected, the browser's handshake packets dropped before its DTLS decoder): a
+        // flaw of the baseline, not of the tool. One more connection.
+        eprintln!(
+            "note: first connection failed ({}); trying once more",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        out = run();
+    }
     check_browser_report(&out, "h264");
 }

@@ -164,16 +164,7 @@ pub fn analyse(
         return report;
     };
 
-    // Glass-to-glass: each code's first decoded frame. Codes drawn before the first frame
-    // arrived are left out: their wait includes connecting.
-    let mut first_seen: BTreeMap<u32, usize> = BTreeMap::new();
-    for (i, f) in m.frames.iter().enumerate() {
-        if let Some(code) = f.code {
-            if record.drawn.get(&code).is_some_and(|&d| d >= m.start_ns) {
-                first_seen.entry(code).or_insert(i);
-            }
-        }
-    }
+    let first_seen = first_showings(m, record);
     let readable = m.frames.iter().filter(|f| f.code.is_some()).count() as u64;
     let skipped = match (first_seen.keys().next(), first_seen.keys().next_back()) {
         (Some(&lo), Some(&hi)) => record
@@ -190,10 +181,7 @@ pub fn analyse(
         codes_skipped: skipped,
         stimulus_late: record.late,
     });
-    let g2g: Samples = first_seen
-        .iter()
-        .map(|(code, &i)| dms(m.frames[i].decoded_ns, record.drawn[code]))
-        .collect();
+    let g2g = glass_to_glass_samples(m, record);
     if !g2g.is_empty() {
         report.glass_to_glass_ms = Some(g2g.distribution(40, 200));
     }
@@ -517,6 +505,29 @@ fn browser_rows(out: &mut String, b: &serde_json::Value) {
             f(&b["client_cpu_percent"])
         ),
     );
+}
+
+/// Each code's first frame (its index in `m.frames`). Codes drawn before the first frame
+/// arrived are left out: their wait includes connecting.
+fn first_showings(m: &Measurement, record: &Record) -> BTreeMap<u32, usize> {
+    let mut first_seen: BTreeMap<u32, usize> = BTreeMap::new();
+    for (i, f) in m.frames.iter().enumerate() {
+        if let Some(code) = f.code {
+            if record.drawn.get(&code).is_some_and(|&d| d >= m.start_ns) {
+                first_seen.entry(code).or_insert(i);
+            }
+        }
+    }
+    first_seen
+}
+
+/// Glass-to-glass of every code (its first frame's decoded — or displayed — time minus when
+/// the stimulus had it drawn), ms.
+pub fn glass_to_glass_samples(m: &Measurement, record: &Record) -> Samples {
+    first_showings(m, record)
+        .iter()
+        .map(|(code, &i)| dms(m.frames[i].decoded_ns, record.drawn[code]))
+        .collect()
 }
 
 /// A self-contained HTML page: the table, histograms and CDFs of each latency, fps over time

@@ -71,23 +71,54 @@ pub fn histogram_svg(title: &str, d: &Distribution) -> String {
 }
 
 pub fn line_svg(title: &str, points: &[(f64, f64)], y_top: f64, xunit: &str) -> String {
+    lines_svg(title, &[("", points.to_vec())], y_top, xunit)
+}
+
+const SERIES: [&str; 6] = [
+    "#d8553b", "#3b7dd8", "#47a447", "#8e44ad", "#e0a030", "#16a3a3",
+];
+
+/// Several lines on one set of axes (x from the lowest to the highest point of any), each in
+/// its colour, with a legend of the named ones.
+pub fn lines_svg(
+    title: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    y_top: f64,
+    xunit: &str,
+) -> String {
     let mut out = svg_open(title);
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+    let xs = || series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
+    let (Some(x0), Some(x1)) = (xs().min_by(f64::total_cmp), xs().max_by(f64::total_cmp)) else {
         return out + "</svg></figure>";
     };
-    let (x0, x1) = (first.0, last.0.max(first.0 + 1e-9));
+    let x1 = x1.max(x0 + 1e-9);
     axes(&mut out, x0, x1, y_top, xunit);
     let sx = (W - 8.0 - PAD) / (x1 - x0);
     let sy = (H - 28.0) / y_top.max(1e-9);
-    let path: Vec<String> = points
-        .iter()
-        .map(|(x, y)| format!("{:.1},{:.1}", PAD + (x - x0) * sx, H - 20.0 - y * sy))
-        .collect();
-    let _ = write!(
-        out,
-        "<polyline fill=\"none\" stroke=\"#d8553b\" stroke-width=\"2\" points=\"{}\"/>",
-        path.join(" ")
-    );
+    for (i, (name, points)) in series.iter().enumerate() {
+        let c = SERIES[i % SERIES.len()];
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", PAD + (x - x0) * sx, H - 20.0 - y * sy))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"2\" points=\"{}\"/>",
+            path.join(" ")
+        );
+        if !name.is_empty() {
+            let _ = write!(
+                out,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"10\" height=\"10\" fill=\"{c}\"/>\
+                 <text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"11\">{}</text>",
+                esc(name),
+                x = W - 130.0,
+                y = 10.0 + i as f64 * 15.0,
+                tx = W - 116.0,
+                ty = 19.0 + i as f64 * 15.0,
+            );
+        }
+    }
     out + "</svg></figure>"
 }
 

@@ -22,6 +22,18 @@ pub fn edgedesk() -> PathBuf {
     path
 }
 
+/// A child process ended (SIGTERM, then waited for) when dropped — also when the test
+/// panics, so a failing test leaves no server behind.
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `edgedesk-bench ARGS` to the end.
 pub fn bench(args: &[&str]) -> Output {
     Command::new(BENCH)
