@@ -32,10 +32,11 @@ pub struct Measured {
 pub struct Server(pub Child);
 
 impl Server {
-    /// Spawns `cmd` as the leader of a new process group.
+    /// Spawns `cmd` as the leader of a new process group, to get SIGTERM when this process
+    /// dies however it dies (`PR_SET_PDEATHSIG`): a killed bench leaves no server behind.
     pub fn spawn(cmd: &mut Command) -> std::io::Result<Server> {
         std::os::unix::process::CommandExt::process_group(cmd, 0);
-        cmd.spawn().map(Server)
+        control::process::spawn_tied(cmd).map(Server)
     }
 
     pub fn id(&self) -> u32 {
@@ -179,7 +180,7 @@ pub async fn measure_browser(
     let cpu_percent = server_cpu.and_then(|c| c.percent_since());
     let m = run.measurement;
     let record = stimulus.record.lock().unwrap();
-    let (presented, received) = browser_latencies(&m, &run.presented_ns, &record);
+    let presented = presented_latencies(&m, &run.presented_ns, &record);
     let mut report = report::analyse(
         &m,
         Some(&record),
@@ -188,7 +189,6 @@ pub async fn measure_browser(
     );
     drop(record);
     extras["glass_to_glass_presented_ms"] = serde_json::to_value(presented.summary())?;
-    extras["drawn_to_received_ms"] = serde_json::to_value(received.summary())?;
     if let Some(kbps) = extras["chromium"]["kbps"].as_f64() {
         report.bitrate_kbps = kbps;
     }
@@ -201,29 +201,17 @@ pub async fn measure_browser(
     })
 }
 
-/// Presented − drawn and received − drawn of each code's first showing (codes drawn after the
-/// run began).
-fn browser_latencies(
-    m: &Measurement,
-    presented: &[(u32, u64)],
-    record: &Record,
-) -> (Samples, Samples) {
-    let after_start = |code: &u32| record.drawn.get(code).filter(|&&d| d >= m.start_ns);
+/// Presented − drawn of each code's first presentation (codes drawn after the run began).
+fn presented_latencies(m: &Measurement, presented: &[(u32, u64)], record: &Record) -> Samples {
     let mut seen = std::collections::HashSet::new();
-    let p: Samples = presented
+    presented
         .iter()
         .filter(|(code, _)| seen.insert(*code))
-        .filter_map(|(code, at)| Some((*at as f64 - *after_start(code)? as f64) / 1e6))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let r: Samples = m
-        .frames
-        .iter()
-        .filter_map(|f| Some((f.code?, f.received_ns)))
-        .filter(|(code, _)| seen.insert(*code))
-        .filter_map(|(code, at)| Some((at as f64 - *after_start(&code)? as f64) / 1e6))
-        .collect();
-    (p, r)
+        .filter_map(|(code, at)| {
+            let drawn = *record.drawn.get(code).filter(|&&d| d >= m.start_ns)?;
+            Some((*at as f64 - drawn as f64) / 1e6)
+        })
+        .collect()
 }
 
 /// The host's per-frame timings from edgedesk's `/stats` (next to the WHEP URL), for the

@@ -250,7 +250,7 @@ fn redirector(to: Option<String>) -> String {
 
 #[test]
 fn redirects_advertised_ice_servers_and_refusals() {
-    let mut server = Guard(
+    let mut server = Guard::spawn(
         Command::new(edgedesk())
             .args([
                 "up",
@@ -265,9 +265,7 @@ fn redirects_advertised_ice_servers_and_refusals() {
             .args(["--ice-server", "stun:127.0.0.1:9"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let whep = printed(&mut server.0, "WHEP: ");
 

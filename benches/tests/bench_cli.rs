@@ -136,7 +136,7 @@ fn errors_say_what_is_wrong() {
     assert_fails_in_one_line(&out, "cannot reach http://127.0.0.1:9/whep/x");
 
     // A real edgedesk with another token: refused, and said so.
-    let mut server = Guard(
+    let mut server = Guard::spawn(
         Command::new(edgedesk())
             .args([
                 "up",
@@ -149,9 +149,7 @@ fn errors_say_what_is_wrong() {
             ])
             .args(["--app", "", "--wm", ""])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let whep = {
         use std::io::BufRead;

@@ -89,15 +89,13 @@ fn edgedesks_page_is_measured_as_displayed() {
         return;
     }
     let d = display();
-    let mut server = Guard(
+    let mut server = Guard::spawn(
         Command::new(edgedesk())
             .args(["up", "--display", &d.name(), "--listen", "127.0.0.1:0"])
             .args(["--token", "page-token", "--fps", "30", "--codecs", "vp8"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     let open = printed(&mut server.0, "Open: ");
     let out = bench(&[

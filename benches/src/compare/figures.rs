@@ -36,7 +36,7 @@ pub struct Def {
     pub lower_is_better: Option<bool>,
 }
 
-pub const DEFS: [Def; 10] = [
+pub const DEFS: [Def; 11] = [
     Def {
         key: "g2g_p50",
         name: "glass-to-glass p50",
@@ -52,6 +52,12 @@ pub const DEFS: [Def; 10] = [
     Def {
         key: "g2g_p99",
         name: "glass-to-glass p99",
+        unit: "ms",
+        lower_is_better: Some(true),
+    },
+    Def {
+        key: "received_p50",
+        name: "drawn → received p50",
         unit: "ms",
         lower_is_better: Some(true),
     },

@@ -75,6 +75,9 @@ pub struct Report {
     pub server_cpu_percent: Option<f64>,
     pub codes: Option<CodeStats>,
     pub glass_to_glass_ms: Option<Distribution>,
+    /// The stimulus drew a code → its frame's last packet arrived (server + network), for
+    /// every code's first frame: what every client measures alike, so the one to calibrate by.
+    pub drawn_to_received_ms: Option<Summary>,
     pub click_to_photon_ms: Option<Distribution>,
     /// Click sent → the stimulus got the button press.
     pub click_input_ms: Option<Summary>,
@@ -143,6 +146,7 @@ pub fn analyse(
         server_cpu_percent: None,
         codes: None,
         glass_to_glass_ms: None,
+        drawn_to_received_ms: None,
         click_to_photon_ms: None,
         click_input_ms: None,
         click_flip_ms: None,
@@ -182,6 +186,11 @@ pub fn analyse(
         stimulus_late: record.late,
     });
     let g2g = glass_to_glass_samples(m, record);
+    report.drawn_to_received_ms = first_seen
+        .iter()
+        .map(|(code, &i)| dms(m.frames[i].received_ns, record.drawn[code]))
+        .collect::<Samples>()
+        .summary();
     if !g2g.is_empty() {
         report.glass_to_glass_ms = Some(g2g.distribution(40, 200));
     }
@@ -386,6 +395,12 @@ pub fn table(r: &Report) -> String {
         "glass-to-glass",
         fmt_summary(&r.glass_to_glass_ms.as_ref().and_then(|d| d.summary.clone())),
     );
+    if r.drawn_to_received_ms.is_some() {
+        row(
+            "  drawn → received",
+            fmt_summary(&r.drawn_to_received_ms) + "  (server + network: last packet in)",
+        );
+    }
     let c2p = r
         .click_to_photon_ms
         .as_ref()
@@ -462,10 +477,6 @@ fn browser_rows(out: &mut String, b: &serde_json::Value) {
     row(
         "  presented",
         summary(&b["glass_to_glass_presented_ms"]) + "  (handed to the compositor)",
-    );
-    row(
-        "  drawn → received",
-        summary(&b["drawn_to_received_ms"]) + "  (server + network)",
     );
     let c = &b["chromium"];
     if c.is_object() {

@@ -23,8 +23,15 @@ pub fn edgedesk() -> PathBuf {
 }
 
 /// A child process ended (SIGTERM, then waited for) when dropped — also when the test
-/// panics, so a failing test leaves no server behind.
+/// panics, so a failing test leaves no server behind; [`Guard::spawn`] ties it to this process
+/// too (`PR_SET_PDEATHSIG`), for a test binary that is killed.
 pub struct Guard(pub std::process::Child);
+
+impl Guard {
+    pub fn spawn(cmd: &mut std::process::Command) -> Guard {
+        Guard(control::process::spawn_tied(cmd).expect("spawning a server"))
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {

@@ -1,7 +1,8 @@
 //! A server reachable only through a non-loopback address: a process started in a network
 //! namespace of its own (`unshare --net`), joined to this one by a veth pair with a /24 of
 //! 10.x addresses, this side its default route (as a router would be: this machine's other
-//! addresses are reachable from inside, as Chromium's candidates on the default interface need). The namespace lives exactly as long as its processes, so nothing is left
+//! addresses are reachable from inside, as Chromium's candidates on the default interface need).
+//! The process is tied to the test (`PR_SET_PDEATHSIG`), so a killed test ends it too. The namespace lives exactly as long as its processes, so nothing is left
 //! behind even when the test is killed: the kernel drops the namespace and the veth with it.
 
 use std::path::Path;
@@ -83,7 +84,7 @@ impl Isolated {
             .stdin(Stdio::null())
             .stdout(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|e| format!("unshare: {e}"))?;
+        let child = control::process::spawn_tied(&mut cmd).map_err(|e| format!("unshare: {e}"))?;
         let mut me = Isolated {
             inside,
             outside,
