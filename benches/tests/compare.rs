@@ -79,6 +79,12 @@ fn two_targets_side_by_side_with_ratios() {
     let expect = cells[1]["median"].as_f64().unwrap() / cells[0]["median"].as_f64().unwrap();
     assert!((ratio - expect).abs() < 1e-9, "{g2g}");
     assert!(g2g["verdict"].as_str().unwrap().contains("2 runs"), "{g2g}");
+    // The calibration figure (drawn → last packet received) is there for both.
+    assert!(c["figures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["key"] == "received_p50" && f["cells"].as_array().unwrap().len() == 2));
     // Server CPU is known for targets the tool started.
     assert!(c["figures"]
         .as_array()

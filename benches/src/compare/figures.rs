@@ -117,6 +117,9 @@ pub fn figures_of(r: &Report) -> BTreeMap<&'static str, f64> {
         f.insert("g2g_p90", s.p90);
         f.insert("g2g_p99", s.p99);
     }
+    if let Some(s) = &r.drawn_to_received_ms {
+        f.insert("received_p50", s.p50);
+    }
     if let Some(s) = r
         .click_to_photon_ms
         .as_ref()
