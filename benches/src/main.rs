@@ -449,6 +449,13 @@ async fn browser(args: BrowserArgs) -> Result<()> {
     print_report(&measured, &args.output)
 }
 
+/// `WIDTHxHEIGHT`.
+fn parse_size(text: &str) -> Result<(u32, u32)> {
+    text.split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {text:?}"))
+}
+
 /// `8M`, `8000k`, `8000000` → kbit/s.
 fn kbps(text: &str) -> Result<u32> {
     let t = text.trim();
@@ -465,11 +472,7 @@ fn kbps(text: &str) -> Result<u32> {
 
 async fn compare(args: CompareArgs) -> Result<()> {
     use edgedesk_bench::compare::{self, figures::View};
-    let (width, height) = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let (width, height) = parse_size(&args.size)?;
     let edgedesk = match &args.edgedesk {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("edgedesk"),
@@ -514,11 +517,7 @@ async fn compare(args: CompareArgs) -> Result<()> {
 }
 
 async fn sessions(args: SessionsArgs) -> Result<()> {
-    let (width, height) = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let (width, height) = parse_size(&args.size)?;
     let edgedesk = match &args.edgedesk {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("edgedesk"),
@@ -578,11 +577,7 @@ async fn sessions(args: SessionsArgs) -> Result<()> {
 }
 
 async fn local(args: LocalArgs) -> Result<()> {
-    let (w, h) = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {:?}", args.size))?;
+    let (w, h) = parse_size(&args.size)?;
     let edgedesk = match &args.edgedesk {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("edgedesk"),

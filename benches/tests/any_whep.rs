@@ -5,80 +5,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::netns::{self, Isolated};
-use common::{assert_fails_in_one_line, bench, edgedesk, Guard};
-use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
-use serde_json::Value;
-
-fn display(width: u32, height: u32) -> VirtualDisplay {
-    VirtualDisplay::start(DisplayOptions {
-        width,
-        height,
-        kind: DisplayKind::Xvfb,
-        ..DisplayOptions::default()
-    })
-    .expect("Xvfb")
-}
-
-/// The first stdout line of `child` that starts with `prefix` (its rest), within 30 s; the
-/// rest of stdout is drained.
-fn printed(child: &mut std::process::Child, prefix: &'static str) -> String {
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the server never printed {prefix:?}"))
-}
-
-fn gst_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("servers/gst-webrtcbin-whep.py")
-}
-
-/// Why the GStreamer server cannot run here, or `None`.
-fn gst_unavailable() -> Option<String> {
-    let check = "import gi; gi.require_version('Gst','1.0'); gi.require_version('GstWebRTC','1.0'); \
-        from gi.repository import Gst, GstWebRTC; Gst.init(None); \
-        missing = [e for e in ('webrtcbin','ximagesrc','x264enc','nicesrc') if not Gst.ElementFactory.find(e)]; \
-        assert not missing, missing";
-    match Command::new("/usr/bin/python3")
-        .args(["-c", check])
-        .stdout(Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "GStreamer's webrtcbin from python3-gi is not usable (scripts/setup.sh installs it): {}",
-            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("")
-        )),
-        Err(e) => Some(format!("/usr/bin/python3: {e}")),
-    }
-}
-
-fn json(out: &std::process::Output) -> Value {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "edgedesk-bench failed: {err}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {err}"))
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
+use common::{
+    assert_fails_in_one_line, bench, display, edgedesk, gst_script, gst_unavailable, json, num,
+    printed, Guard,
+};
 
 #[test]
 fn gstreamer_webrtcbin_behind_a_namespace_is_measured_end_to_end() {

@@ -4,64 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use common::netns::{self, Isolated};
-use common::{assert_fails_in_one_line, bench, edgedesk, Guard};
-use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
+use common::{
+    assert_fails_in_one_line, bench, browser_unavailable, display, edgedesk, gst_script,
+    gst_unavailable, num, printed, Guard,
+};
 use serde_json::Value;
-
-/// Why Chromium cannot be driven here, or `None`.
-fn browser_unavailable() -> Option<String> {
-    let client_web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../client-web");
-    if !Path::new("/usr/bin/chromium").exists() {
-        return Some("/usr/bin/chromium is missing (scripts/setup.sh installs it)".into());
-    }
-    if !client_web.join("node_modules/playwright-core").exists() {
-        return Some(
-            "client-web's node packages are missing (scripts/setup.sh runs npm ci)".into(),
-        );
-    }
-    match Command::new("node").arg("--version").output() {
-        Ok(o) if o.status.success() => None,
-        _ => Some("node is not installed".into()),
-    }
-}
-
-fn display() -> VirtualDisplay {
-    VirtualDisplay::start(DisplayOptions {
-        width: 640,
-        height: 360,
-        kind: DisplayKind::Xvfb,
-        ..DisplayOptions::default()
-    })
-    .expect("Xvfb")
-}
-
-fn printed(child: &mut std::process::Child, prefix: &'static str) -> String {
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix(prefix) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the server never printed {prefix:?}"))
-}
-
-fn num(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
-}
 
 /// The figures every browser run must have.
 fn check_browser_report(out: &std::process::Output, codec: &str) -> Value {
@@ -88,7 +38,7 @@ fn edgedesks_page_is_measured_as_displayed() {
         eprintln!("skipped: {why}");
         return;
     }
-    let d = display();
+    let d = display(640, 360);
     let mut server = Guard::spawn(
         Command::new(edgedesk())
             .args(["up", "--display", &d.name(), "--listen", "127.0.0.1:0"])
@@ -129,22 +79,15 @@ fn edgedesks_page_is_measured_as_displayed() {
 
 #[test]
 fn the_tools_whep_page_measures_gstreamer_webrtcbin() {
-    let gst_check =
-        "import gi; gi.require_version('Gst','1.0'); gi.require_version('GstWebRTC','1.0'); \
-        from gi.repository import Gst; Gst.init(None); assert Gst.ElementFactory.find('webrtcbin')";
-    let gst_ok = Command::new("/usr/bin/python3")
-        .args(["-c", gst_check])
-        .output()
-        .is_ok_and(|o| o.status.success());
     let why = browser_unavailable()
         .or_else(netns::unavailable)
-        .or((!gst_ok).then(|| "GStreamer's webrtcbin (python3-gi) is not usable".into()));
+        .or_else(gst_unavailable);
     if let Some(why) = why {
         eprintln!("skipped: {why}");
         return;
     }
-    let d = display();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/gst-webrtcbin-whep.py");
+    let d = display(640, 360);
+    let script = gst_script();
     let args: Vec<String> = [
         script.to_str().unwrap(),
         "--display",

@@ -3,21 +3,13 @@
 
 mod common;
 
-use common::{bench, edgedesk};
+use common::{bench, edgedesk, gst_unavailable};
 use serde_json::Value;
 
 #[test]
 fn two_targets_side_by_side_with_ratios() {
-    let gst_ok = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-c",
-            "import gi; gi.require_version('Gst','1.0'); from gi.repository import Gst; \
-             Gst.init(None); assert Gst.ElementFactory.find('webrtcbin')",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !gst_ok {
-        eprintln!("skipped: GStreamer's webrtcbin (python3-gi) is not usable");
+    if let Some(why) = gst_unavailable() {
+        eprintln!("skipped: {why}");
         return;
     }
     let out_dir = std::env::temp_dir().join(format!("edgedesk-compare-{}", std::process::id()));
