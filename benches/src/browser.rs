@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::io::{BufRead, BufReader};
 
 use crate::measure::{Clicker, Clicks, FrameSample, Measurement};
+use crate::runner::Server;
 use crate::stimulus::Layout;
 
 /// What to open and how.
@@ -88,7 +89,7 @@ pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
     }
     let l = c.layout;
     let (px, py) = l.colour_point();
-    let mut cmd = tokio::process::Command::new("node");
+    let mut cmd = std::process::Command::new("node");
     cmd.arg(&script)
         .args([
             "--rect",
@@ -117,22 +118,28 @@ pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
     }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
+    // Tied to this process (and its group ended on drop): a killed bench leaves no node, and
+    // Chromium ends with node (playwright's pipe closes).
+    let mut child = Server::spawn(&mut cmd)
         .context("starting node (browser mode needs node 20 and client-web's packages)")?;
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let stderr = child.stderr.take().expect("piped");
-    let err_task = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        let mut last = Vec::new();
-        while let Ok(Some(l)) = lines.next_line().await {
-            last.push(l);
+    let pid = Some(child.id());
+    let (line_tx, mut stdout) = tokio::sync::mpsc::unbounded_channel();
+    let out = child.0.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
         }
-        last
+    });
+    let err = child.0.stderr.take().expect("piped");
+    let err_task = std::thread::spawn(move || {
+        BufReader::new(err)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
     });
     let mut m = Measurement::empty(c.url.clone().or(c.whep.clone()).unwrap_or_default());
     m.codec = "chosen by the page".into();
@@ -144,7 +151,7 @@ pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
     let mut last_progress = Instant::now();
     // Ready comes within the driver's own 30 s limit, and the end within the run.
     let limit = Duration::from_secs_f64(c.seconds + c.ready_timeout + 30.0);
-    while let Ok(Ok(Some(line))) = tokio::time::timeout(limit, stdout.next_line()).await {
+    while let Ok(Some(line)) = tokio::time::timeout(limit, stdout.recv()).await {
         let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
             continue;
         };
@@ -192,8 +199,18 @@ pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
         }
     }
     let client_cpu = cpu.and_then(|c| c.percent_since());
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
-    let errors = err_task.await.unwrap_or_default();
+    // The driver closes Chromium and exits after its last line; give it the time, then end it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match child.0.try_wait() {
+            Ok(None) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => break other,
+        }
+    };
+    drop(child);
+    let errors = err_task.join().unwrap_or_default();
     if end.is_null() {
         let why = errors
             .iter()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{bench, edgedesk, gst_unavailable};
+use common::{bench, edgedesk, gst_unavailable, Guard};
 use serde_json::Value;
 
 #[test]
@@ -86,4 +86,65 @@ fn two_targets_side_by_side_with_ratios() {
     let html = std::fs::read_to_string(out_dir.join("compare.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("gstreamer") && html.contains("CDF"));
     let _ = std::fs::remove_dir_all(out_dir);
+}
+
+/// `kill -9` of the tool in the middle of a comparison (while the second target, the GStreamer
+/// server, runs) leaves no server or X server behind. (Servers are tied to the tool with
+/// PR_SET_PDEATHSIG; an X client would also end with the tool's X server, so this checks the
+/// outcome, not which of the two ended it.)
+#[test]
+fn a_killed_compare_leaves_nothing_running() {
+    if let Some(why) = gst_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let edgedesk = edgedesk();
+    let mut child = Guard(
+        std::process::Command::new(common::BENCH)
+            .args([
+                "compare",
+                "edgedesk",
+                "gstreamer",
+                "--runs",
+                "2",
+                "--seconds",
+                "1",
+            ])
+            .args([
+                "--size", "640x360", "--fps", "30", "--views", "decoder", "--quiet",
+            ])
+            .args(["--edgedesk", edgedesk.to_str().unwrap()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let started = loop {
+        let d = common::descendants(child.0.id());
+        if d.iter().any(|(_, name)| name.starts_with("python3")) {
+            break d;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the GStreamer server never started: {d:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(started.iter().any(|(_, n)| n == "Xvfb"), "{started:?}");
+    child.0.kill().unwrap(); // SIGKILL: no cleanup code of the tool runs
+    child.0.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<&(u32, String)> = started.iter().filter(|(p, _)| common::alive(*p)).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 10 s after kill -9: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
