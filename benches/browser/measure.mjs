@@ -20,7 +20,7 @@
 //   {"type":"frame", "shown_ns", "presented_ns", "received_ns", "code", "patch", "presented_frames",
 //    "processing_ms"}   (shown_ns: the rendering step that first showed it, rVFC `now`, but
 //    not before the frame's presentationTime)
-//   {"type":"end", "seconds", "chromium": {…deltas…}, "read_path", "read_errors", "clock_drift_ms",
+//   {"type":"end", "seconds", "chromium": {…deltas…}, "presented_fps", "read_path", "read_errors", "clock_drift_ms",
 //    "clock_uncertainty_ms", "video_swaps"}
 // A failure is one line on stderr ("browser: …") and exit status 1.
 
@@ -191,9 +191,16 @@ async function main() {
     const stats0 = await pageStats(page);
     const t0 = await page.evaluate(() => { window.__meter.samples.length = 0; return performance.now(); });
     const ns = (pageMs) => (Number.isFinite(pageMs) ? Math.round((pageMs + sync0.offset) * 1e6) : null);
+    // Chromium's count of frames handed to the compositor, first and last seen in the window.
+    let presented0 = null;
+    let presented1 = null;
     const flush = async () => {
       const batch = await page.evaluate(() => window.__meter.samples.splice(0));
       for (const s of batch) {
+        if (Number.isFinite(s.presentedFrames)) {
+          presented0 ??= { n: s.presentedFrames, t: s.now };
+          presented1 = { n: s.presentedFrames, t: s.now };
+        }
         emit({
           type: 'frame',
           // Not before the compositor had it: under load a rendering step's `now` (its begin
@@ -229,6 +236,9 @@ async function main() {
       type: 'end',
       seconds,
       read_path: meter.path,
+      presented_fps: presented0 && presented1.t > presented0.t
+        ? ((presented1.n - presented0.n) * 1000) / (presented1.t - presented0.t)
+        : null,
       read_errors: meter.errors,
       video_swaps: meter.swaps,
       clock_uncertainty_ms: Math.max(sync0.uncertaintyMs, sync1.uncertaintyMs),

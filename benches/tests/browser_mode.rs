@@ -25,6 +25,7 @@ fn check_browser_report(out: &std::process::Output, codec: &str) -> Value {
     assert_eq!(b["element"], "video", "{b}");
     assert!(num(&b["glass_to_glass_presented_ms"]["p50"]) > 0.0, "{b}");
     assert!(num(&b["chromium"]["decoded_fps"]) > 10.0, "{b}");
+    assert!(num(&b["presented_fps"]) > 10.0, "{b}");
     assert!(num(&b["clock_uncertainty_ms"]) < 5.0, "{b}");
     assert_eq!(r["settings"]["codec"], codec, "{r}");
     let c2p = &r["click_to_photon_ms"]["summary"];

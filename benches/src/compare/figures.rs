@@ -36,7 +36,7 @@ pub struct Def {
     pub lower_is_better: Option<bool>,
 }
 
-pub const DEFS: [Def; 11] = [
+pub const DEFS: [Def; 12] = [
     Def {
         key: "g2g_p50",
         name: "glass-to-glass p50",
@@ -76,6 +76,12 @@ pub const DEFS: [Def; 11] = [
     Def {
         key: "fps",
         name: "fps",
+        unit: "fps",
+        lower_is_better: Some(false),
+    },
+    Def {
+        key: "presented_fps",
+        name: "presented fps",
         unit: "fps",
         lower_is_better: Some(false),
     },
@@ -139,6 +145,9 @@ pub fn figures_of(r: &Report) -> BTreeMap<&'static str, f64> {
     if let Some(b) = &r.browser {
         if let Some(v) = b["glass_to_glass_presented_ms"]["p50"].as_f64() {
             f.insert("presented_p50", v);
+        }
+        if let Some(v) = b["presented_fps"].as_f64() {
+            f.insert("presented_fps", v);
         }
         if let Some(v) = b["chromium"]["jitter_buffer_ms"].as_f64() {
             f.insert("jitter_buffer", v);

@@ -478,6 +478,13 @@ fn browser_rows(out: &mut String, b: &serde_json::Value) {
         "  presented",
         summary(&b["glass_to_glass_presented_ms"]) + "  (handed to the compositor)",
     );
+    row(
+        "  presented fps",
+        format!(
+            "{} (frames handed to the compositor per second, Chromium's count)",
+            f(&b["presented_fps"])
+        ),
+    );
     let c = &b["chromium"];
     if c.is_object() {
         row(
