@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader};
 
-use crate::measure::{Clicker, Clicks, FrameSample, Measurement};
+use crate::measure::{colour_of_luma, Clicker, Clicks, FrameSample, Measurement};
 use crate::runner::Server;
 use crate::stimulus::Layout;
 
@@ -67,15 +67,6 @@ enum Line {
 /// The driver script shipped in the source tree.
 pub fn default_script() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/browser/measure.mjs"))
-}
-
-/// The click area's colour from its mean luma, as [`crate::measure::click_colour`] decides.
-fn colour(luma: Option<f64>) -> Option<bool> {
-    match luma? {
-        l if l > 170.0 => Some(true),
-        l if l < 80.0 => Some(false),
-        _ => None,
-    }
 }
 
 pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
@@ -178,7 +169,7 @@ pub async fn measure(c: BrowserConfig) -> Result<BrowserRun> {
                     bytes: 0,
                     rtp_timestamp: 0,
                     code,
-                    click_white: colour(patch),
+                    click_white: patch.and_then(colour_of_luma),
                 };
                 if let (Some(p), Some(code)) = (presented_ns, code) {
                     presented.push((code, p));

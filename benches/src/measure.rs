@@ -334,7 +334,11 @@ pub fn click_colour(picture: &VideoFrame, layout: &Layout) -> Option<bool> {
             sum += u64::from(*row.get(x as usize)?);
         }
     }
-    let mean = sum as f64 / f64::from(patch.w * patch.h);
+    colour_of_luma(sum as f64 / f64::from(patch.w * patch.h))
+}
+
+/// White (`true`), black (`false`) or unclear, from a patch's mean luma.
+pub fn colour_of_luma(mean: f64) -> Option<bool> {
     if mean > 170.0 {
         Some(true)
     } else if mean < 80.0 {

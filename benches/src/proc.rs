@@ -23,50 +23,80 @@ impl CpuClock {
     }
 }
 
-/// CPU time of `pid` and every live process below it (reaped children included) (edgedesk runs each session in an
-/// `edgedesk-host` child), in seconds.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let own = proc_stat(pid)?;
-    let mut procs = Vec::new();
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        if let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
-            if let Some((ppid, ticks)) = proc_stat(p) {
-                procs.push((p, ppid, ticks));
-            }
-        }
-    }
-    let mut tree = vec![pid];
-    let mut ticks = own.1;
+/// One process, from `/proc/PID/stat`.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    /// The command name (`comm`).
+    pub name: String,
+    pub zombie: bool,
+    /// Its own utime + stime, ticks.
+    pub own_ticks: f64,
+    /// Its reaped children's cutime + cstime, ticks.
+    pub children_ticks: f64,
+    /// Start time after boot, ticks: with the pid, names one process for good.
+    pub start: u64,
+}
+
+fn read_proc(pid: u32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    Some(Proc {
+        pid,
+        ppid: num(1)? as u32,
+        name: stat[open + 1..close].to_owned(),
+        zombie: f.first() == Some(&"Z"),
+        own_ticks: num(11)? + num(12)?,
+        children_ticks: num(13)? + num(14)?,
+        start: num(19)? as u64,
+    })
+}
+
+/// `root` and every live process below it (zombies included; `root` first when it lives).
+pub fn tree(root: u32) -> Vec<Proc> {
+    let mut procs: Vec<Proc> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(read_proc)
+        .collect();
+    let mut members = vec![root];
     // Parents come before children in no particular order: sweep until nothing is added.
     loop {
-        let before = tree.len();
-        for &(p, ppid, t) in &procs {
-            if !tree.contains(&p) && tree.contains(&ppid) {
-                tree.push(p);
-                ticks += t;
+        let before = members.len();
+        for p in &procs {
+            if !members.contains(&p.pid) && members.contains(&p.ppid) {
+                members.push(p.pid);
             }
         }
-        if tree.len() == before {
+        if members.len() == before {
             break;
         }
     }
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks / hz as f64)
+    procs.retain(|p| members.contains(&p.pid));
+    procs.sort_by_key(|p| p.pid != root);
+    procs
 }
 
-/// (parent pid, CPU ticks) of `pid`: its own utime + stime and its reaped children's
-/// (cutime + cstime), so a helper that ended during a measurement still counts for its tree.
-fn proc_stat(pid: u32) -> Option<(u32, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let mut ticks = 0.0;
-    for i in 11..=14 {
-        ticks += f.get(i)?.parse::<f64>().ok()?;
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// CPU time of `pid` and every live process below it, each with its reaped children's
+/// (edgedesk runs each session in an `edgedesk-host` child), in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let t = tree(pid);
+    if t.first().map(|p| p.pid) != Some(pid) {
+        return None;
     }
-    Some((f.get(1)?.parse().ok()?, ticks))
+    let ticks: f64 = t.iter().map(|p| p.own_ticks + p.children_ticks).sum();
+    Some(ticks / clock_ticks())
 }
 
 /// The machine's CPU use and this process tree's, from `/proc/stat` and `/proc/PID/stat`: what
@@ -96,42 +126,9 @@ fn machine_busy_ticks() -> Option<f64> {
 
 /// (pid, start time) → own utime + stime (ticks), for every live process in `root`'s tree.
 fn tree_ticks(root: u32) -> std::collections::HashMap<(u32, u64), f64> {
-    let mut procs = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                continue;
-            };
-            let Some(close) = stat.rfind(')') else {
-                continue;
-            };
-            let f: Vec<&str> = stat[close + 2..].split(' ').collect();
-            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-            if let (Some(ppid), Some(u), Some(s), Some(start)) = (num(1), num(11), num(12), num(19))
-            {
-                procs.push((pid, ppid as u32, u + s, start as u64));
-            }
-        }
-    }
-    let mut tree = vec![root];
-    loop {
-        let before = tree.len();
-        for &(p, ppid, ..) in &procs {
-            if !tree.contains(&p) && tree.contains(&ppid) {
-                tree.push(p);
-            }
-        }
-        if tree.len() == before {
-            break;
-        }
-    }
-    procs
+    tree(root)
         .into_iter()
-        .filter(|(p, ..)| tree.contains(p))
-        .map(|(p, _, ticks, start)| ((p, start), ticks))
+        .map(|p| ((p.pid, p.start), p.own_ticks))
         .collect()
 }
 
@@ -172,8 +169,7 @@ impl LoadClock {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let ours_ticks = self.sampler.take()?.join().ok()?;
         let wall = self.at.elapsed().as_secs_f64();
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let hz = clock_ticks();
         let machine = (machine_busy_ticks()? - self.busy_ticks) / hz / wall * 100.0;
         let ours = ours_ticks / hz / wall * 100.0;
         Some((machine - ours).max(0.0))

@@ -154,39 +154,10 @@ pub fn browser_unavailable() -> Option<String> {
 
 /// Every live process below `root` (pid, command name), from /proc.
 pub fn descendants(root: u32) -> Vec<(u32, String)> {
-    let mut procs = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_owned();
-        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
-        if let Some(ppid) = f.get(1).and_then(|p| p.parse::<u32>().ok()) {
-            procs.push((pid, ppid, name, f[0] == "Z"));
-        }
-    }
-    let mut tree = vec![root];
-    loop {
-        let before = tree.len();
-        for (p, ppid, ..) in &procs {
-            if !tree.contains(p) && tree.contains(ppid) {
-                tree.push(*p);
-            }
-        }
-        if tree.len() == before {
-            break;
-        }
-    }
-    procs
+    edgedesk_bench::proc::tree(root)
         .into_iter()
-        .filter(|(p, _, _, zombie)| *p != root && tree.contains(p) && !zombie)
-        .map(|(p, _, name, _)| (p, name))
+        .filter(|p| p.pid != root && !p.zombie)
+        .map(|p| (p.pid, p.name))
         .collect()
 }
 
