@@ -449,25 +449,16 @@ async fn browser(args: BrowserArgs) -> Result<()> {
     print_report(&measured, &args.output)
 }
 
-/// `WIDTHxHEIGHT`.
+/// `WIDTHxHEIGHT`, by edgedesk's own rules (the sizes go to the servers the tool starts).
 fn parse_size(text: &str) -> Result<(u32, u32)> {
-    text.split_once('x')
-        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
-        .with_context(|| format!("--size must be WIDTHxHEIGHT, got {text:?}"))
+    signaling::config::parse_size(text).map_err(|e| anyhow::anyhow!("--size: {e}"))
 }
 
-/// `8M`, `8000k`, `8000000` → kbit/s.
+/// `8M`, `8000k`, `8000000` → kbit/s, by edgedesk's own rules.
 fn kbps(text: &str) -> Result<u32> {
-    let t = text.trim();
-    let (num, scale) = match t.chars().last() {
-        Some('M' | 'm') => (&t[..t.len() - 1], 1000.0),
-        Some('k' | 'K') => (&t[..t.len() - 1], 1.0),
-        _ => (t, 0.001),
-    };
-    let v: f64 = num
-        .parse()
-        .with_context(|| format!("--bitrate: cannot read {text:?} (8M, 8000k)"))?;
-    Ok((v * scale).round() as u32)
+    let bps =
+        signaling::config::parse_bitrate(text).map_err(|e| anyhow::anyhow!("--bitrate: {e}"))?;
+    Ok((bps / 1000) as u32)
 }
 
 async fn compare(args: CompareArgs) -> Result<()> {
