@@ -18,6 +18,8 @@ build_pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavut
   libavdevice-dev libavfilter-dev libswresample-dev libvpx-dev nasm cmake)
 runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox tint2 chromium fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy iproute2 util-linux
+  # impaired-network tests: nftables (random loss), coturn (TURN relay)
+  nftables coturn
   # the bench tool's baseline: GStreamer's webrtcbin as a WHEP server (benches/servers/)
   python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad

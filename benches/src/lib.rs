@@ -6,6 +6,7 @@ pub mod browser;
 pub mod compare;
 pub mod connect;
 pub mod framecode;
+pub mod impair;
 pub mod measure;
 pub mod proc;
 pub mod report;

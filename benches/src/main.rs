@@ -66,6 +66,13 @@ enum Cmd {
         #[arg(long)]
         print_drawn: bool,
     },
+    /// The impairment router's forwarder, run by `local --impair` and the tests inside a
+    /// network namespace of its own (edgedesk_bench::impair::hop).
+    #[command(hide = true)]
+    ImpairHop {
+        #[arg(long, default_value = "clean")]
+        schedule: String,
+    },
 }
 
 #[derive(Args)]
@@ -331,6 +338,11 @@ fn run_command(cli: Cli) -> Result<()> {
                 }
             }
             print_drawn_codes(&s)
+        }
+        Cmd::ImpairHop { schedule } => {
+            let schedule = edgedesk_bench::impair::Schedule::parse(&schedule)
+                .map_err(|e| anyhow::anyhow!("--schedule: {e}"))?;
+            edgedesk_bench::impair::hop::run(schedule).map_err(|e| anyhow::anyhow!("{e}"))
         }
     }
 }
