@@ -13,13 +13,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::timing::FrameTiming;
 
 use edgedesk_bench::browser::BrowserConfig;
-use edgedesk_bench::connect::Target;
+use edgedesk_bench::connect::{self, Target};
 use edgedesk_bench::measure::{self, Clicks};
 use edgedesk_bench::proc::CpuClock;
 use edgedesk_bench::report::{self, Report};
@@ -285,6 +285,11 @@ struct LocalArgs {
     /// The edgedesk binary (default: next to this one).
     #[arg(long)]
     edgedesk: Option<PathBuf>,
+    /// Put edgedesk behind an impaired network (root; network namespaces and a TUN hop): a
+    /// preset (clean, loss5, cap2m, step, wifi, cellular), `key=value,...` (loss, up-loss,
+    /// delay, jitter, rate, up-rate, queue) or a schedule `PROFILE;PROFILE@SECONDS;...`.
+    #[arg(long, value_name = "PROFILE")]
+    impair: Option<String>,
     #[command(flatten)]
     output: Output,
 }
@@ -612,7 +617,20 @@ async fn local(args: LocalArgs) -> Result<()> {
     ]
     .map(String::from)
     .to_vec();
-    let started = runner::start_edgedesk(&edgedesk, &display.name(), &extra).await?;
+    if let Some(spec) = &args.impair {
+        edgedesk_bench::impair::Schedule::parse(spec).map_err(|e| anyhow!("--impair: {e}"))?;
+        if let Some(why) = edgedesk_bench::impair::topology::unavailable() {
+            bail!("--impair: {why}");
+        }
+    }
+    let hop = std::env::current_exe()?;
+    let started = runner::start_edgedesk_behind(
+        &edgedesk,
+        &display.name(),
+        &extra,
+        args.impair.as_deref().map(|p| (hop.as_path(), p)),
+    )
+    .await?;
     let mut settings = BTreeMap::new();
     for (k, v) in [
         ("mode", "local".to_string()),
@@ -622,6 +640,10 @@ async fn local(args: LocalArgs) -> Result<()> {
         ("encoder", args.encoder.clone()),
         ("display", "Xvfb".into()),
         ("edgedesk", edgedesk.display().to_string()),
+        (
+            "impair",
+            args.impair.clone().unwrap_or_else(|| "none".into()),
+        ),
     ] {
         settings.insert(k.to_string(), v);
     }
@@ -631,7 +653,15 @@ async fn local(args: LocalArgs) -> Result<()> {
         whep: started.whep.clone(),
         token: Some(started.token.clone()),
         codecs,
-        bind: vec!["127.0.0.1:0".into()],
+        // Behind the hop the server is reached through this side's veth.
+        bind: if args.impair.is_some() {
+            connect::DEFAULT_BIND
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            vec!["127.0.0.1:0".into()]
+        },
         ice_servers: Vec::new(),
     };
     let clicks = if args.output.no_clicks {

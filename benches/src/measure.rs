@@ -96,8 +96,15 @@ pub struct Measurement {
     pub clicks_skipped: Option<String>,
     /// How clicks were sent, if they were.
     pub clicks_via: Option<String>,
+    /// Packets never received in time (holes given up on).
     pub lost_packets: u64,
+    /// Packets that came after their hole was given up on, or twice.
     pub late_packets: u64,
+    /// Holes filled in time (retransmissions), and NACKs sent.
+    #[serde(default)]
+    pub repaired_packets: u64,
+    #[serde(default)]
+    pub nacked_packets: u64,
     pub client_frames_dropped: u64,
     /// Mean decode time (ms per frame).
     pub decode_ms_mean: f64,
@@ -123,6 +130,8 @@ impl Measurement {
             clicks_via: None,
             lost_packets: 0,
             late_packets: 0,
+            repaired_packets: 0,
+            nacked_packets: 0,
             client_frames_dropped: 0,
             decode_ms_mean: 0.0,
             start_ns: 0,
@@ -253,11 +262,14 @@ async fn receive(
     let ClientCounters {
         lost_packets,
         late_packets,
+        repaired_packets,
+        nacked_packets,
         frames_dropped,
         ..
     } = client.counters();
     (m.lost_packets, m.late_packets, m.client_frames_dropped) =
         (lost_packets, late_packets, frames_dropped);
+    (m.repaired_packets, m.nacked_packets) = (repaired_packets, nacked_packets);
     m.decode_ms_mean = decode_time.as_secs_f64() * 1e3 / m.frames.len().max(1) as f64;
     Ok(m)
 }

@@ -59,9 +59,31 @@ impl Drop for Server {
     }
 }
 
+/// The edgedesk process: on this machine's network, or behind the impairment hop.
+pub enum ServerProcess {
+    Local(Server),
+    Impaired(Box<crate::impair::topology::Impaired>),
+}
+
+impl ServerProcess {
+    pub fn child(&mut self) -> &mut Child {
+        match self {
+            ServerProcess::Local(s) => &mut s.0,
+            ServerProcess::Impaired(i) => &mut i.server,
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        match self {
+            ServerProcess::Local(s) => s.id(),
+            ServerProcess::Impaired(i) => i.server.id(),
+        }
+    }
+}
+
 /// `edgedesk up` streaming a display, and what it printed.
 pub struct Edgedesk {
-    pub server: Server,
+    pub server: ServerProcess,
     pub whep: String,
     /// The page URL (`Open:`), token included.
     pub open: String,
@@ -71,6 +93,17 @@ pub struct Edgedesk {
 /// Starts `edgedesk up --display DISPLAY --listen 127.0.0.1:0` with `extra` arguments and a
 /// fresh control token; waits for its URLs.
 pub async fn start_edgedesk(bin: &Path, display: &str, extra: &[String]) -> Result<Edgedesk> {
+    start_edgedesk_behind(bin, display, extra, None).await
+}
+
+/// [`start_edgedesk`], or with `impair = (hop binary, schedule)` behind the impairment hop
+/// (crate::impair): in a network namespace of its own, listening on its address there.
+pub async fn start_edgedesk_behind(
+    bin: &Path,
+    display: &str,
+    extra: &[String],
+    impair: Option<(&Path, &str)>,
+) -> Result<Edgedesk> {
     if !bin.exists() {
         anyhow::bail!(
             "{} not found: build it (cargo build --release -p edgedesk-signaling -p edgedesk-host) or pass --edgedesk",
@@ -78,17 +111,34 @@ pub async fn start_edgedesk(bin: &Path, display: &str, extra: &[String]) -> Resu
         );
     }
     let token = format!("bench-{:016x}", rand_u64());
-    let mut server = Server::spawn(
-        Command::new(bin)
-            .args(["up", "--display", display, "--listen", "127.0.0.1:0"])
-            .args(["--token", &token, "--session", "bench"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-    .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = server.0.stdout.take().expect("piped");
+    let (server, stdout) = match impair {
+        None => {
+            let mut server = Server::spawn(
+                Command::new(bin)
+                    .args(["up", "--display", display, "--listen", "127.0.0.1:0"])
+                    .args(["--token", &token, "--session", "bench"])
+                    .args(extra)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            )
+            .with_context(|| format!("starting {}", bin.display()))?;
+            let stdout = server.0.stdout.take().expect("piped");
+            (ServerProcess::Local(server), stdout)
+        }
+        Some((hop, schedule)) => {
+            let mut args: Vec<String> = ["up", "--display", display, "--listen", "{inside}:0"]
+                .into_iter()
+                .chain(["--token", &token, "--session", "bench"])
+                .map(String::from)
+                .collect();
+            args.extend(extra.iter().cloned());
+            let mut i = crate::impair::topology::Impaired::spawn(hop, schedule, bin, &args, &[])
+                .map_err(|e| anyhow::anyhow!("an impaired network: {e}"))?;
+            let stdout = i.server.stdout.take().expect("piped");
+            (ServerProcess::Impaired(Box::new(i)), stdout)
+        }
+    };
     // Read the URLs, then keep draining stdout until edgedesk exits (closing the pipe early
     // would make its next write fail).
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::runner::{self, Server};
+use crate::runner::{self, Server, ServerProcess};
 
 /// One target of the comparison.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub struct Setup {
 /// A target, started.
 pub struct Running {
     /// The server's process group (None: already running elsewhere).
-    pub server: Option<Server>,
+    pub server: Option<ServerProcess>,
     pub whep: Option<String>,
     pub token: Option<String>,
     /// The page to open for the displayed view (None: the tool's own WHEP page).
@@ -107,7 +107,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// Waits until `url`'s host and port accept TCP connections.
-fn wait_for_port(url: &str, server: &mut Option<Server>, timeout: Duration) -> Result<()> {
+fn wait_for_port(url: &str, server: &mut Option<ServerProcess>, timeout: Duration) -> Result<()> {
     let authority = url
         .split("://")
         .nth(1)
@@ -136,7 +136,7 @@ fn wait_for_port(url: &str, server: &mut Option<Server>, timeout: Duration) -> R
             return Ok(());
         }
         if let Some(s) = server {
-            if let Ok(Some(status)) = s.0.try_wait() {
+            if let Ok(Some(status)) = s.child().try_wait() {
                 bail!("the server exited ({status}) before {with_port} accepted connections");
             }
         }
@@ -213,7 +213,7 @@ pub async fn start(spec: &TargetSpec, s: &Setup) -> Result<Running> {
             .await?
             .context("the GStreamer WHEP server exited without listening (scripts/setup.sh installs GStreamer's webrtcbin)")?;
             Ok(Running {
-                server: Some(server),
+                server: Some(ServerProcess::Local(server)),
                 whep: Some(url),
                 token: None,
                 page: None,
@@ -223,7 +223,7 @@ pub async fn start(spec: &TargetSpec, s: &Setup) -> Result<Running> {
             let port = free_port()?;
             let rate = format!("{0}-{0}", s.kbps);
             let fps = format!("{0}-{0}", s.fps);
-            let mut server = Some(
+            let mut server = Some(ServerProcess::Local(
                 Server::spawn(
                     Command::new(&s.selkies)
                         .args(["--mode", if *websockets { "websockets" } else { "webrtc" }])
@@ -242,7 +242,7 @@ pub async fn start(spec: &TargetSpec, s: &Setup) -> Result<Running> {
                         s.selkies.display()
                     )
                 })?,
-            );
+            ));
             let page = format!("http://127.0.0.1:{port}/");
             wait_for_port(&page, &mut server, Duration::from_secs(30))?;
             Ok(Running {
@@ -256,7 +256,7 @@ pub async fn start(spec: &TargetSpec, s: &Setup) -> Result<Running> {
             let port = free_port()?;
             let url = fill(url, port, s);
             let mut server = match start {
-                Some(cmd) => Some(
+                Some(cmd) => Some(ServerProcess::Local(
                     Server::spawn(
                         Command::new("sh")
                             .args(["-c", &fill(cmd, port, s)])
@@ -265,7 +265,7 @@ pub async fn start(spec: &TargetSpec, s: &Setup) -> Result<Running> {
                             .stdout(Stdio::null()),
                     )
                     .with_context(|| format!("starting {cmd}"))?,
-                ),
+                )),
                 None => None,
             };
             wait_for_port(&url, &mut server, Duration::from_secs(30))?;

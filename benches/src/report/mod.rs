@@ -70,6 +70,11 @@ pub struct Report {
     pub jitter_ms: Option<f64>,
     pub lost_packets: u64,
     pub late_packets: u64,
+    /// Holes filled in time by retransmissions, and NACKs sent for them.
+    #[serde(default)]
+    pub repaired_packets: u64,
+    #[serde(default)]
+    pub nacked_packets: u64,
     pub decode_ms_mean: f64,
     /// The server's CPU over the run, % of one core (`local` only: it knows the process).
     pub server_cpu_percent: Option<f64>,
@@ -142,6 +147,8 @@ pub fn analyse(
         jitter_ms: received.jitter_ms(),
         lost_packets: m.lost_packets,
         late_packets: m.late_packets,
+        repaired_packets: m.repaired_packets,
+        nacked_packets: m.nacked_packets,
         decode_ms_mean: m.decode_ms_mean,
         server_cpu_percent: None,
         codes: None,
@@ -376,6 +383,12 @@ pub fn table(r: &Report) -> String {
         "packets lost / late",
         format!("{} / {}", r.lost_packets, r.late_packets),
     );
+    if !browser {
+        row(
+            "repaired / NACKs",
+            format!("{} / {}", r.repaired_packets, r.nacked_packets),
+        );
+    }
     if !browser {
         row("decode", format!("{:.2} ms/frame", r.decode_ms_mean));
     }
@@ -642,6 +655,8 @@ mod tests {
             clicks_via: None,
             lost_packets: 0,
             late_packets: 0,
+            repaired_packets: 0,
+            nacked_packets: 0,
             client_frames_dropped: 0,
             decode_ms_mean: 1.0,
             start_ns: 0,

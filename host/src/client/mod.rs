@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use codec::Codec;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_nack::{
+    nack_pairs_from_sequence_numbers, TransportLayerNack,
+};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
@@ -20,13 +23,13 @@ use tokio::sync::mpsc;
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceConnectionState,
-    RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState, RTCSessionDescription, Registry,
-    SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceConnectionState, RTCIceGatheringState, RTCIceServer,
+    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 mod diagnose;
+pub mod reorder;
 mod whep;
 
 pub use whep::{parse_ice_links, resolve_url, whep_delete, whep_options, whep_post, WhepAnswer};
@@ -91,8 +94,12 @@ pub struct ClientCounters {
     /// Sequence-number gaps seen (each may be several packets).
     pub gaps: u64,
     pub lost_packets: u64,
-    /// Packets older than the newest seen (reordered or retransmitted late); ignored.
+    /// Packets that arrived after their hole was given up on, or twice; ignored.
     pub late_packets: u64,
+    /// Packets that filled a hole in time (NACKed and retransmitted, or reordered).
+    pub repaired_packets: u64,
+    /// NACKs sent, one per sequence number and time.
+    pub nacked_packets: u64,
     pub frames_dropped: u64,
     /// Frames the depacketizer found broken (a fragment without its start, a frame that
     /// ends inside a unit).
@@ -156,11 +163,28 @@ impl ViewerClient {
         for &c in &options.codecs {
             let mut rtp_codec =
                 crate::viewer::codecs::rtp_codec(c, crate::viewer::codecs::default_fmtp(c));
+            // NACK, PLI and transport-cc come from the interceptors below.
             rtp_codec.rtcp_feedback.clear();
+            let (pt, rtx_pt) = crate::viewer::codecs::payload_types(c);
             media.register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec,
-                    payload_type: crate::viewer::codecs::payload_types(c).0,
+                    payload_type: pt,
+                },
+                RtpCodecKind::Video,
+            )?;
+            // Retransmissions (RFC 4588) arrive on their own SSRC; the stack puts them back
+            // into the media stream with their original sequence numbers.
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+                        mime_type: "video/rtx".to_owned(),
+                        clock_rate: 90_000,
+                        channels: 0,
+                        sdp_fmtp_line: format!("apt={pt}"),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: rtx_pt,
                 },
                 RtpCodecKind::Video,
             )?;
@@ -174,7 +198,7 @@ impl ViewerClient {
                 None,
             )?;
         }
-        let registry = register_default_interceptors(Registry::new(), &mut media)?;
+        let registry = client_interceptors(&mut media)?;
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(options.ice_servers.clone())
             .build();
@@ -315,6 +339,112 @@ impl ViewerClient {
     }
 }
 
+/// How long the client waits for a missing packet (its NACK and the retransmission) before it
+/// gives the frame up and asks for a keyframe: a few round trips of an impaired link.
+pub const REORDER_WAIT: Duration = Duration::from_millis(200);
+
+/// The receive side's interceptors: transport-wide CC feedback for the sender's estimator and
+/// receiver reports. NACKs come from the reorder buffer ([`reorder::Reorder::nacks`]), which
+/// knows what is still missing; `nack` and `nack pli` are offered for them.
+fn client_interceptors(media: &mut MediaEngine) -> Result<Registry, ClientError> {
+    use rtc::peer_connection::configuration::interceptor_registry::{
+        configure_rtcp_reports, configure_twcc_receiver_only,
+    };
+    for parameter in ["", "pli"] {
+        media.register_feedback(
+            rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+                typ: "nack".to_owned(),
+                parameter: parameter.to_owned(),
+            },
+            RtpCodecKind::Video,
+        );
+    }
+    let registry = configure_twcc_receiver_only(Registry::new(), media)
+        .map_err(|e| ClientError::Protocol(format!("transport-cc: {e}")))?;
+    Ok(configure_rtcp_reports(registry))
+}
+
+/// Access units from packets in sequence order (after the reorder buffer).
+struct Assembler {
+    codec: Codec,
+    depack: Box<dyn crate::rtp::Depacketizer + Send>,
+    au: Bytes,
+    au_ts: Option<u32>,
+    au_packets: usize,
+    au_bytes: usize,
+    /// After a hole the picture is broken until a keyframe received whole. It starts broken.
+    broken: bool,
+    /// A hole was seen inside the access unit being assembled.
+    au_gap: bool,
+    /// A hole right before the next packet.
+    gap_pending: bool,
+}
+
+enum Assembled {
+    Frame(ReceivedFrame),
+    /// A frame dropped because the picture is broken: ask for a keyframe.
+    Dropped,
+    Nothing,
+}
+
+impl Assembler {
+    fn packet(
+        &mut self,
+        pkt: rtc::rtp::packet::Packet,
+        counters: &std::sync::Mutex<ClientCounters>,
+    ) -> Assembled {
+        let gap_here = std::mem::take(&mut self.gap_pending);
+        if self.au_ts != Some(pkt.header.timestamp) || gap_here {
+            self.depack.reset();
+        }
+        if self.au_ts != Some(pkt.header.timestamp) {
+            self.au_packets = 0;
+            self.au_bytes = 0;
+            self.au_ts = Some(pkt.header.timestamp);
+            self.au_gap = false;
+        }
+        self.au_gap |= gap_here;
+        self.au_packets += 1;
+        self.au_bytes += pkt.payload.len();
+        match self.depack.push(&pkt.payload, pkt.header.marker) {
+            Ok(Some(frame)) => self.au = frame,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "broken frame");
+                counters.lock().unwrap().broken_frames += 1;
+                self.au_gap = true;
+                self.depack.reset();
+            }
+        }
+        if !pkt.header.marker {
+            return Assembled::Nothing;
+        }
+        let frame = ReceivedFrame {
+            codec: self.codec,
+            data: std::mem::take(&mut self.au),
+            rtp_timestamp: pkt.header.timestamp,
+            received_at: Instant::now(),
+            packets: self.au_packets,
+            bytes: self.au_bytes,
+        };
+        self.au_ts = None;
+        if self.au_gap {
+            self.broken = true;
+        }
+        if self.broken {
+            // Only a keyframe received whole repairs the picture.
+            if !self.au_gap && codec::bitstream::is_decodable_keyframe(self.codec, &frame.data) {
+                self.broken = false;
+            } else {
+                counters.lock().unwrap().frames_dropped += 1;
+                return Assembled::Dropped;
+            }
+        }
+        counters.lock().unwrap().frames += 1;
+        Assembled::Frame(frame)
+    }
+}
+
 async fn receive_track(
     track: Arc<dyn TrackRemote>,
     tx: mpsc::Sender<ReceivedFrame>,
@@ -323,114 +453,100 @@ async fn receive_track(
     codec: Codec,
 ) {
     let media_ssrc = track.ssrcs().await.first().copied().unwrap_or(0);
-    let mut depack = crate::rtp::depacketizer_for(codec);
-    let mut au = Bytes::new();
-    let mut au_ts: Option<u32> = None;
-    let mut au_packets = 0usize;
-    let mut au_bytes = 0usize;
-    let mut expected_seq: Option<u16> = None;
-    // After a gap the frame in progress is broken: drop until the next keyframe. The stream
-    // starts broken: nothing decodes before a keyframe received whole.
-    let mut broken = true;
-    // A gap was seen on a packet of the access unit being assembled.
-    let mut au_gap = false;
+    let mut asm = Assembler {
+        codec,
+        depack: crate::rtp::depacketizer_for(codec),
+        au: Bytes::new(),
+        au_ts: None,
+        au_packets: 0,
+        au_bytes: 0,
+        broken: true,
+        au_gap: false,
+        gap_pending: false,
+    };
+    let mut reorder = reorder::Reorder::new(REORDER_WAIT);
     let mut last_pli = Instant::now() - Duration::from_secs(1);
-    while let Some(ev) = track.poll().await {
-        let pkt = match ev {
-            TrackRemoteEvent::OnRtpPacket(p) => p,
-            TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError => break,
-            _ => continue,
+    loop {
+        let deadline = match (reorder.deadline(), reorder.nack_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        let seq = pkt.header.sequence_number;
-        let mut gap_here = false;
-        {
-            let mut c = counters.lock().unwrap();
-            c.packets += 1;
-            c.bytes += pkt.payload.len() as u64;
-            if playout_delay_id != 0 {
-                if let Some(b) = pkt.header.get_extension(playout_delay_id) {
-                    if b.len() == 3 {
-                        c.playout_delay_packets += 1;
-                        c.playout_delay = Some((
-                            u16::from(b[0]) << 4 | u16::from(b[1]) >> 4,
-                            u16::from(b[1] & 0x0f) << 8 | u16::from(b[2]),
-                        ));
+        let ev = tokio::select! {
+            ev = track.poll() => ev,
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => None.or(Some(TrackRemoteEvent::OnMute)),
+        };
+        let out = match ev {
+            None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => break,
+            Some(TrackRemoteEvent::OnRtpPacket(pkt)) => {
+                let mut c = counters.lock().unwrap();
+                c.packets += 1;
+                c.bytes += pkt.payload.len() as u64;
+                if playout_delay_id != 0 {
+                    if let Some(b) = pkt.header.get_extension(playout_delay_id) {
+                        if b.len() == 3 {
+                            c.playout_delay_packets += 1;
+                            c.playout_delay = Some((
+                                u16::from(b[0]) << 4 | u16::from(b[1]) >> 4,
+                                u16::from(b[1] & 0x0f) << 8 | u16::from(b[2]),
+                            ));
+                        }
                     }
                 }
+                drop(c);
+                let seq = pkt.header.sequence_number;
+                reorder.push(Instant::now(), seq, pkt)
             }
-            if let Some(exp) = expected_seq {
-                let gap = seq.wrapping_sub(exp);
-                if gap >= 0x8000 {
-                    // Older than the newest seen: a late or repeated packet. The frame it
-                    // belonged to was already given up on; counting it again would be wrong.
-                    c.late_packets += 1;
-                    continue;
-                }
-                if gap != 0 {
-                    c.gaps += 1;
-                    c.lost_packets += gap as u64;
-                    gap_here = true;
-                }
-            }
-        }
-        expected_seq = Some(seq.wrapping_add(1));
-        if au_ts != Some(pkt.header.timestamp) || gap_here {
-            depack.reset();
-        }
-        if au_ts != Some(pkt.header.timestamp) {
-            au_packets = 0;
-            au_bytes = 0;
-            au_ts = Some(pkt.header.timestamp);
-            au_gap = false;
-        }
-        au_gap |= gap_here;
-        au_packets += 1;
-        au_bytes += pkt.payload.len();
-        match depack.push(&pkt.payload, pkt.header.marker) {
-            Ok(Some(frame)) => au = frame,
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "broken frame");
-                counters.lock().unwrap().broken_frames += 1;
-                au_gap = true;
-                depack.reset();
-            }
-        }
-        if !pkt.header.marker {
-            continue;
-        }
-        let frame = ReceivedFrame {
-            codec,
-            data: std::mem::take(&mut au),
-            rtp_timestamp: pkt.header.timestamp,
-            received_at: Instant::now(),
-            packets: au_packets,
-            bytes: au_bytes,
+            Some(_) => reorder.poll(Instant::now()),
         };
-        au_ts = None;
-        if au_gap {
-            broken = true;
+        let nacks = reorder.nacks(Instant::now());
+        if !nacks.is_empty() {
+            let nack = TransportLayerNack {
+                sender_ssrc: 0,
+                media_ssrc,
+                nacks: nack_pairs_from_sequence_numbers(&nacks),
+            };
+            let _ = track.write_rtcp(vec![Box::new(nack)]).await;
         }
-        if broken {
-            // Only a keyframe received whole repairs the picture.
-            if !au_gap && codec::bitstream::is_decodable_keyframe(codec, &frame.data) {
-                broken = false;
-            } else {
-                counters.lock().unwrap().frames_dropped += 1;
-                if last_pli.elapsed() > Duration::from_millis(200) {
-                    last_pli = Instant::now();
-                    let pli = PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc,
-                    };
-                    let _ = track.write_rtcp(vec![Box::new(pli)]).await;
+        {
+            let mut c = counters.lock().unwrap();
+            (c.late_packets, c.repaired_packets, c.nacked_packets) = (
+                reorder.counters.late,
+                reorder.counters.repaired,
+                reorder.counters.nacked,
+            );
+        }
+        let mut want_keyframe = false;
+        for o in out {
+            match o {
+                reorder::Out::Gap(n) => {
+                    let mut c = counters.lock().unwrap();
+                    c.gaps += 1;
+                    c.lost_packets += n;
+                    asm.gap_pending = true;
                 }
-                continue;
+                reorder::Out::Packet(pkt) => match asm.packet(pkt, &counters) {
+                    Assembled::Frame(f) => {
+                        if tx.send(f).await.is_err() {
+                            return;
+                        }
+                    }
+                    Assembled::Dropped => want_keyframe = true,
+                    Assembled::Nothing => {}
+                },
             }
         }
-        counters.lock().unwrap().frames += 1;
-        if tx.send(frame).await.is_err() {
-            break;
+        if want_keyframe && last_pli.elapsed() > Duration::from_millis(200) {
+            last_pli = Instant::now();
+            let pli = PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            };
+            let _ = track.write_rtcp(vec![Box::new(pli)]).await;
         }
     }
 }
