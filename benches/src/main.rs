@@ -276,6 +276,10 @@ struct LocalArgs {
     /// shows the idle CPU and bitrate and how fast a change on a still screen arrives.
     #[arg(long)]
     idle: bool,
+    /// Busy content: a band of random blocks redrawn every frame (a video playing), so the
+    /// stream takes all the bitrate it is given (to see congestion control at work).
+    #[arg(long, conflicts_with = "idle")]
+    busy: bool,
     /// edgedesk's --bitrate.
     #[arg(long, default_value = "8M")]
     bitrate: String,
@@ -604,7 +608,11 @@ async fn local(args: LocalArgs) -> Result<()> {
         ..DisplayOptions::default()
     })
     .context("starting Xvfb (scripts/setup.sh installs it)")?;
-    let stimulus = Stimulus::start(&display.name(), if args.idle { 0 } else { args.fps })?;
+    let stimulus = Stimulus::start_with(
+        &display.name(),
+        if args.idle { 0 } else { args.fps },
+        args.busy,
+    )?;
     let extra: Vec<String> = [
         "--fps",
         &args.fps.to_string(),
@@ -648,6 +656,7 @@ async fn local(args: LocalArgs) -> Result<()> {
         settings.insert(k.to_string(), v);
     }
     settings.insert("idle".into(), args.idle.to_string());
+    settings.insert("busy".into(), args.busy.to_string());
     let cpu = CpuClock::of(started.server.id());
     let target = Target {
         whep: started.whep.clone(),

@@ -112,6 +112,13 @@ impl Stimulus {
     /// Covers `display` and starts drawing at `fps`; with `fps` 0 the code and the bar are
     /// drawn once and the screen stays still (only clicks change it: an idle desktop).
     pub fn start(display: &str, fps: u32) -> Result<Self> {
+        Self::start_with(display, fps, false)
+    }
+
+    /// [`Stimulus::start`], and with `busy` a band of random grey blocks right of the code,
+    /// redrawn every frame: content no encoder can compress (a video playing), so the stream
+    /// uses whatever bitrate it is given.
+    pub fn start_with(display: &str, fps: u32, busy: bool) -> Result<Self> {
         let (conn, screen) = RustConnection::connect(Some(display))
             .with_context(|| format!("stimulus: cannot open X display {display}"))?;
         let conn = Arc::new(conn);
@@ -156,6 +163,7 @@ impl Stimulus {
             layout,
             colours,
             click_white: Arc::new(AtomicBool::new(false)),
+            busy,
         };
         painter.fill(layout.click, colours.black)?;
         painter.sync()?;
@@ -245,6 +253,7 @@ struct Painter {
     layout: Layout,
     colours: Colours,
     click_white: Arc<AtomicBool>,
+    busy: bool,
 }
 
 fn rect(r: Rect) -> Rectangle {
@@ -269,6 +278,33 @@ impl Painter {
         Ok(())
     }
 
+    /// The busy band: 16-pixel blocks in one of eight greys, chosen at random each frame.
+    fn noise(&self, state: &mut u64) -> Result<()> {
+        const BLOCK: u32 = 16;
+        let l = self.layout;
+        let x0 = l.code.x + l.code.w + l.code.x;
+        let (w, h) = (l.width.saturating_sub(x0 + l.code.x), l.code.h);
+        let mut by_grey: Vec<Vec<Rect>> = vec![Vec::new(); 8];
+        for by in 0..h / BLOCK {
+            for bx in 0..w / BLOCK {
+                *state ^= *state << 13;
+                *state ^= *state >> 7;
+                *state ^= *state << 17;
+                by_grey[(*state >> 61) as usize].push(Rect::new(
+                    x0 + bx * BLOCK,
+                    l.code.y + by * BLOCK,
+                    BLOCK,
+                    BLOCK,
+                ));
+            }
+        }
+        for (k, rects) in by_grey.iter().enumerate() {
+            let v = 0x10 + 0x1c * k as u32;
+            self.fill_all(rects, v << 16 | v << 8 | v)?;
+        }
+        Ok(())
+    }
+
     /// A round trip: when it returns, the server has executed every earlier request.
     fn sync(&self) -> Result<u64> {
         self.conn.get_input_focus()?.reply()?;
@@ -283,6 +319,7 @@ impl Painter {
         let mut next = Instant::now();
         let mut code: u32 = 1;
         let mut bar_x = 0u32;
+        let mut noise_state = 0x2545_f491_4f6c_dd1du64;
         while !stop.load(Ordering::Relaxed) {
             // The code: black background, white cells.
             self.fill(l.code, self.colours.black)?;
@@ -293,6 +330,9 @@ impl Painter {
             let new = Rect::new(l.bar.x + bar_x, l.bar.y, bar_w, l.bar.h);
             self.fill(old, self.colours.grey)?;
             self.fill(new, self.colours.white)?;
+            if self.busy {
+                self.noise(&mut noise_state)?;
+            }
             let drawn = self.sync()?;
             {
                 let mut r = record.lock().unwrap();

@@ -351,6 +351,23 @@ fn start_session(
                     credential: s.credential.clone(),
                 })
                 .collect(),
+            congestion: (spec.congestion != "off").then(|| {
+                let min = match spec.min_bitrate_bps {
+                    0 => 300_000,
+                    m => m,
+                }
+                .min(spec.bitrate_bps);
+                let max = match spec.max_bitrate_bps {
+                    0 => spec.bitrate_bps,
+                    m => m,
+                }
+                .max(spec.bitrate_bps);
+                crate::ratecontrol::RateLimits {
+                    start_bps: spec.bitrate_bps,
+                    min_bps: min,
+                    max_bps: max,
+                }
+            }),
             ..PeerSettings::default()
         },
         max_viewers: spec.max_viewers,

@@ -14,6 +14,7 @@ pub mod display;
 pub mod input;
 pub mod metrics;
 pub mod pipeline;
+pub mod ratecontrol;
 pub mod resize;
 pub mod rtp;
 pub mod screenshot;

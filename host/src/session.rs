@@ -15,6 +15,7 @@ use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
+use crate::ratecontrol::RateController;
 use crate::viewer::{PeerSettings, SessionLinks, Viewer, ViewerCounters, ViewerError};
 
 /// Errors the host reports to the front door.
@@ -84,6 +85,8 @@ pub struct Session {
     /// The counters of viewers that left (metrics stay monotonic).
     departed: Arc<ViewerCounters>,
     started: std::time::Instant,
+    /// The encoder's bitrate from the viewers' estimates (congestion control on).
+    rate: Option<Arc<Mutex<RateController>>>,
 }
 
 /// `wanted` (or every codec, in the default order, when empty) limited to the codecs an
@@ -186,6 +189,10 @@ impl Session {
             }
         };
         tracing::info!(codecs = %join(&codecs), "session codecs");
+        let rate = config
+            .peer
+            .congestion
+            .map(|limits| Arc::new(Mutex::new(RateController::new(limits))));
         Ok(Session {
             config,
             codecs,
@@ -195,6 +202,7 @@ impl Session {
             viewers: Arc::default(),
             departed: Arc::default(),
             started: std::time::Instant::now(),
+            rate,
         })
     }
 
@@ -298,6 +306,7 @@ impl Session {
             clipboard: self.clipboard.clone(),
             clipboard_config: self.config.clipboard,
             codecs: codecs_for_size(&self.codecs, self.pipeline.screen_size()),
+            rate: self.rate.clone(),
         };
         let task_id = id.clone();
         let created = tokio::spawn(async move {

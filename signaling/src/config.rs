@@ -72,6 +72,17 @@ pub struct ServeArgs {
     /// Video bitrate: bits per second, with an optional k/M suffix (e.g. 8M).
     #[arg(long, env = "EDGEDESK_BITRATE", default_value = "8M", value_parser = parse_bitrate)]
     pub bitrate: u64,
+    /// Congestion control: gcc (transport-wide CC feedback, a GCC estimate per viewer, the
+    /// encoder follows the slowest controlling viewer between --min-bitrate and --max-bitrate;
+    /// --bitrate is where it starts) or off (a fixed --bitrate).
+    #[arg(long, env = "EDGEDESK_CONGESTION", default_value = "gcc", value_parser = ["gcc", "off"])]
+    pub congestion: String,
+    /// The lowest bitrate congestion control may set.
+    #[arg(long, env = "EDGEDESK_MIN_BITRATE", default_value = "300k", value_parser = parse_bitrate)]
+    pub min_bitrate: u64,
+    /// The highest bitrate congestion control may set (default: --bitrate).
+    #[arg(long, env = "EDGEDESK_MAX_BITRATE", value_parser = parse_bitrate)]
+    pub max_bitrate: Option<u64>,
     /// Which X server to start: auto (xorg where its dummy driver is installed, else xvfb),
     /// xvfb (fixed size) or xorg (Xorg + dummy driver: follows the browser window's size).
     #[arg(long, env = "EDGEDESK_DISPLAY_KIND", default_value = "auto", value_parser = parse_display_kind)]

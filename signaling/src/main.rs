@@ -146,6 +146,9 @@ fn session_defaults(args: &ServeArgs) -> Result<SessionSpec> {
         clipboard: args.clipboard.clone(),
         clipboard_max_bytes: args.clipboard_max_bytes,
         codecs: args.codecs.0.clone(),
+        congestion: args.congestion.clone(),
+        min_bitrate_bps: args.min_bitrate.min(args.bitrate),
+        max_bitrate_bps: args.max_bitrate.unwrap_or(args.bitrate).max(args.bitrate),
     })
 }
 

@@ -39,6 +39,9 @@ fn defaults() -> SessionSpec {
         clipboard: "both".into(),
         clipboard_max_bytes: 1 << 20,
         codecs: vec![],
+        congestion: "gcc".into(),
+        min_bitrate_bps: 300_000,
+        max_bitrate_bps: 8_000_000,
     }
 }
 

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Attribute, Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_nack, configure_rtcp_reports,
+};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -24,14 +27,16 @@ use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::peer_connection::{
-    register_default_interceptors, MediaEngine, PeerConnection, PeerConnectionBuilder,
-    PeerConnectionEventHandler, RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState,
-    RTCPeerConnectionState, RTCSessionDescription, Registry, SettingEngineBuilder,
+    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
+    RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState,
+    RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
 pub use webrtc::peer_connection::RTCIceServer;
 
 pub mod codecs;
+pub mod congestion;
+pub mod gcc;
 mod input_channel;
 pub mod quality;
 use input_channel::{input_channel, InputContext};
@@ -61,6 +66,9 @@ pub struct PeerSettings {
     /// it in its jitter buffer (≈ 8 ms at 1080p60 here). `None`: the extension is not
     /// negotiated. The default comes from [`PLAYOUT_DELAY_ENV`] (0 when unset or unreadable).
     pub playout_delay: Option<PlayoutDelay>,
+    /// Send-side congestion control (transport-cc feedback, GCC, pacer) within these limits;
+    /// `None`: off (the encoder keeps its configured bitrate, nothing is paced).
+    pub congestion: Option<congestion::RateLimits>,
 }
 
 impl Default for PeerSettings {
@@ -70,6 +78,7 @@ impl Default for PeerSettings {
             ice_servers: vec![],
             gather_timeout: Duration::from_secs(2),
             playout_delay: playout_delay_from_env(),
+            congestion: None,
         }
     }
 }
@@ -197,6 +206,8 @@ pub struct SessionLinks {
     /// The codecs the session sends, in preference order (its list, limited to the
     /// encoders this host has). Empty: H.264.
     pub codecs: Vec<Codec>,
+    /// The session's rate controller, when congestion control is on.
+    pub rate: Option<Arc<std::sync::Mutex<crate::ratecontrol::RateController>>>,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
@@ -209,6 +220,8 @@ pub struct Viewer {
     pub counters: Arc<ViewerCounters>,
     /// Loss and round-trip time, from the viewer's RTCP reports.
     pub quality: Arc<LinkQuality>,
+    /// The bandwidth estimate of this viewer's link, when congestion control is on.
+    pub estimate: Option<Arc<congestion::Estimate>>,
     /// Wakes the viewer's task to end it (DELETE, session end, data channel closed).
     stop: Arc<Notify>,
     pub created: Instant,
@@ -228,6 +241,7 @@ struct TaskParts {
     events: mpsc::UnboundedReceiver<PeerEvent>,
     early: Vec<PeerEvent>,
     links: SessionLinks,
+    estimate: Option<Arc<congestion::Estimate>>,
 }
 
 /// How long a new viewer may take to connect before it is dropped (an abandoned offer).
@@ -240,6 +254,10 @@ const ICE_KEEPALIVE: Duration = Duration::from_millis(500);
 /// controlled agent waits out before it confirms the browser's nominated pair: ≈ 60–150 ms of
 /// the time to first picture on loopback), up to 56 per candidate pair (the default 1.4 s).
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(25);
+/// How often a viewer's estimate reaches the session's rate controller.
+const RATE_TICK: Duration = Duration::from_millis(100);
+/// A view-only viewer too slow for the session asks for a keyframe this often at most.
+const SLOW_VIEWER_KEYFRAME_EVERY: Duration = Duration::from_secs(3);
 const ICE_MAX_BINDING_REQUESTS: u16 = 56;
 
 enum PeerEvent {
@@ -411,7 +429,15 @@ impl Viewer {
             None,
         )?;
         let quality = Arc::new(LinkQuality::default());
-        let registry = register_default_interceptors(Registry::new(), &mut media)?.with(
+        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        let (registry, estimate) = match settings.congestion {
+            Some(limits) => {
+                let (r, e) = congestion::configure(registry, &mut media, limits)?;
+                (r, Some(e))
+            }
+            None => (registry, None),
+        };
+        let registry = registry.with(
             Slot::from(14_000),
             KeyframeRequests {
                 quality: quality.clone(),
@@ -536,6 +562,7 @@ impl Viewer {
             pc,
             counters: Arc::default(),
             quality,
+            estimate: estimate.clone(),
             stop: Arc::new(Notify::new()),
             created: Instant::now(),
             task: std::sync::Mutex::new(Some(TaskParts {
@@ -548,6 +575,7 @@ impl Viewer {
                 events,
                 early,
                 links,
+                estimate,
             })),
         };
         Ok((viewer, answer))
@@ -616,6 +644,7 @@ async fn run_viewer(
         mut events,
         early,
         links,
+        estimate,
     } = parts;
     let pipeline = links.pipeline.clone();
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
@@ -653,6 +682,12 @@ async fn run_viewer(
         packetizer.set_abs_capture_time(ext_id, (Instant::now(), std::time::SystemTime::now()));
     }
     let mut waiting_for_keyframe = true;
+    // Congestion control: this viewer's estimate goes to the session's rate controller; a
+    // view-only viewer too slow for the session's rate gets keyframes only.
+    let mut rate_tick = tokio::time::interval(RATE_TICK);
+    rate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut slow = false;
+    let mut slow_keyframe_asked = Instant::now();
     let mut joined = false;
     let mut input_started = false;
     let started = Instant::now();
@@ -705,6 +740,30 @@ async fn run_viewer(
                     None => break,
                 }
             }
+            _ = rate_tick.tick(), if joined && links.rate.is_some() => {
+                let rc = links.rate.as_ref().expect("guarded");
+                let (decided, now_slow) = {
+                    let mut r = rc.lock().unwrap_or_else(|e| e.into_inner());
+                    r.update(id, control, estimate.as_ref().and_then(|e| e.target()));
+                    (r.decide(Instant::now()), r.is_slow(id))
+                };
+                if let (Some(bps), Some(p)) = (decided, pipeline.upgrade()) {
+                    tracing::debug!(viewer = control::log_tag(id), bps, "encoder bitrate follows the estimate");
+                    p.send(codec::EncoderCommand::SetBitrate(bps));
+                }
+                if now_slow != slow {
+                    slow = now_slow;
+                    tracing::info!(viewer = control::log_tag(id), slow, "view-only viewer far slower than the session: keyframes only");
+                    waiting_for_keyframe = true;
+                    if !slow {
+                        if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
+                    }
+                }
+                if slow && slow_keyframe_asked.elapsed() >= SLOW_VIEWER_KEYFRAME_EVERY {
+                    slow_keyframe_asked = Instant::now();
+                    if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
+                }
+            }
             rtcp = track.poll(), if joined => {
                 match rtcp {
                     Some(TrackLocalEvent::OnRtcpPacket(_)) => {
@@ -747,7 +806,8 @@ async fn run_viewer(
                             }
                         };
                         if sent {
-                            waiting_for_keyframe = false;
+                            // A slow view-only viewer waits for the next keyframe again.
+                            waiting_for_keyframe = slow;
                             counters.frames_sent.fetch_add(1, Ordering::Relaxed);
                             if let Some(p) = pipeline.upgrade() {
                                 p.timings().sent(frame.sequence, crate::timing::mono_ns());
@@ -772,6 +832,9 @@ async fn run_viewer(
         if let Some(p) = pipeline.upgrade() {
             p.viewer_left(codec);
         }
+    }
+    if let Some(rc) = &links.rate {
+        rc.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
     let _ = pc.close().await;
     tracing::info!(viewer = control::log_tag(id), "viewer gone");

@@ -252,6 +252,15 @@ pub struct SessionSpec {
     /// host's default order.
     #[serde(default)]
     pub codecs: Vec<String>,
+    /// Congestion control: `gcc` (also when empty) or `off`.
+    #[serde(default)]
+    pub congestion: String,
+    /// The bounds the encoder's bitrate follows the estimate within; 0: 300 kbit/s (at most
+    /// `bitrate_bps`) and `bitrate_bps`.
+    #[serde(default)]
+    pub min_bitrate_bps: u64,
+    #[serde(default)]
+    pub max_bitrate_bps: u64,
 }
 
 /// What the control plane asks of a host.

@@ -214,6 +214,12 @@ pub struct SessionSpecSchema {
     pub clipboard_max_bytes: usize,
     /// Video codecs in preference order (empty: the host's default order).
     pub codecs: Vec<String>,
+    /// Congestion control: `gcc` or `off` (a fixed `bitrate_bps`).
+    pub congestion: String,
+    /// The lowest bitrate congestion control may set, bit/s.
+    pub min_bitrate_bps: u64,
+    /// The highest bitrate congestion control may set, bit/s (`bitrate_bps` is where it starts).
+    pub max_bitrate_bps: u64,
 }
 
 /// `control::IceServer`: a STUN/TURN server for the viewers' ICE.
@@ -300,6 +306,9 @@ mod tests {
             clipboard: "both".into(),
             clipboard_max_bytes: 1 << 20,
             codecs: vec!["h264".into()],
+            congestion: "gcc".into(),
+            min_bitrate_bps: 300_000,
+            max_bitrate_bps: 8_000_000,
         };
         assert_eq!(
             properties(&doc, "SessionSpec"),
