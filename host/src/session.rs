@@ -240,6 +240,10 @@ impl Session {
             bitrate_bps: recent.iter().map(|f| u64::from(f.bytes) * 8).sum(),
             encode_ms: p.last_encode_us as f64 / 1000.0,
             encoder: p.encoder,
+            target_bitrate_bps: self
+                .rate
+                .as_ref()
+                .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).current()),
             viewers: viewers
                 .iter()
                 .zip(addresses)
@@ -256,6 +260,7 @@ impl Session {
                         connected_secs: v.created.elapsed().as_secs(),
                         loss: q.loss,
                         rtt_ms: q.rtt_ms,
+                        estimate_bps: v.estimate.as_ref().and_then(|e| e.target()),
                         frames_sent: v.counters.frames_sent.load(Ordering::Relaxed),
                     }
                 })
@@ -395,6 +400,40 @@ impl Session {
             &l,
             quality.iter().map(|q| q.loss).fold(0.0, f64::max),
         );
+        // Per viewer: its link as RTCP and congestion control see it.
+        for (v, q) in live.iter().zip(&quality) {
+            let vl = [("session", name), ("viewer", v.id.as_str())];
+            if let Some(rtt) = q.rtt_ms {
+                m.gauge(
+                    "edgedesk_viewer_rtt_seconds",
+                    "Round-trip time of a viewer's link, from its RTCP receiver reports.",
+                    &vl,
+                    rtt / 1000.0,
+                );
+            }
+            m.gauge(
+                "edgedesk_viewer_loss_ratio",
+                "Fraction of packets a viewer lost in its last receiver report.",
+                &vl,
+                q.loss,
+            );
+            if let Some(e) = v.estimate.as_ref().and_then(|e| e.target()) {
+                m.gauge(
+                    "edgedesk_viewer_estimate_bps",
+                    "A viewer's bandwidth estimate (congestion control), bit/s.",
+                    &vl,
+                    e as f64,
+                );
+            }
+        }
+        if let Some(rate) = &self.rate {
+            m.gauge(
+                "edgedesk_target_bitrate_bps",
+                "The encoder bitrate congestion control set for the session, bit/s.",
+                &l,
+                rate.lock().unwrap_or_else(|e| e.into_inner()).current() as f64,
+            );
+        }
         for (i, (metric, help, departed)) in self.departed.fields().into_iter().enumerate() {
             let total = departed.load(Ordering::Relaxed)
                 + live

@@ -340,6 +340,9 @@ pub struct LiveStats {
     pub encode_ms: f64,
     /// The encoder backend (e.g. `ffmpeg:libx264`).
     pub encoder: String,
+    /// The bitrate congestion control set for the encoder (`None`: congestion control off).
+    #[serde(default)]
+    pub target_bitrate_bps: Option<u64>,
     pub viewers: Vec<LiveViewer>,
 }
 
@@ -357,6 +360,9 @@ pub struct LiveViewer {
     /// Round-trip time from its receiver reports (`None` before the first).
     pub rtt_ms: Option<f64>,
     pub frames_sent: u64,
+    /// Its bandwidth estimate, bit/s (`None` before feedback, or congestion control off).
+    #[serde(default)]
+    pub estimate_bps: Option<u64>,
 }
 
 /// A host's refusal, mapped to an HTTP status by the control plane.
