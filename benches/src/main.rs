@@ -294,6 +294,10 @@ struct LocalArgs {
     /// delay, jitter, rate, up-rate, queue) or a schedule `PROFILE;PROFILE@SECONDS;...`.
     #[arg(long, value_name = "PROFILE")]
     impair: Option<String>,
+    /// Measure edgedesk's own page in headless Chromium (what a user sees) instead of the
+    /// headless client; clicks through XTest.
+    #[arg(long)]
+    browser: bool,
     #[command(flatten)]
     output: Output,
 }
@@ -673,6 +677,41 @@ async fn local(args: LocalArgs) -> Result<()> {
         },
         ice_servers: Vec::new(),
     };
+    if args.browser {
+        if args.output.codec.is_some() {
+            bail!("--codec does not apply with --browser: the page negotiates its codec");
+        }
+        let clicks = if args.output.no_clicks {
+            Clicks::Off
+        } else {
+            Clicks::Xtest(display.name())
+        };
+        let viewport = format!("{w}x{h}");
+        let result = runner::measure_browser(
+            BrowserConfig {
+                url: Some(started.open.clone()),
+                whep: None,
+                token: None,
+                selector: "auto".into(),
+                viewport,
+                chromium_args: Vec::new(),
+                seconds: args.output.seconds,
+                script: None,
+                ready_timeout: 20.0,
+                layout: stimulus.layout,
+                clicks,
+                progress: !args.output.quiet,
+            },
+            &stimulus,
+            settings,
+            cpu,
+        )
+        .await;
+        drop(started);
+        drop(stimulus);
+        drop(display);
+        return print_report(&result?, &args.output);
+    }
     let clicks = if args.output.no_clicks {
         Clicks::Off
     } else {

@@ -100,7 +100,7 @@ struct Shared {
 
 /// Keyframe requests (PLI/FIR, a lagging viewer) closer together than this are coalesced
 /// into one, so one viewer's losses cannot flood every viewer with keyframes.
-const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(500);
+const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
 
 /// While viewers watch, the whole screen is grabbed (and converted) this often, and on a
 /// screen that reports no damage one frame is captured and encoded this often anyway. XDamage

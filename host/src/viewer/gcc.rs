@@ -14,17 +14,21 @@
 //!   and a gain of 4, is the trend. Over an adaptive threshold (6–600, start 12.5) for 10 ms and
 //!   growing: overuse; under its negative: underuse.
 //! - **Rate**: overuse → 0.85 × the acknowledged rate (and that rate is remembered as the link's
-//!   capacity); underuse → hold; normal → grow, by 8 % a second near the remembered capacity and
-//!   25 % a second away from it (the memory fades 4 s after the last overuse). No growth while
+//!   capacity), once per episode (again only after the signal was normal, or after 1 s);
+//!   underuse → hold; normal → grow, by 8 % a second up to 1.2 × the remembered capacity and
+//!   25 % a second beyond (past 1.5 × without congestion the memory goes: the link got
+//!   faster). No growth while
 //!   the sender uses less than half the target (an idle screen says nothing about the link).
-//! - **Loss**: the crate's loss controller (≥ 10 % lost: back off; < 2 %: may grow), as a cap.
+//! - **Loss**, as a cap (draft-ietf-rmcat-gcc §5.5): over 10 % lost, back off by half the loss
+//!   fraction, but never below 0.85 × what still arrives (the crate's loss controller, used
+//!   first, collapsed to the floor when a start-up burst overflowed a thin link: 6 → 0.46 Mbit/s
+//!   on a 2 Mbit/s link); under 2 %, grow 5 % per 200 ms; between, hold (a few per cent is normal
+//!   on Wi-Fi).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rtc::interceptor::{
-    BandwidthEstimator, EstimatorStats, LossController, PacketReport, RateCalculator,
-};
+use rtc::interceptor::{BandwidthEstimator, EstimatorStats, PacketReport, RateCalculator};
 
 const GROUP_SPAN: Duration = Duration::from_millis(5);
 const WINDOW: usize = 20;
@@ -36,7 +40,15 @@ const K_DOWN: f64 = 0.039;
 const BETA: f64 = 0.85;
 const GROWTH_NEAR: f64 = 1.08;
 const GROWTH_FAR: f64 = 1.25;
-const CAPACITY_MEMORY: Duration = Duration::from_secs(4);
+/// Growth is slow below this multiple of the remembered capacity…
+const NEAR_ABOVE: f64 = 1.2;
+/// …and the memory goes once the target passes this multiple without congestion.
+const FORGET_ABOVE: f64 = 1.5;
+/// Loss-based decreases at most this often (losses of packets sent before a cut are still
+/// being reported for a round trip and the queue's length after it).
+const LOSS_DECREASE_INTERVAL: Duration = Duration::from_millis(600);
+/// The longest a congestion episode blocks a second delay-based decrease.
+const EPISODE: Duration = Duration::from_secs(1);
 
 /// What the delay signal says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,17 +211,57 @@ fn fit(points: &VecDeque<(f64, f64)>) -> Option<f64> {
     (den > 0.0).then(|| num / den)
 }
 
+/// The loss-based half.
+#[derive(Debug)]
+struct Loss {
+    target: f64,
+    average: Option<f64>,
+    last_change: Option<Instant>,
+    last_decrease: Option<Instant>,
+    /// A decrease happened since the estimator last looked.
+    decreased: bool,
+}
+
+impl Loss {
+    fn update(&mut self, now: Instant, lost: usize, total: usize, acked: Option<f64>) -> f64 {
+        if total == 0 {
+            return self.target;
+        }
+        let sample = lost as f64 / total as f64;
+        let average = self.average.map_or(sample, |a| 0.8 * a + 0.2 * sample);
+        self.average = Some(average);
+        let since = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t));
+        if average.max(sample) < 0.02 {
+            if since(self.last_change).is_none_or(|d| d >= Duration::from_millis(200)) {
+                self.target *= 1.05;
+                self.last_change = Some(now);
+            }
+        } else if average.min(sample) > 0.10
+            && since(self.last_decrease).is_none_or(|d| d >= LOSS_DECREASE_INTERVAL)
+        {
+            let floor = acked.map_or(0.0, |a| BETA * a);
+            self.target = (self.target * (1.0 - 0.5 * average)).max(floor.min(self.target));
+            self.last_change = Some(now);
+            self.last_decrease = Some(now);
+            self.decreased = true;
+        }
+        self.target
+    }
+}
+
 /// The estimator.
 pub struct Gcc {
     trend: Trendline,
     acked: RateCalculator,
-    loss: LossController,
+    loss: Loss,
     delay_target: f64,
     target: f64,
     min: f64,
     max: f64,
     last_update: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// A delay-based decrease may follow (the last episode has ended).
+    armed: bool,
     capacity: Option<f64>,
 }
 
@@ -219,13 +271,20 @@ impl Gcc {
         Gcc {
             trend: Trendline::new(),
             acked: RateCalculator::new(Duration::from_millis(500)),
-            loss: LossController::new(initial, min, max),
+            loss: Loss {
+                target: initial,
+                average: None,
+                last_change: None,
+                last_decrease: None,
+                decreased: false,
+            },
             delay_target: initial,
             target: initial,
             min,
             max,
             last_update: None,
             last_decrease: None,
+            armed: true,
             capacity: None,
         }
     }
@@ -239,7 +298,7 @@ impl Gcc {
     }
 
     pub fn loss_based_bitrate(&self) -> f64 {
-        self.loss.target()
+        self.loss.target
     }
 
     fn control(&mut self, now: Instant, acked: Option<f64>, overused: bool) {
@@ -248,9 +307,10 @@ impl Gcc {
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64())
             .min(1.0);
         self.last_update = Some(now);
+        // Well past the remembered capacity without congestion: the link got faster.
         if self
-            .last_decrease
-            .is_some_and(|t| now.saturating_duration_since(t) > CAPACITY_MEMORY)
+            .capacity
+            .is_some_and(|c| self.delay_target > FORGET_ABOVE * c)
         {
             self.capacity = None;
         }
@@ -261,11 +321,15 @@ impl Gcc {
         };
         match usage {
             Usage::Over => {
-                // One decrease per ~RTT batch: not again within 200 ms.
+                // One decrease per congestion episode: not again until the delay signal has
+                // been normal once (the queue drained) or a second has passed. While the
+                // queue drains, what arrives reflects the cut already made (and the frames
+                // skipped meanwhile), not the link: cutting again on it spirals down.
                 let recent = self
                     .last_decrease
-                    .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_millis(200));
-                if !recent {
+                    .is_some_and(|t| now.saturating_duration_since(t) < EPISODE);
+                if self.armed || !recent {
+                    self.armed = false;
                     let basis = acked.unwrap_or(self.delay_target);
                     let cut = (BETA * basis).min(self.delay_target);
                     self.capacity = Some(match self.capacity {
@@ -276,13 +340,14 @@ impl Gcc {
                     self.last_decrease = Some(now);
                 }
             }
-            Usage::Under => {}
+            Usage::Under => self.armed = true,
             Usage::Normal => {
+                self.armed = true;
                 // App-limited (an idle screen): the link was not tried, so say nothing new.
                 let using = acked.is_some_and(|a| a >= 0.5 * self.delay_target);
                 if using {
                     let near = self.capacity.is_some_and(|c| {
-                        self.delay_target < 1.5 * c && self.delay_target > 0.5 * c
+                        self.delay_target < NEAR_ABOVE * c && self.delay_target > 0.5 * c
                     });
                     let growth = if near { GROWTH_NEAR } else { GROWTH_FAR };
                     self.delay_target *= growth.powf(dt);
@@ -308,7 +373,14 @@ impl BandwidthEstimator for Gcc {
         let acked = self.acked.rate_bits_per_second(now);
         self.control(now, acked, self.trend.overuses > overuses);
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        let loss_target = self.loss.update(now, lost, reports.len());
+        let loss_target = self.loss.update(now, lost, reports.len(), acked);
+        if std::mem::take(&mut self.loss.decreased) {
+            // A loss-based cut tells of the capacity as much as a delay-based one.
+            if let Some(a) = acked {
+                self.capacity = Some(self.capacity.map_or(a, |c| 0.7 * c + 0.3 * a));
+            }
+        }
+        self.loss.target = self.loss.target.clamp(self.min, self.max);
         self.target = self.delay_target.min(loss_target).clamp(self.min, self.max);
     }
 
@@ -319,8 +391,8 @@ impl BandwidthEstimator for Gcc {
     fn stats(&self) -> EstimatorStats {
         let mut s = EstimatorStats::default();
         s.delay_based_bitrate = Some(self.delay_target);
-        s.loss_based_bitrate = Some(self.loss.target());
-        s.packet_loss = self.loss.average_loss();
+        s.loss_based_bitrate = Some(self.loss.target);
+        s.packet_loss = self.loss.average;
         s
     }
 }

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use rtc::interceptor::{Attribute, Interceptor, Packet as IPacket, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports,
-};
+use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -111,6 +109,8 @@ pub enum ViewerError {
 pub struct ViewerCounters {
     pub frames_sent: AtomicU64,
     pub frames_skipped: AtomicU64,
+    /// Frames skipped because the viewer's link was backlogged (a subset of `frames_skipped`).
+    pub frames_backlogged: AtomicU64,
     pub keyframe_requests: AtomicU64,
     pub input_messages: AtomicU64,
     /// Malformed input messages (dropped; the channel stays open).
@@ -129,7 +129,7 @@ pub struct ViewerCounters {
 impl ViewerCounters {
     /// Every counter with its Prometheus name and help, for metrics and for folding a
     /// departed viewer into its session's totals.
-    pub fn fields(&self) -> [(&'static str, &'static str, &AtomicU64); 10] {
+    pub fn fields(&self) -> [(&'static str, &'static str, &AtomicU64); 11] {
         [
             (
                 "edgedesk_frames_sent_total",
@@ -140,6 +140,11 @@ impl ViewerCounters {
                 "edgedesk_frames_skipped_total",
                 "Video frames a viewer skipped (waiting for a keyframe, or lagging).",
                 &self.frames_skipped,
+            ),
+            (
+                "edgedesk_frames_backlogged_total",
+                "Video frames a viewer skipped because its link was backlogged (it resumes at the next keyframe).",
+                &self.frames_backlogged,
             ),
             (
                 "edgedesk_keyframe_requests_total",
@@ -254,6 +259,44 @@ const ICE_KEEPALIVE: Duration = Duration::from_millis(500);
 /// controlled agent waits out before it confirms the browser's nominated pair: ≈ 60–150 ms of
 /// the time to first picture on loopback), up to 56 per candidate pair (the default 1.4 s).
 const ICE_CHECK_INTERVAL: Duration = Duration::from_millis(25);
+/// Packets kept for retransmission: ~0.5 s at 1080p60 8 Mbit/s, seconds on a thin link.
+/// Older ones are not worth resending (the receiver has given up on them).
+const NACK_HISTORY: u16 = 512;
+
+/// The most a frame may wait behind earlier ones in the pacer before the viewer skips to the
+/// next keyframe instead.
+const MAX_SEND_BACKLOG: Duration = Duration::from_millis(250);
+/// A viewer whose link is backlogged asks for a keyframe this often at most.
+const BACKLOG_KEYFRAME_EVERY: Duration = Duration::from_secs(1);
+
+/// A model of the pacer's queue: bytes in, drained at the pacing rate.
+#[derive(Default)]
+struct SendBacklog {
+    bits: f64,
+    at: Option<Instant>,
+}
+
+impl SendBacklog {
+    /// How long what is queued takes to leave at `pacing` bit/s, at `now`.
+    fn delay(&mut self, now: Instant, pacing: f64) -> Duration {
+        if let Some(at) = self.at {
+            self.bits =
+                (self.bits - pacing * now.saturating_duration_since(at).as_secs_f64()).max(0.0);
+        }
+        self.at = Some(now);
+        Duration::from_secs_f64(if pacing > 0.0 {
+            self.bits / pacing
+        } else {
+            0.0
+        })
+    }
+
+    /// A frame of `bytes` payload went to the pacer (RTP/SRTP headers ≈ 5 %).
+    fn add(&mut self, bytes: usize) {
+        self.bits += bytes as f64 * 8.0 * 1.05;
+    }
+}
+
 /// How often a viewer's estimate reaches the session's rate controller.
 const RATE_TICK: Duration = Duration::from_millis(100);
 /// A view-only viewer too slow for the session asks for a keyframe this often at most.
@@ -429,7 +472,24 @@ impl Viewer {
             None,
         )?;
         let quality = Arc::new(LinkQuality::default());
-        let registry = configure_rtcp_reports(configure_nack(Registry::new(), &mut media));
+        // NACK (answered from a short history, see NACK_HISTORY) and PLI offered for video.
+        for parameter in ["", "pli"] {
+            media.register_feedback(
+                rtc::rtp_transceiver::rtp_sender::RTCPFeedback {
+                    typ: "nack".to_owned(),
+                    parameter: parameter.to_owned(),
+                },
+                RtpCodecKind::Video,
+            );
+        }
+        let registry = configure_rtcp_reports(
+            Registry::new().with(
+                Slot::NackResponder,
+                rtc::interceptor::NackResponderBuilder::new()
+                    .with_size(NACK_HISTORY)
+                    .build(),
+            ),
+        );
         let (registry, estimate) = match settings.congestion {
             Some(limits) => {
                 let (r, e) = congestion::configure(registry, &mut media, limits)?;
@@ -688,6 +748,9 @@ async fn run_viewer(
     rate_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut slow = false;
     let mut slow_keyframe_asked = Instant::now();
+    // What the pacer holds, as far as this task can tell (congestion control on).
+    let mut backlog = SendBacklog::default();
+    let mut backlog_keyframe_asked: Option<Instant> = None;
     let mut joined = false;
     let mut input_started = false;
     let started = Instant::now();
@@ -782,6 +845,23 @@ async fn run_viewer(
                         if waiting_for_keyframe && !frame.keyframe {
                             counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
                             continue;
+                        }
+                        // A link that cannot carry what was sent: the pacer would hold this
+                        // frame for longer than it is worth. Skip to the next keyframe (the
+                        // picture resumes whole), asked for at most once a second.
+                        if let Some(rate) = estimate.as_ref().and_then(|e| e.target()) {
+                            let pacing = rate as f64 * congestion::PACING_FACTOR;
+                            if backlog.delay(Instant::now(), pacing) > MAX_SEND_BACKLOG {
+                                counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
+                                counters.frames_backlogged.fetch_add(1, Ordering::Relaxed);
+                                waiting_for_keyframe = true;
+                                if backlog_keyframe_asked.is_none_or(|t| t.elapsed() >= BACKLOG_KEYFRAME_EVERY) {
+                                    backlog_keyframe_asked = Some(Instant::now());
+                                    if let Some(p) = pipeline.upgrade() { p.request_keyframe(codec); }
+                                }
+                                continue;
+                            }
+                            backlog.add(frame.data.len());
                         }
                         let info = FrameInfo {
                             keyframe: frame.keyframe,
