@@ -197,6 +197,8 @@ mod tests {
         queued: Duration,
         /// Sent, not reported yet (feedback reports what has arrived by then).
         flight: std::collections::VecDeque<PacketReport>,
+        /// The bottleneck's queue drops what would wait longer.
+        queue_limit: Duration,
     }
 
     impl Path {
@@ -208,6 +210,7 @@ mod tests {
                 id: 0,
                 queued: Duration::ZERO,
                 flight: Default::default(),
+                queue_limit: Duration::from_millis(300),
             }
         }
 
@@ -238,7 +241,7 @@ mod tests {
                 self.queued = self.queued.max(queue);
                 let frac = (depart - batch_start).as_secs_f64() / 0.1;
                 let extra_delay = extra.0 + (extra.1.saturating_sub(extra.0)).mul_f64(frac);
-                let dropped = queue > Duration::from_millis(300) || (self.id % every == every - 1);
+                let dropped = queue > self.queue_limit || (self.id % every == every - 1);
                 let arrival = if dropped {
                     None
                 } else {
@@ -344,6 +347,22 @@ mod tests {
             "from {low} only to {:?}",
             t.last()
         );
+    }
+
+    #[test]
+    fn a_link_that_narrows_under_the_rate_is_followed_within_a_second() {
+        let shared = Arc::new(Estimate::default());
+        let mut est = Publishing::new(limits(), shared.clone());
+        let mut path = Path::new();
+        path.queue_limit = Duration::from_millis(50);
+        run(&mut est, &shared, &mut path, 3, 20e6, 0.0);
+        let before = shared.target().unwrap() as f64 * ENCODER_SHARE;
+        assert!(before > 3e6, "{before}");
+        // 20 → 2 Mbit/s with a 50 ms tail-drop queue: the queue stands full at once, so the
+        // delay signal sees only its first 50 ms; the loss tells the rest.
+        let t = targets(&run(&mut est, &shared, &mut path, 1, 2e6, 0.0));
+        let sent = t[9] as f64 * ENCODER_SHARE;
+        assert!(sent < 2e6, "{sent} after a second ({t:?})");
     }
 
     #[test]

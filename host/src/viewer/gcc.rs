@@ -13,17 +13,18 @@
 //!   squares over the last 20 groups; the slope, scaled by the number of groups seen (up to 60)
 //!   and a gain of 4, is the trend. Over an adaptive threshold (6–600, start 12.5) for 10 ms and
 //!   growing: overuse; under its negative: underuse.
-//! - **Rate**: overuse → 0.85 × the acknowledged rate (and that rate is remembered as the link's
-//!   capacity), once per episode (again only after the signal was normal, or after 1 s);
+//! - **Rate**: overuse → 0.85 × the acknowledged rate (the lower of 500 ms of feedback and
+//!   the last 250 ms of arrivals on the receiver's clock, so a link that just narrowed is seen
+//!   at once; that rate is remembered as the link's capacity), once per episode (again only after the signal was normal, or after 1 s);
 //!   underuse → hold; normal → grow, by 8 % a second up to 1.2 × the remembered capacity and
 //!   25 % a second beyond (past 1.5 × without congestion the memory goes: the link got
 //!   faster). No growth while
 //!   the sender uses less than half the target (an idle screen says nothing about the link).
 //! - **Loss**, as a cap (draft-ietf-rmcat-gcc §5.5): over 10 % lost, back off by half the loss
-//!   fraction, but never below 0.85 × what still arrives (the crate's loss controller, used
-//!   first, collapsed to the floor when a start-up burst overflowed a thin link: 6 → 0.46 Mbit/s
-//!   on a 2 Mbit/s link); under 2 %, grow 5 % per 200 ms; between, hold (a few per cent is normal
-//!   on Wi-Fi).
+//!   fraction or to 0.85 × what still arrives, whichever is lower, at most halving, at most
+//!   every 600 ms (the crate's loss controller, used first, cut every 200 ms and collapsed to
+//!   the floor when a start-up burst overflowed a thin link: 6 → 0.46 Mbit/s on 2 Mbit/s);
+//!   under 2 %, grow 5 % per 200 ms; between, hold (a few per cent is normal on Wi-Fi).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -239,8 +240,13 @@ impl Loss {
         } else if average.min(sample) > 0.10
             && since(self.last_decrease).is_none_or(|d| d >= LOSS_DECREASE_INTERVAL)
         {
-            let floor = acked.map_or(0.0, |a| BETA * a);
-            self.target = (self.target * (1.0 - 0.5 * average)).max(floor.min(self.target));
+            // Losing this much, what still arrives is the link's capacity: go to 0.85 × that
+            // at once if it is lower, but at most halve per cut (what arrives also shrinks
+            // with what the sender itself skips).
+            let by_loss = self.target * (1.0 - 0.5 * average);
+            let by_arrivals = acked.map_or(by_loss, |a| BETA * a);
+            self.target = by_loss.min(by_arrivals).max(0.5 * self.target);
+            tracing::debug!(average, target = self.target, "congestion: loss-based cut");
             self.last_change = Some(now);
             self.last_decrease = Some(now);
             self.decreased = true;
@@ -249,10 +255,47 @@ impl Loss {
     }
 }
 
+/// What arrived lately, on the receiver's clock: with a queue standing at a bottleneck, the
+/// rate at which packets leave it is the link's capacity, seen within a few frames, where the
+/// acknowledged rate (over 500 ms of feedback) still counts what arrived before the link
+/// narrowed.
+#[derive(Debug, Default)]
+struct Arrivals {
+    packets: VecDeque<(Duration, usize)>,
+    latest: Duration,
+}
+
+impl Arrivals {
+    const SPAN: Duration = Duration::from_millis(250);
+
+    fn add(&mut self, arrival: Duration, size: usize) {
+        self.latest = self.latest.max(arrival);
+        self.packets.push_back((arrival, size));
+        let keep = self.latest.saturating_sub(Self::SPAN * 4);
+        while self.packets.front().is_some_and(|(a, _)| *a < keep) {
+            self.packets.pop_front();
+        }
+    }
+
+    /// Bit/s over the last 250 ms of arrivals, once there are that many.
+    fn rate(&self) -> Option<f64> {
+        let from = self.latest.checked_sub(Self::SPAN)?;
+        if self.packets.front().is_none_or(|(a, _)| *a > from) {
+            return None;
+        }
+        let bytes: usize = (self.packets.iter())
+            .filter(|(a, _)| *a > from)
+            .map(|(_, s)| s)
+            .sum();
+        Some(bytes as f64 * 8.0 / Self::SPAN.as_secs_f64())
+    }
+}
+
 /// The estimator.
 pub struct Gcc {
     trend: Trendline,
     acked: RateCalculator,
+    arrivals: Arrivals,
     loss: Loss,
     delay_target: f64,
     target: f64,
@@ -271,6 +314,7 @@ impl Gcc {
         Gcc {
             trend: Trendline::new(),
             acked: RateCalculator::new(Duration::from_millis(500)),
+            arrivals: Arrivals::default(),
             loss: Loss {
                 target: initial,
                 average: None,
@@ -336,6 +380,7 @@ impl Gcc {
                         Some(c) => 0.7 * c + 0.3 * basis,
                         None => basis,
                     });
+                    tracing::debug!(basis, cut, "congestion: delay-based cut");
                     self.delay_target = cut;
                     self.last_decrease = Some(now);
                 }
@@ -367,10 +412,15 @@ impl BandwidthEstimator for Gcc {
         for r in reports {
             if let (true, Some(arrival)) = (r.arrived, r.arrival) {
                 self.acked.add(now, r.size);
+                self.arrivals.add(arrival, r.size);
                 self.trend.packet(r.departure, arrival);
             }
         }
-        let acked = self.acked.rate_bits_per_second(now);
+        // The lower of the two: a link that just narrowed shows in the recent arrivals first.
+        let acked = match (self.acked.rate_bits_per_second(now), self.arrivals.rate()) {
+            (Some(a), Some(r)) => Some(a.min(r)),
+            (a, r) => a.or(r),
+        };
         self.control(now, acked, self.trend.overuses > overuses);
         let lost = reports.iter().filter(|r| !r.arrived).count();
         let loss_target = self.loss.update(now, lost, reports.len(), acked);
