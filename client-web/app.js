@@ -51,8 +51,8 @@ const ui = {
   btnFullscreen: $('btn-fullscreen'),
 };
 
-const { session, token, endpoint, codec } = readLaunchParams(location.href);
-const conn = new Connection({ endpoint, token, codec });
+const { session, token, endpoint, codec, relay } = readLaunchParams(location.href);
+const conn = new Connection({ endpoint, token, codec, relay });
 let hasPicture = false; // a frame of the current stream has been shown
 
 document.title = `${session} — edgedesk`;

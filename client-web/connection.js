@@ -19,15 +19,17 @@
 // a server without PATCH support simply ignores them. (Chromium stops gathering as soon as ICE
 // connects, so late candidates only matter while the first path is not up yet, e.g. TURN-only.)
 //
-// ICE servers from the server's `Link: rel="ice-server"` headers are remembered and used from the
-// next attempt on (the first offer is already out when they arrive).
+// ICE servers come from the server's `Link: rel="ice-server"` headers: asked for once with an
+// OPTIONS request (with the token: TURN credentials are minted per authorised request) started
+// with the first attempt, at most 1 s waited for; a POST's answer refreshes them for the next
+// attempt. With `relay`, only relayed candidates are used (iceTransportPolicy 'relay').
 //
 // Events (CustomEvent, `detail` shown):
 //   'state'   { state, reason, detail, retryAt }  state: connecting|connected|reconnecting|failed
 //   'stream'  MediaStream    new stream of the current attempt (attach it to the <video>)
 //   'channel' RTCDataChannel the "input" channel of the current attempt, once open
 
-import { whepPost, whepPatch, whepDelete, buildSdpFragment } from './whep.js';
+import { whepPost, whepPatch, whepDelete, whepOptions, buildSdpFragment } from './whep.js';
 import { planRetry } from './reconnect.js';
 
 export const GATHER_CAP_MS = 50;
@@ -56,16 +58,20 @@ export class Connection extends EventTarget {
   #timers = new Set();
   #stopped = true;
   #codec = null;
+  #relay = false;
+  #iceAsked = null; // the OPTIONS request for ICE servers, made once
 
   /**
-   * @param {{endpoint: string, token: string, codec?: string|null}} options  endpoint = absolute
-   *   WHEP URL; codec = offer this video codec only (else all, and the host picks)
+   * @param {{endpoint: string, token: string, codec?: string|null, relay?: boolean}} options
+   *   endpoint = absolute WHEP URL; codec = offer this video codec only (else all, and the host
+   *   picks); relay = connect through the TURN relay only
    */
-  constructor({ endpoint, token, codec = null }) {
+  constructor({ endpoint, token, codec = null, relay = false }) {
     super();
     this.#endpoint = endpoint;
     this.#token = token;
     this.#codec = codec;
+    this.#relay = relay;
   }
 
   /** Starts connecting (no-op when already running). */
@@ -95,9 +101,21 @@ export class Connection extends EventTarget {
     this.retryAt = null;
     this.#setState(this.#everFailed ? 'reconnecting' : 'connecting', this.#everFailed ? this.reason : '', this.#everFailed ? 'Connecting again…' : '');
 
+    if (!this.#iceAsked) {
+      this.#iceAsked = whepOptions(this.#endpoint, this.#token).then((servers) => {
+        if (servers.length) this.#iceServers = servers;
+      });
+    }
+    await this.#iceAsked;
+    if (gen !== this.#gen) return;
+
     let pc;
     try {
-      pc = new RTCPeerConnection({ iceServers: this.#iceServers, bundlePolicy: 'max-bundle' });
+      pc = new RTCPeerConnection({
+        iceServers: this.#iceServers,
+        iceTransportPolicy: this.#relay ? 'relay' : 'all',
+        bundlePolicy: 'max-bundle',
+      });
     } catch (err) {
       this.#fatal('Unsupported browser', `Cannot create a WebRTC connection: ${err.message}`);
       return;

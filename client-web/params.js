@@ -7,8 +7,10 @@ export const CODECS = ['h264', 'vp8', 'vp9', 'av1', 'h265'];
 
 /**
  * @param {string|URL} href
- * @returns {{session: string, token: string, endpoint: string, codec: string|null}}
- *   codec: `?codec=` when it names one of CODECS (offer only that one), else null
+ * @returns {{session: string, token: string, endpoint: string, codec: string|null, relay: boolean}}
+ *   codec: `?codec=` when it names one of CODECS (offer only that one), else null;
+ *   relay: `?relay=1` — connect only through the server's TURN relay (a network that blocks
+ *   direct UDP, or to test the relay)
  */
 export function readLaunchParams(href) {
   const url = new URL(href);
@@ -19,5 +21,6 @@ export function readLaunchParams(href) {
   const endpoint = new URL(`whep/${encodeURIComponent(session)}`, new URL('./', url)).href;
   const asked = url.searchParams.get('codec')?.trim().toLowerCase() ?? '';
   const codec = CODECS.includes(asked) ? asked : null;
-  return { session, token: token.trim(), endpoint, codec };
+  const relay = ['1', 'true', 'yes'].includes(url.searchParams.get('relay')?.trim().toLowerCase() ?? '');
+  return { session, token: token.trim(), endpoint, codec, relay };
 }

@@ -68,6 +68,24 @@ export async function whepPost(endpoint, token, offerSdp, { timeoutMs = 10000, f
   };
 }
 
+/**
+ * Asks the endpoint for its ICE servers (OPTIONS with the token: TURN credentials are only
+ * given to an authorised request). Best effort: [] when the server is slow, down or has none.
+ */
+export async function whepOptions(endpoint, token, { timeoutMs = 1000, fetchImpl = fetch } = {}) {
+  try {
+    const res = await fetchImpl(endpoint, {
+      method: 'OPTIONS',
+      headers: authHeaders(token),
+      signal: AbortSignal.timeout(timeoutMs),
+      cache: 'no-store',
+    });
+    return res.ok ? parseLinkIceServers(res.headers.get('Link')) : [];
+  } catch {
+    return [];
+  }
+}
+
 /** Sends late ICE candidates. Best effort: resolves to true on 2xx, false otherwise (a server
  *  without trickle answers 405/501 and still connects through the candidates in the offer). */
 export async function whepPatch(resourceUrl, token, etag, sdpfrag, { fetchImpl = fetch } = {}) {

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { whepPost, parseLinkIceServers, parseRetryAfter, buildSdpFragment, kindForStatus } from '../whep.js';
+import { whepPost, whepOptions, parseLinkIceServers, parseRetryAfter, buildSdpFragment, kindForStatus } from '../whep.js';
 import { planRetry, backoffDelay } from '../reconnect.js';
 import { summarize, formatRows } from '../stats.js';
 import { readLaunchParams } from '../params.js';
@@ -62,6 +62,20 @@ test('whepPost maps answers to results and errors', async () => {
     ['bad-request', 'unauthorized', 'unauthorized', 'not-found', 'unsupported', 'server', 'server', 'busy', 'protocol']);
 });
 
+test('whepOptions asks with the token and is best effort', async () => {
+  let asked;
+  const servers = await whepOptions('http://h/whep/s', 'tok', {
+    fetchImpl: async (url, init) => {
+      asked = { url, method: init.method, auth: init.headers.Authorization };
+      return { ok: true, headers: new Headers({ Link: '<turn:t:3478>; rel="ice-server"; username="1:u"; credential="c"; credential-type="password"' }) };
+    },
+  });
+  assert.deepEqual(asked, { url: 'http://h/whep/s', method: 'OPTIONS', auth: 'Bearer tok' });
+  assert.deepEqual(servers, [{ urls: 'turn:t:3478', username: '1:u', credential: 'c' }]);
+  assert.deepEqual(await whepOptions('http://h/whep/s', 't', { fetchImpl: async () => { throw new TypeError('down'); } }), []);
+  assert.deepEqual(await whepOptions('http://h/whep/s', 't', { fetchImpl: async () => ({ ok: false, headers: new Headers() }) }), []);
+});
+
 test('reconnect policy', () => {
   assert.deepEqual([0, 1, 2, 3, 4, 5, 50].map(backoffDelay), [500, 1000, 2000, 4000, 5000, 5000, 5000]);
   assert.equal(planRetry({ kind: 'unauthorized', status: 401 }, 0).retry, false);
@@ -108,8 +122,10 @@ test('stats summary: deltas between two reports', () => {
 
 test('launch parameters: session, token from fragment or query, endpoint', () => {
   assert.deepEqual(readLaunchParams('http://h:8080/?session=my%20desk#token=abc.def'),
-    { session: 'my desk', token: 'abc.def', endpoint: 'http://h:8080/whep/my%20desk', codec: null });
-  assert.deepEqual(readLaunchParams('http://h/'), { session: 'default', token: '', endpoint: 'http://h/whep/default', codec: null });
+    { session: 'my desk', token: 'abc.def', endpoint: 'http://h:8080/whep/my%20desk', codec: null, relay: false });
+  assert.deepEqual(readLaunchParams('http://h/'), { session: 'default', token: '', endpoint: 'http://h/whep/default', codec: null, relay: false });
+  assert.equal(readLaunchParams('http://h/?relay=1').relay, true);
+  assert.equal(readLaunchParams('http://h/?relay=0').relay, false);
   assert.equal(readLaunchParams('http://h/?codec=VP9').codec, 'vp9');
   assert.equal(readLaunchParams('http://h/?codec=theora').codec, null);
   assert.equal(readLaunchParams('http://h/?token=q#token=f').token, 'f');

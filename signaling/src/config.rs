@@ -112,6 +112,28 @@ pub struct ServeArgs {
         value_delimiter = ' '
     )]
     pub ice_servers: Vec<String>,
+    /// TURN server URL handed to viewers with short-lived credentials from --turn-secret
+    /// (repeatable, e.g. turn:turn.example.net:3478?transport=udp).
+    #[arg(
+        long = "turn-url",
+        env = "EDGEDESK_TURN_URLS",
+        value_delimiter = ',',
+        requires = "turn_secret"
+    )]
+    pub turn_urls: Vec<String>,
+    /// The TURN server's shared secret (coturn: use-auth-secret, static-auth-secret=…):
+    /// each viewer gets its own credential, valid --turn-ttl seconds.
+    #[arg(
+        long,
+        env = "EDGEDESK_TURN_SECRET",
+        requires = "turn_urls",
+        hide_env_values = true
+    )]
+    pub turn_secret: Option<String>,
+    /// Seconds a minted TURN credential stays valid (a relay outlives it only until its next
+    /// refresh, so this bounds how long a relayed viewer can stay).
+    #[arg(long, env = "EDGEDESK_TURN_TTL", default_value_t = 43200, value_parser = clap::value_parser!(u64).range(60..=604800))]
+    pub turn_ttl: u64,
     /// Most viewers a session accepts; more get 503.
     #[arg(long, env = "EDGEDESK_MAX_VIEWERS", default_value_t = 8)]
     pub max_viewers: usize,

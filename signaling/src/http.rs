@@ -66,7 +66,7 @@ use crate::backend::WhepBackend;
 use crate::tokens::Tokens;
 
 pub use error::ApiError;
-pub use headers::{IceServer, IceServerError};
+pub use headers::{IceServer, IceServerError, TurnRest};
 pub use sdp::{check_offer, parse_trickle_fragment, FragmentError, OfferError, MAX_CANDIDATES};
 
 /// Largest SDP offer accepted (bytes); larger bodies get `413`.
@@ -119,6 +119,13 @@ impl AppState {
     /// URL or credential fails at start with a message naming it.
     pub fn with_ice_servers(mut self, servers: Vec<IceServer>) -> Result<Self, IceServerError> {
         self.ice = Arc::new(headers::IceLinks::new(servers)?);
+        Ok(self)
+    }
+
+    /// Also advertise TURN servers with credentials minted per answer (see
+    /// [`headers::TurnRest`]); call after [`AppState::with_ice_servers`].
+    pub fn with_turn(mut self, turn: headers::TurnRest) -> Result<Self, IceServerError> {
+        self.ice = Arc::new((*self.ice).clone().with_turn(turn)?);
         Ok(self)
     }
 

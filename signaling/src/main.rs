@@ -244,9 +244,19 @@ async fn run(args: ServeArgs, up: Option<Up>) -> Result<()> {
     let (operator_key, generated) = operator_key(&args, state.as_ref())?;
 
     // 4. The HTTP front door.
-    let state_http = AppState::new(backend.clone(), Arc::new(tokens))
+    let mut state_http = AppState::new(backend.clone(), Arc::new(tokens))
         .with_ice_servers(ice_servers)
-        .context("--ice-server")?
+        .context("--ice-server")?;
+    if let Some(secret) = &args.turn_secret {
+        state_http = state_http
+            .with_turn(signaling::http::TurnRest {
+                urls: args.turn_urls.clone(),
+                secret: secret.clone(),
+                ttl: Duration::from_secs(args.turn_ttl),
+            })
+            .context("--turn-url")?;
+    }
+    let state_http = state_http
         .with_operator(Operator::new(&operator_key, backend.clone(), defaults))
         .with_readiness(host_check(RemoteBackend::default_host_bin()));
     let listener = tokio::net::TcpListener::bind(args.listen)

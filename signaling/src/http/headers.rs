@@ -71,10 +71,50 @@ pub enum IceServerError {
     BadCredential(String),
 }
 
+/// TURN servers with short-lived credentials minted per answer, as coturn checks them with
+/// `use-auth-secret` / `static-auth-secret` (the "TURN REST API" draft,
+/// draft-uberti-behave-turn-rest): user name `EXPIRY:edgedesk-RANDOM` (Unix seconds),
+/// password base64(HMAC-SHA1(secret, user name)). The secret never leaves the server.
+#[derive(Clone)]
+pub struct TurnRest {
+    /// `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    pub secret: String,
+    /// How long a minted credential is valid (coturn refuses an allocation or refresh after).
+    pub ttl: std::time::Duration,
+}
+
+impl fmt::Debug for TurnRest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnRest")
+            .field("urls", &self.urls)
+            .field("secret", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .finish()
+    }
+}
+
+impl TurnRest {
+    /// The user name and password valid until `now_unix + ttl`.
+    pub fn credentials(&self, now_unix: u64, tag: &str) -> (String, String) {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let user = format!("{}:edgedesk-{tag}", now_unix + self.ttl.as_secs());
+        let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(self.secret.as_bytes())
+            .expect("HMAC takes a key of any length");
+        mac.update(user.as_bytes());
+        let password =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        (user, password)
+    }
+}
+
 /// The configured servers and their precomputed `Link` header values.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct IceLinks {
     servers: Vec<IceServer>,
+    /// TURN with per-answer credentials.
+    turn: Option<TurnRest>,
     /// One value per URL of every server.
     all: Vec<HeaderValue>,
     /// Only servers without credentials: safe to show to unauthenticated requests.
@@ -103,23 +143,52 @@ impl IceLinks {
         }
         Ok(Self {
             servers,
+            turn: None,
             all,
             public,
         })
+    }
+
+    /// Adds TURN servers with per-answer credentials; their URLs are checked here.
+    pub(crate) fn with_turn(mut self, turn: TurnRest) -> Result<Self, IceServerError> {
+        for url in &turn.urls {
+            if !url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("turn")) {
+                return Err(IceServerError::BadUrl(url.clone()));
+            }
+            link_value(url, Some(("u", "p")))?;
+        }
+        if turn.urls.is_empty() {
+            return Err(IceServerError::NoUrls);
+        }
+        self.turn = Some(turn);
+        Ok(self)
     }
 
     pub(crate) fn servers(&self) -> &[IceServer] {
         &self.servers
     }
 
-    /// The `Link` values to send: all of them to an authorised request, else only those
-    /// without credentials.
-    pub(crate) fn links(&self, authorised: bool) -> &[HeaderValue] {
-        if authorised {
-            &self.all
-        } else {
-            &self.public
+    /// The `Link` values to send: all of them to an authorised request (TURN REST servers
+    /// with credentials minted now), else only those without credentials.
+    pub(crate) fn links(&self, authorised: bool) -> Vec<HeaderValue> {
+        if !authorised {
+            return self.public.clone();
         }
+        let mut out = self.all.clone();
+        if let Some(turn) = &self.turn {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let tag = format!("{:08x}", rand::random::<u32>());
+            let (user, password) = turn.credentials(now, &tag);
+            // Checked at start with placeholder credentials; these are printable ASCII too.
+            out.extend(
+                turn.urls
+                    .iter()
+                    .filter_map(|url| link_value(url, Some((&user, &password))).ok()),
+            );
+        }
+        out
     }
 }
 
@@ -289,11 +358,8 @@ mod tests {
             ),
         ])
         .unwrap();
-        let all: Vec<&str> = links
-            .links(true)
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
+        let values = links.links(true);
+        let all: Vec<&str> = values.iter().map(|v| v.to_str().unwrap()).collect();
         assert_eq!(
             all,
             [
@@ -303,6 +369,37 @@ mod tests {
             ]
         );
         assert_eq!(links.links(false), &links.links(true)[..1]);
+    }
+
+    /// coturn's check, by hand: base64(HMAC-SHA1(secret, "EXPIRY:user")), the expiry the
+    /// TTL after now; a fresh user per answer; nothing minted for an unauthorised request.
+    #[test]
+    fn turn_rest_credentials_are_what_coturn_checks() {
+        let turn = TurnRest {
+            urls: vec!["turn:127.0.0.1:3478?transport=udp".into()],
+            secret: "north".into(),
+            ttl: std::time::Duration::from_secs(600),
+        };
+        let (user, password) = turn.credentials(1_700_000_000, "ab12");
+        assert_eq!(user, "1700000600:edgedesk-ab12");
+        // echo -n 1700000600:edgedesk-ab12 | openssl dgst -sha1 -hmac north -binary | base64
+        assert_eq!(password, "b5GH3Jv11j/E4dW1Hi4xaWzmPUk=");
+        let links = IceLinks::new(vec![server(&["stun:stun.example.net"], None)])
+            .unwrap()
+            .with_turn(turn.clone())
+            .unwrap();
+        let (a, b) = (links.links(true), links.links(true));
+        assert_eq!(a.len(), 2);
+        let turn_link = a[1].to_str().unwrap();
+        assert!(turn_link
+            .starts_with(r#"<turn:127.0.0.1:3478?transport=udp>; rel="ice-server"; username=""#));
+        assert_ne!(a[1], b[1], "a fresh credential per answer");
+        assert_eq!(links.links(false).len(), 1);
+        let bad = TurnRest {
+            urls: vec!["stun:x".into()],
+            ..turn
+        };
+        assert!(IceLinks::default().with_turn(bad).is_err());
     }
 
     #[test]

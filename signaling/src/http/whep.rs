@@ -118,7 +118,7 @@ pub(crate) async fn post_offer(
     h.insert(header::ETAG, header_value(etag)?);
     h.insert(ACCEPT_PATCH, HeaderValue::from_static(TRICKLE));
     for link in state.ice.links(true) {
-        h.append(header::LINK, link.clone());
+        h.append(header::LINK, link);
     }
     Ok(res)
 }
@@ -258,7 +258,7 @@ fn options(
     );
     h.insert(accept.0, HeaderValue::from_static(accept.1));
     for link in state.ice.links(authorised) {
-        h.append(header::LINK, link.clone());
+        h.append(header::LINK, link);
     }
     res
 }
