@@ -260,6 +260,8 @@ async function main() {
         decoder: stats1.decoderImplementation ?? null,
         codec: stats1.codec ?? null,
         frame: `${stats1.frameWidth}x${stats1.frameHeight}`,
+        freeze_ms: d('totalFreezesDuration') * 1000,
+        candidates: stats1.candidates ?? null,
       },
     });
   } finally {

@@ -170,14 +170,22 @@ export async function pageStats(page) {
     const pcs = window.edgedesk?.pc ? [window.edgedesk.pc] : [...(window.__latencyPcs ?? window.__pcs ?? [])].reverse();
     let v = null;
     let codec = null;
+    let candidates = null;
     for (const pc of pcs) {
       if (pc.connectionState === 'closed') continue;
       const report = await pc.getStats();
+      let pairId = null;
       report.forEach((s) => {
         if (!v && s.type === 'inbound-rtp' && s.kind === 'video') v = s;
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
       });
       if (v) {
         codec = report.get(v.codecId)?.mimeType ?? null;
+        // The selected path, as "local → remote" candidate types (e.g. "relay → host").
+        const pair = pairId ? report.get(pairId) : null;
+        const local = pair ? report.get(pair.localCandidateId) : null;
+        const remote = pair ? report.get(pair.remoteCandidateId) : null;
+        if (local && remote) candidates = `${local.candidateType} → ${remote.candidateType}`;
         break;
       }
     }
@@ -191,6 +199,7 @@ export async function pageStats(page) {
     const o = {};
     for (const k of keys) o[k] = v[k];
     o.codec = codec;
+    o.candidates = candidates;
     return o;
   });
 }

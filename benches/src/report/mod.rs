@@ -68,6 +68,12 @@ pub struct Report {
     pub bitrate_kbps: f64,
     /// Mean absolute change of the frames' inter-arrival time.
     pub jitter_ms: Option<f64>,
+    /// The longest time between two frames shown (decoded), and how many gaps passed 200 ms:
+    /// freezes, with a stimulus that changes every frame.
+    #[serde(default)]
+    pub longest_gap_ms: Option<f64>,
+    #[serde(default)]
+    pub freezes_over_200ms: u64,
     pub lost_packets: u64,
     pub late_packets: u64,
     /// Holes filled in time by retransmissions, and NACKs sent for them.
@@ -134,6 +140,11 @@ pub fn analyse(
             .map(|f| ms(f.received_ns.saturating_sub(m.start_ns)) / 1e3),
     );
     let bytes: u64 = m.frames.iter().map(|f| u64::from(f.bytes)).sum();
+    let gaps: Vec<f64> = m
+        .frames
+        .windows(2)
+        .map(|w| ms(w[1].decoded_ns.saturating_sub(w[0].decoded_ns)))
+        .collect();
     let mut report = Report {
         target: m.whep.clone(),
         settings,
@@ -145,6 +156,8 @@ pub fn analyse(
         fps: arrivals.fps(),
         bitrate_kbps: bytes as f64 * 8.0 / secs.max(1e-9) / 1e3,
         jitter_ms: received.jitter_ms(),
+        longest_gap_ms: gaps.iter().copied().reduce(f64::max),
+        freezes_over_200ms: gaps.iter().filter(|g| **g > 200.0).count() as u64,
         lost_packets: m.lost_packets,
         late_packets: m.late_packets,
         repaired_packets: m.repaired_packets,
@@ -379,6 +392,14 @@ pub fn table(r: &Report) -> String {
     }
     row("bitrate", format!("{:.0} kbit/s", r.bitrate_kbps));
     row("jitter", fmt_opt(r.jitter_ms, "ms"));
+    row(
+        "longest gap",
+        format!(
+            "{} ({} over 200 ms)",
+            fmt_opt(r.longest_gap_ms, "ms"),
+            r.freezes_over_200ms
+        ),
+    );
     row(
         "packets lost / late",
         format!("{} / {}", r.lost_packets, r.late_packets),
