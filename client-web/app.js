@@ -18,7 +18,7 @@
 //     state            'connecting' | 'connected' | 'reconnecting' | 'failed'
 //     reason           headline of the last failure ('' when connected), e.g. 'Token refused'
 //     reconnectCount   attempts scheduled after a failure since the page loaded
-//     input            the InputCapture (input.js): rttMs, sentMessages
+//     input            the InputCapture (input.js): rttMs, sentMessages, linkStats
 //     stats()          Promise<StatsSummary|null> (stats.js): fresh getStats(), deltas since the
 //                      previous stats() call
 //     glassToGlass()   {ms, uncertaintyMs, samples} | null (latency.js): capture → shown, median
@@ -160,7 +160,10 @@ let statsTimer = null;
 
 async function refreshStats() {
   const summary = await overlaySampler.sample(conn.pc).catch(() => null);
-  if (summary) summary.glassToGlass = input.latency.estimate();
+  if (summary) {
+    summary.glassToGlass = input.latency.estimate();
+    summary.link = input.linkStats;
+  }
   const rows = summary ? formatRows(summary) : [['State', conn.state]];
   ui.statsRows.replaceChildren(...rows.map(([label, value]) => {
     const tr = document.createElement('tr');

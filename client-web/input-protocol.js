@@ -38,7 +38,7 @@ export const OP = Object.freeze({
 });
 
 /** Host → client opcodes. */
-export const HOST_OP = Object.freeze({ pong: 0x80, clipboard: 0x81, resizeResult: 0x82, notice: 0x83, clipboardPart: 0x84, clock: 0x85 });
+export const HOST_OP = Object.freeze({ pong: 0x80, clipboard: 0x81, resizeResult: 0x82, notice: 0x83, clipboardPart: 0x84, clock: 0x85, linkStats: 0x86 });
 
 /** Mouse buttons, numbered as MouseEvent.button. */
 export const BUTTON = Object.freeze({ left: 0, middle: 1, right: 2, back: 3, forward: 4 });
@@ -282,7 +282,7 @@ const NOTICE_NAME = byValue(NOTICE);
  * Decodes one host → client message (ArrayBuffer, TypedArray or DataView) into
  * {type: 'pong', seq, clientTime, hostTime} | {type: 'clipboard', text} |
  * {type: 'resizeResult', status, width, height} | {type: 'notice', code[, value]} |
- * {type: 'clock', rtpTimestamp, unixMs}.
+ * {type: 'clock', rtpTimestamp, unixMs} | {type: 'linkStats', estimateBps, encoderBps}.
  * Throws InputProtocolError; checks sizes first, then contents, as the host's decoder does.
  */
 export function decodeHost(data, { maxClipboardBytes = MAX_CLIPBOARD_BYTES } = {}) {
@@ -334,6 +334,10 @@ export function decodeHost(data, { maxClipboardBytes = MAX_CLIPBOARD_BYTES } = {
     case HOST_OP.clock: {
       exact(12);
       return { type: 'clock', rtpTimestamp: view.getUint32(1, true), unixMs: finite(view.getFloat64(5, true), 'unixMs') };
+    }
+    case HOST_OP.linkStats: {
+      exact(8);
+      return { type: 'linkStats', estimateBps: view.getUint32(1, true), encoderBps: view.getUint32(5, true) };
     }
     case HOST_OP.notice: {
       exact(1);

@@ -61,6 +61,7 @@ export class InputCapture extends EventTarget {
     this.pressed = new Set(); // codes down
     this.buttons = new Set();
     this.rttMs = null;
+    this.linkStats = null; // the host's {estimateBps, encoderBps}, about once a second
     this.pingSeq = 0;
     this.touch = null; // {id, x, y, moved, startedAt} or {scroll: true, y}
     this.wheelRest = { x: 0, y: 0 };
@@ -108,6 +109,10 @@ export class InputCapture extends EventTarget {
       this.latency?.setClock(msg);
       // A first ping now, so the clock offset is known within a round trip.
       this.send(encode.ping(++this.pingSeq >>> 0, performance.now()));
+      return;
+    }
+    if (msg.type === 'linkStats') {
+      this.linkStats = { estimateBps: msg.estimateBps, encoderBps: msg.encoderBps };
       return;
     }
     if (msg.type === 'clipboardPart') {

@@ -21,6 +21,7 @@
  * @property {number} nackCount
  * @property {number} pliCount
  * @property {number} freezeCount
+ * @property {number} freezeSeconds  totalFreezesDuration
  * @property {string|null} codec    e.g. "H264 42e01f" / "VP8"
  * @property {string|null} decoder  decoderImplementation, when Chromium shows it
  * @property {string|null} path     e.g. "udp host → prflx"
@@ -75,6 +76,7 @@ export function summarize(report, prev = null) {
     nackCount: video?.nackCount ?? 0,
     pliCount: video?.pliCount ?? 0,
     freezeCount: video?.freezeCount ?? 0,
+    freezeSeconds: video?.totalFreezesDuration ?? 0,
     codec: codec ? codecLabel(codec) : null,
     decoder: video?.decoderImplementation ?? null,
     path: local && remote ? `${local.protocol ?? ''} ${local.candidateType} → ${remote.candidateType}`.trim() : null,
@@ -112,7 +114,12 @@ export class StatsSampler {
   }
 }
 
-/** Formats a summary as [label, value] rows for the overlay. */
+/** bit/s as "2.50 Mbit/s" ("–" for 0: not known). */
+function mbit(bps) {
+  return bps ? `${(bps / 1e6).toFixed(2)} Mbit/s` : '–';
+}
+
+/** Formats a summary as [label, value] rows for the overlay (`link`: the host's `linkStats`). */
 export function formatRows(s) {
   const num = (v, digits = 0, unit = '') => (v == null || Number.isNaN(v) ? '–' : `${v.toFixed(digits)}${unit}`);
   const bitrate = s.bitrateKbps == null ? '–' : s.bitrateKbps >= 1000 ? `${(s.bitrateKbps / 1000).toFixed(2)} Mbit/s` : `${s.bitrateKbps.toFixed(0)} kbit/s`;
@@ -127,6 +134,8 @@ export function formatRows(s) {
     ['Packets lost', `${s.packetsLost} of ${s.packetsReceived + s.packetsLost}`],
     ['Frames', `${s.framesDecoded} decoded, ${s.framesDropped} dropped`],
     ['NACK / PLI', `${s.nackCount} / ${s.pliCount}`],
+    ['Freezes', `${s.freezeCount} (${(s.freezeSeconds ?? 0).toFixed(1)} s)`],
+    ...(s.link ? [['Estimate / encoder', `${mbit(s.link.estimateBps)} / ${mbit(s.link.encoderBps)}`]] : []),
     ['Codec', s.codec ?? '–'],
     ...(s.decoder ? [['Decoder', s.decoder]] : []),
     ['Path', s.path ?? '–'],

@@ -136,6 +136,8 @@ test('Chromium plays the live desktop; painted colours appear where they were pa
   assert.ok(g2g.ms > -g2g.uncertaintyMs && g2g.ms < Math.max(paintedToSeen, 100) + g2g.uncertaintyMs, `glass-to-glass ${JSON.stringify(g2g)}, painted → seen ${paintedToSeen} ms`);
   await page.keyboard.press('Control+Alt+Shift+KeyS');
   await page.waitForFunction(() => /Glass-to-glass/.test(document.getElementById('stats').innerText), null, { timeout: 3000 });
+  // Congestion control is on by default: the host's estimate and encoder bitrate (linkStats).
+  await page.waitForFunction(() => /Estimate \/ encoder\s*[\d.]+ Mbit\/s \/ [\d.]+ Mbit\/s/.test(document.getElementById('stats').innerText), null, { timeout: 3000 });
   console.log(`# glass-to-glass estimate ${g2g.ms.toFixed(1)} ms ±${g2g.uncertaintyMs.toFixed(1)} (${g2g.samples} frames); painted → pixel read ${paintedToSeen} ms`);
   assert.deepEqual(watched.errors, []);
 });

@@ -102,7 +102,7 @@ test('stats summary: deltas between two reports', () => {
     C: { id: 'C', type: 'codec', mimeType: 'video/H264', sdpFmtpLine: 'level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f' },
     V: { id: 'V', type: 'inbound-rtp', kind: 'video', timestamp: t, codecId: 'C', framesDecoded: frames, bytesReceived: bytes,
       totalDecodeTime: decode, jitterBufferDelay: jb, jitterBufferEmittedCount: emitted, frameWidth: 1920, frameHeight: 1080,
-      packetsLost: 3, packetsReceived: 997, framesDropped: 1 },
+      packetsLost: 3, packetsReceived: 997, framesDropped: 1, freezeCount: 2, totalFreezesDuration: 0.75 },
   }));
   const first = summarize(report(1000, 100, 1e6, 0.2, 1.0, 100));
   assert.equal(first.bitrateKbps, null);
@@ -117,6 +117,11 @@ test('stats summary: deltas between two reports', () => {
   assert.equal(s.path, 'udp host → prflx');
   assert.deepEqual(formatRows(s).find(([k]) => k === 'Bitrate'), ['Bitrate', '4.00 Mbit/s']);
   assert.deepEqual(formatRows(s).find(([k]) => k === 'Packets lost'), ['Packets lost', '3 of 1000']);
+  assert.deepEqual(formatRows(s).find(([k]) => k === 'Freezes'), ['Freezes', '2 (0.8 s)']);
+  // The host's estimate and encoder bitrate, once its linkStats arrive.
+  assert.equal(formatRows(s).find(([k]) => k === 'Estimate / encoder'), undefined);
+  s.link = { estimateBps: 2_500_000, encoderBps: 0 };
+  assert.deepEqual(formatRows(s).find(([k]) => k === 'Estimate / encoder'), ['Estimate / encoder', '2.50 Mbit/s / –']);
   assert.equal(summarize(new Map()).fps, null); // before any media
 });
 

