@@ -338,3 +338,99 @@ fn which(tool: &str) -> Result<PathBuf, ()> {
         })
         .ok_or(())
 }
+
+/// UDP ports open in `root`'s process tree (from /proc: its sockets' inodes in
+/// /proc/net/udp{,6}).
+fn udp_ports_of_tree(root: u32) -> std::collections::BTreeSet<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for p in edgedesk_bench::proc::tree(root) {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", p.pid)) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                let link = link.to_string_lossy().into_owned();
+                if let Some(inode) = link
+                    .strip_prefix("socket:[")
+                    .and_then(|l| l.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+    }
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for row in text.lines().skip(1) {
+            let f: Vec<&str> = row.split_whitespace().collect();
+            if f.len() > 9 && inodes.contains(f[9]) {
+                let port = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok());
+                ports.extend(port);
+            }
+        }
+    }
+    ports
+}
+
+#[test]
+fn every_viewer_shares_one_udp_port() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let d = display(640, 360);
+    let udp = format!("127.0.0.1:{port}");
+    let mut server = Guard::spawn(
+        Command::new(edgedesk())
+            .args(["up", "--display", &d.name(), "--listen", "127.0.0.1:0"])
+            .args(["--udp", &udp, "--token", "mux-token", "--fps", "30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let open = printed(&mut server.0, "Open: ");
+    let origin = open.split("/?").next().expect("an origin");
+    let whep = format!("{origin}/whep/default");
+    let viewer = || {
+        let (whep, name) = (whep.clone(), d.name());
+        std::thread::spawn(move || {
+            let out = bench(&[
+                "run",
+                "--whep",
+                &whep,
+                "--token",
+                "mux-token",
+                "--stimulus-display",
+                &name,
+                "--stimulus-fps",
+                "30",
+                "--seconds",
+                "5",
+                "--no-clicks",
+                "--json",
+                "--quiet",
+                "--bind",
+                "127.0.0.1:0",
+            ]);
+            json(&out)
+        })
+    };
+    let (a, b) = (viewer(), viewer());
+    // Both viewers streaming: the server's processes have the one port open, no other.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let ports = udp_ports_of_tree(server.0.id());
+    let (a, b) = (a.join().expect("viewer a"), b.join().expect("viewer b"));
+    for r in [&a, &b] {
+        assert!(
+            r["codes"]["codes_seen"].as_u64().unwrap() > 60,
+            "{}",
+            r["codes"]
+        );
+    }
+    assert_eq!(ports.into_iter().collect::<Vec<_>>(), vec![port]);
+}

@@ -305,6 +305,46 @@ async fn reconnect(
     }
 }
 
+/// One shared UDP socket when the spec's address has a port (see `viewer::udpmux`), and the
+/// advertised address.
+#[allow(clippy::type_complexity)]
+fn udp_settings(
+    spec: &SessionSpec,
+) -> Result<
+    (
+        Option<Arc<crate::viewer::udpmux::UdpMux>>,
+        Option<std::net::IpAddr>,
+    ),
+    String,
+> {
+    let public_ip = match &spec.public_ip {
+        Some(ip) => Some(
+            ip.parse()
+                .map_err(|_| format!("public IP {ip:?} is not an IP address"))?,
+        ),
+        None => None,
+    };
+    let fixed: Vec<std::net::SocketAddr> = spec
+        .udp
+        .iter()
+        .filter_map(|a| a.parse::<std::net::SocketAddr>().ok())
+        .filter(|a| a.port() != 0)
+        .collect();
+    let mux = match fixed.as_slice() {
+        [] => None,
+        [one] if spec.udp.len() == 1 => {
+            Some(crate::viewer::udpmux::UdpMux::bind(*one).map_err(|e| e.to_string())?)
+        }
+        _ => {
+            return Err(format!(
+                "one UDP port takes one address (got {}); several addresses only with port 0",
+                spec.udp.join(",")
+            ))
+        }
+    };
+    Ok((mux, public_ip))
+}
+
 /// Starts the display (unless the spec names one), the desktop and the session.
 fn start_session(
     name: &str,
@@ -317,6 +357,7 @@ fn start_session(
         .iter()
         .map(|c| c.parse::<codec::Codec>())
         .collect::<Result<Vec<_>, _>>()?;
+    let (mux, public_ip) = udp_settings(spec)?;
     let registry = Arc::new(EncoderRegistry::probe());
     let (display_name, display, resizable) = match &spec.display {
         Some(d) => (d.clone(), None, false),
@@ -368,6 +409,8 @@ fn start_session(
                     max_bps: max,
                 }
             }),
+            mux,
+            public_ip,
             ..PeerSettings::default()
         },
         max_viewers: spec.max_viewers,

@@ -102,9 +102,15 @@ pub struct ServeArgs {
     /// vp8, h265); each viewer gets the first its offer accepts.
     #[arg(long, env = "EDGEDESK_CODECS", default_value = "h264,vp9,av1,vp8,h265", value_parser = parse_codec_list)]
     pub codecs: CodecList,
-    /// Local UDP addresses for WebRTC (repeatable). Default: the listen IP, port 0.
+    /// Local UDP address for WebRTC. A port other than 0 is one UDP port for every viewer
+    /// (e.g. 0.0.0.0:3478); port 0 gives each viewer a port of its own. Several addresses
+    /// (comma-separated) only with port 0. Default: the listen IP, port 0.
     #[arg(long = "udp", env = "EDGEDESK_UDP", value_delimiter = ',')]
     pub udp: Vec<String>,
+    /// The address viewers are told to reach WebRTC at, for a host behind a 1:1 NAT (a cloud
+    /// VM's public IP, a Kubernetes node's external address).
+    #[arg(long = "public-ip", env = "EDGEDESK_PUBLIC_IP")]
+    pub public_ip: Option<std::net::IpAddr>,
     /// STUN/TURN server for ICE, as URL[,username,credential] (repeatable).
     #[arg(
         long = "ice-server",

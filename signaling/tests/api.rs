@@ -42,6 +42,7 @@ fn defaults() -> SessionSpec {
         congestion: "gcc".into(),
         min_bitrate_bps: 300_000,
         max_bitrate_bps: 8_000_000,
+        public_ip: None,
     }
 }
 

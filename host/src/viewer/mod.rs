@@ -37,6 +37,7 @@ pub mod congestion;
 pub mod gcc;
 mod input_channel;
 pub mod quality;
+pub mod udpmux;
 use input_channel::{input_channel, InputContext};
 use quality::LinkQuality;
 
@@ -67,6 +68,10 @@ pub struct PeerSettings {
     /// Send-side congestion control (transport-cc feedback, GCC, pacer) within these limits;
     /// `None`: off (the encoder keeps its configured bitrate, nothing is paced).
     pub congestion: Option<congestion::RateLimits>,
+    /// One UDP port for every viewer (see [`udpmux`]); `None`: a port per viewer.
+    pub mux: Option<Arc<udpmux::UdpMux>>,
+    /// The address the answer's host candidates carry instead of the local ones (1:1 NAT).
+    pub public_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for PeerSettings {
@@ -77,6 +82,8 @@ impl Default for PeerSettings {
             gather_timeout: Duration::from_secs(2),
             playout_delay: playout_delay_from_env(),
             congestion: None,
+            mux: None,
+            public_ip: None,
         }
     }
 }
@@ -505,9 +512,21 @@ impl Viewer {
             },
         );
         let loopback = settings.udp_addrs.iter().any(|a| a.starts_with("127."));
+        // One port for all: this viewer's end of the mux, under ICE credentials of its own.
+        let mux_port = settings.mux.as_ref().map(udpmux::MuxPort::new);
+        let mut setting_engine = SettingEngineBuilder::new();
+        if let Some(port) = &mux_port {
+            setting_engine =
+                setting_engine.with_ice_credentials(port.ufrag.clone(), port.pwd.clone());
+        } else if let Some(ip) = settings.public_ip {
+            setting_engine = setting_engine.with_nat_1to1_ips(
+                vec![ip.to_string()],
+                rtc::peer_connection::transport::RTCIceCandidateType::Host,
+            );
+        }
         // mDNS off: no multicast socket per connection; Chromium's .local candidates are
         // reached through the peer-reflexive candidate its first STUN check creates.
-        let setting_engine = SettingEngineBuilder::new()
+        let setting_engine = setting_engine
             .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
             .with_include_loopback_candidate(loopback)
             // Notice a vanished client in seconds, not the default half minute.
@@ -526,15 +545,30 @@ impl Viewer {
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(settings.ice_servers.clone())
             .build();
-        let pc = PeerConnectionBuilder::new()
+        let builder = PeerConnectionBuilder::new()
             .with_configuration(config)
             .with_media_engine(media)
             .with_setting_engine(setting_engine)
             .with_interceptor_registry(registry)
-            .with_handler(Arc::new(Handler { tx }))
-            .with_udp_addrs(settings.udp_addrs.clone())
-            .build()
-            .await?;
+            .with_handler(Arc::new(Handler { tx }));
+        let pc = match &mux_port {
+            // The connection's sockets are its end of the mux; what it binds (port 0 on the
+            // mux's addresses) only labels its candidates and is closed at once.
+            Some(port) => {
+                builder
+                    .with_runtime(port.runtime())
+                    .with_udp_addrs(udpmux::label_addrs(&settings.udp_addrs))
+                    .build()
+                    .await?
+            }
+            None => {
+                builder
+                    .with_udp_addrs(settings.udp_addrs.clone())
+                    .build()
+                    .await?
+            }
+        };
+        drop(mux_port);
         let pc: Arc<dyn PeerConnection> = Arc::new(pc);
 
         let ssrc: u32 = rand::random();
@@ -608,7 +642,10 @@ impl Viewer {
             }
         }
         let answer = match pc.local_description().await {
-            Some(d) => d.sdp,
+            Some(d) => match &settings.mux {
+                Some(mux) => udpmux::advertise(&d.sdp, mux.local_addr().port(), settings.public_ip),
+                None => d.sdp,
+            },
             None => {
                 let _ = pc.close().await;
                 return Err(ViewerError::BadOffer("no local description".into()));

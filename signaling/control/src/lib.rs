@@ -261,6 +261,10 @@ pub struct SessionSpec {
     pub min_bitrate_bps: u64,
     #[serde(default)]
     pub max_bitrate_bps: u64,
+    /// The address viewers are told to reach the host at (a 1:1 NAT's public address);
+    /// `None`: the local addresses.
+    #[serde(default)]
+    pub public_ip: Option<String>,
 }
 
 /// What the control plane asks of a host.

@@ -220,6 +220,8 @@ pub struct SessionSpecSchema {
     pub min_bitrate_bps: u64,
     /// The highest bitrate congestion control may set, bit/s (`bitrate_bps` is where it starts).
     pub max_bitrate_bps: u64,
+    /// The address viewers are told to reach the host at (null: the local addresses).
+    pub public_ip: Option<String>,
 }
 
 /// `control::IceServer`: a STUN/TURN server for the viewers' ICE.
@@ -309,6 +311,7 @@ mod tests {
             congestion: "gcc".into(),
             min_bitrate_bps: 300_000,
             max_bitrate_bps: 8_000_000,
+            public_ip: Some("203.0.113.9".into()),
         };
         assert_eq!(
             properties(&doc, "SessionSpec"),
