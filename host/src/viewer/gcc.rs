@@ -8,22 +8,25 @@
 //! settles with the queue full. Its loss half and its acknowledged-rate window are sound and
 //! are used here.
 //!
+//! - **Start**: at the operator's rate but at most 2.5 Mbit/s, doubling each second while the
+//!   link keeps up, until the first delay- or loss-based decrease.
 //! - **Delay**: packets sent within 5 ms form a group; each group's arrival spacing minus its
 //!   send spacing is a delay variation; their running sum, smoothed, is fitted by least
 //!   squares over the last 20 groups; the slope, scaled by the number of groups seen (up to 60)
 //!   and a gain of 4, is the trend. Over an adaptive threshold (6–600, start 12.5) for 10 ms and
 //!   growing: overuse; under its negative: underuse.
-//! - **Rate**: overuse → 0.85 × the acknowledged rate (the lower of 500 ms of feedback and
-//!   the last 250 ms of arrivals on the receiver's clock, so a link that just narrowed is seen
-//!   at once; that rate is remembered as the link's capacity), once per episode (again only after the signal was normal, or after 1 s);
+//! - **Rate**: overuse → 0.85 × the acknowledged rate over 500 ms of feedback (that rate is
+//!   remembered as the link's capacity), once per episode (again only after the signal was normal, or after 1 s);
 //!   underuse → hold; normal → grow, by 8 % a second up to 1.2 × the remembered capacity and
 //!   25 % a second beyond (past 1.5 × without congestion the memory goes: the link got
 //!   faster). No growth while
 //!   the sender uses less than half the target (an idle screen says nothing about the link).
-//! - **Loss**, as a cap (draft-ietf-rmcat-gcc §5.5): over 10 % lost, back off by half the loss
-//!   fraction or to 0.85 × what still arrives, whichever is lower, at most halving, at most
-//!   every 600 ms (the crate's loss controller, used first, cut every 200 ms and collapsed to
-//!   the floor when a start-up burst overflowed a thin link: 6 → 0.46 Mbit/s on 2 Mbit/s);
+//! - **Loss**, as a cap (draft-ietf-rmcat-gcc §5.5): over 10 % lost (or over 2 % while
+//!   packets wait over 25 ms more than the least of the last 10 s: a tail-drop queue standing
+//!   full, which no delay trend shows), back off by half the loss fraction but not under
+//!   0.85 × what still arrives (with a standing queue: to that), at most every 600 ms (the
+//!   crate's loss controller, used first, cut every 200 ms and collapsed to the floor when a
+//!   start-up burst overflowed a thin link: 6 → 0.46 Mbit/s on 2 Mbit/s);
 //!   under 2 %, grow 5 % per 200 ms; between, hold (a few per cent is normal on Wi-Fi).
 
 use std::collections::VecDeque;
@@ -41,6 +44,11 @@ const K_DOWN: f64 = 0.039;
 const BETA: f64 = 0.85;
 const GROWTH_NEAR: f64 = 1.08;
 const GROWTH_FAR: f64 = 1.25;
+/// Until the first sign of congestion the estimate starts at most here and doubles each
+/// second (a slow start): a start at the operator's full rate on a thin link overflowed it
+/// with the first keyframe (seconds without a picture at 6 Mbit/s into 2 Mbit/s).
+const START_CAP: f64 = 2_500_000.0;
+const GROWTH_START: f64 = 2.0;
 /// Growth is slow below this multiple of the remembered capacity…
 const NEAR_ABOVE: f64 = 1.2;
 /// …and the memory goes once the target passes this multiple without congestion.
@@ -48,6 +56,9 @@ const FORGET_ABOVE: f64 = 1.5;
 /// Loss-based decreases at most this often (losses of packets sent before a cut are still
 /// being reported for a round trip and the queue's length after it).
 const LOSS_DECREASE_INTERVAL: Duration = Duration::from_millis(600);
+/// Queueing (ms) that makes loss over 2 % count as congestion: a tail-drop queue standing
+/// full shows no growing delay, only this and its drops.
+const STANDING_QUEUE_MS: f64 = 25.0;
 /// The longest a congestion episode blocks a second delay-based decrease.
 const EPISODE: Duration = Duration::from_secs(1);
 
@@ -224,7 +235,14 @@ struct Loss {
 }
 
 impl Loss {
-    fn update(&mut self, now: Instant, lost: usize, total: usize, acked: Option<f64>) -> f64 {
+    /// `standing`: a queue stands on the path (the loss is congestion, not noise).
+    fn update(
+        &mut self,
+        now: Instant,
+        (lost, total): (usize, usize),
+        acked: Option<f64>,
+        standing: bool,
+    ) -> f64 {
         if total == 0 {
             return self.target;
         }
@@ -237,15 +255,20 @@ impl Loss {
                 self.target *= 1.05;
                 self.last_change = Some(now);
             }
-        } else if average.min(sample) > 0.10
+        } else if (average.min(sample) > 0.10 || (standing && average > 0.02))
             && since(self.last_decrease).is_none_or(|d| d >= LOSS_DECREASE_INTERVAL)
         {
-            // Losing this much, what still arrives is the link's capacity: go to 0.85 × that
-            // at once if it is lower, but at most halve per cut (what arrives also shrinks
-            // with what the sender itself skips).
-            let by_loss = self.target * (1.0 - 0.5 * average);
-            let by_arrivals = acked.map_or(by_loss, |a| BETA * a);
-            self.target = by_loss.min(by_arrivals).max(0.5 * self.target);
+            let floor = acked.map_or(0.0, |a| BETA * a);
+            self.target = if average.min(sample) > 0.10 {
+                // Back off by half the loss, but not under 0.85 × what still arrives: during
+                // a burst of loss the sender also skips frames (a backlog), and cutting to
+                // what arrives then collapsed a 2 Mbit/s link's start to 0.3 Mbit/s.
+                (self.target * (1.0 - 0.5 * average)).max(floor.min(self.target))
+            } else {
+                // A standing queue drops a few per cent: the link is busy, so what arrives is
+                // its capacity.
+                floor.min(self.target).max(0.5 * self.target)
+            };
             tracing::debug!(average, target = self.target, "congestion: loss-based cut");
             self.last_change = Some(now);
             self.last_decrease = Some(now);
@@ -255,39 +278,41 @@ impl Loss {
     }
 }
 
-/// What arrived lately, on the receiver's clock: with a queue standing at a bottleneck, the
-/// rate at which packets leave it is the link's capacity, seen within a few frames, where the
-/// acknowledged rate (over 500 ms of feedback) still counts what arrived before the link
-/// narrowed.
+/// How long packets now wait in queues: the latest packet's one-way time (arrival on the
+/// receiver's clock minus departure on ours, the clocks' offset included) above the smallest
+/// of the last 10 s.
 #[derive(Debug, Default)]
-struct Arrivals {
-    packets: VecDeque<(Duration, usize)>,
-    latest: Duration,
+struct QueueDelay {
+    epoch: Option<Instant>,
+    latest: f64,
+    /// (departure, smallest one-way time) per second, seconds since `epoch`.
+    smallest: VecDeque<(f64, f64)>,
 }
 
-impl Arrivals {
-    const SPAN: Duration = Duration::from_millis(250);
-
-    fn add(&mut self, arrival: Duration, size: usize) {
-        self.latest = self.latest.max(arrival);
-        self.packets.push_back((arrival, size));
-        let keep = self.latest.saturating_sub(Self::SPAN * 4);
-        while self.packets.front().is_some_and(|(a, _)| *a < keep) {
-            self.packets.pop_front();
+impl QueueDelay {
+    fn add(&mut self, departure: Instant, arrival: Duration) {
+        let epoch = *self.epoch.get_or_insert(departure);
+        let sent = departure.saturating_duration_since(epoch).as_secs_f64();
+        let one_way = arrival.as_secs_f64() - sent;
+        self.latest = one_way;
+        match self.smallest.back_mut() {
+            Some((t, m)) if sent - *t < 1.0 => *m = m.min(one_way),
+            _ => {
+                self.smallest.push_back((sent, one_way));
+                if self.smallest.len() > 10 {
+                    self.smallest.pop_front();
+                }
+            }
         }
     }
 
-    /// Bit/s over the last 250 ms of arrivals, once there are that many.
-    fn rate(&self) -> Option<f64> {
-        let from = self.latest.checked_sub(Self::SPAN)?;
-        if self.packets.front().is_none_or(|(a, _)| *a > from) {
-            return None;
-        }
-        let bytes: usize = (self.packets.iter())
-            .filter(|(a, _)| *a > from)
-            .map(|(_, s)| s)
-            .sum();
-        Some(bytes as f64 * 8.0 / Self::SPAN.as_secs_f64())
+    fn ms(&self) -> f64 {
+        let least = self
+            .smallest
+            .iter()
+            .map(|(_, m)| *m)
+            .fold(f64::MAX, f64::min);
+        ((self.latest - least) * 1e3).max(0.0)
     }
 }
 
@@ -295,7 +320,7 @@ impl Arrivals {
 pub struct Gcc {
     trend: Trendline,
     acked: RateCalculator,
-    arrivals: Arrivals,
+    queue: QueueDelay,
     loss: Loss,
     delay_target: f64,
     target: f64,
@@ -306,15 +331,17 @@ pub struct Gcc {
     /// A delay-based decrease may follow (the last episode has ended).
     armed: bool,
     capacity: Option<f64>,
+    /// No congestion seen yet: the slow start.
+    starting: bool,
 }
 
 impl Gcc {
     pub fn new(initial: f64, min: f64, max: f64) -> Self {
-        let initial = initial.clamp(min, max);
+        let initial = initial.min(START_CAP).clamp(min, max);
         Gcc {
             trend: Trendline::new(),
             acked: RateCalculator::new(Duration::from_millis(500)),
-            arrivals: Arrivals::default(),
+            queue: QueueDelay::default(),
             loss: Loss {
                 target: initial,
                 average: None,
@@ -329,6 +356,7 @@ impl Gcc {
             last_update: None,
             last_decrease: None,
             armed: true,
+            starting: true,
             capacity: None,
         }
     }
@@ -374,6 +402,7 @@ impl Gcc {
                     .is_some_and(|t| now.saturating_duration_since(t) < EPISODE);
                 if self.armed || !recent {
                     self.armed = false;
+                    self.starting = false;
                     let basis = acked.unwrap_or(self.delay_target);
                     let cut = (BETA * basis).min(self.delay_target);
                     self.capacity = Some(match self.capacity {
@@ -394,7 +423,13 @@ impl Gcc {
                     let near = self.capacity.is_some_and(|c| {
                         self.delay_target < NEAR_ABOVE * c && self.delay_target > 0.5 * c
                     });
-                    let growth = if near { GROWTH_NEAR } else { GROWTH_FAR };
+                    let growth = if self.starting {
+                        GROWTH_START
+                    } else if near {
+                        GROWTH_NEAR
+                    } else {
+                        GROWTH_FAR
+                    };
                     self.delay_target *= growth.powf(dt);
                 }
             }
@@ -412,19 +447,23 @@ impl BandwidthEstimator for Gcc {
         for r in reports {
             if let (true, Some(arrival)) = (r.arrived, r.arrival) {
                 self.acked.add(now, r.size);
-                self.arrivals.add(arrival, r.size);
+                self.queue.add(r.departure, arrival);
                 self.trend.packet(r.departure, arrival);
             }
         }
-        // The lower of the two: a link that just narrowed shows in the recent arrivals first.
-        let acked = match (self.acked.rate_bits_per_second(now), self.arrivals.rate()) {
-            (Some(a), Some(r)) => Some(a.min(r)),
-            (a, r) => a.or(r),
-        };
+        let acked = self.acked.rate_bits_per_second(now);
         self.control(now, acked, self.trend.overuses > overuses);
         let lost = reports.iter().filter(|r| !r.arrived).count();
-        let loss_target = self.loss.update(now, lost, reports.len(), acked);
+        let standing = self.queue.ms() > STANDING_QUEUE_MS;
+        let loss_target = self
+            .loss
+            .update(now, (lost, reports.len()), acked, standing);
+        if self.starting && !self.loss.decreased {
+            // Loss caps nothing before it is seen.
+            self.loss.target = self.loss.target.max(self.delay_target);
+        }
         if std::mem::take(&mut self.loss.decreased) {
+            self.starting = false;
             // A loss-based cut tells of the capacity as much as a delay-based one.
             if let Some(a) = acked {
                 self.capacity = Some(self.capacity.map_or(a, |c| 0.7 * c + 0.3 * a));
