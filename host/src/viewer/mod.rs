@@ -886,10 +886,13 @@ async fn run_viewer(
                         }
                         // A link that cannot carry what was sent: the pacer would hold this
                         // frame for longer than it is worth. Skip to the next keyframe (the
-                        // picture resumes whole), asked for at most once a second.
+                        // picture resumes whole), asked for at most once a second. The
+                        // keyframe skipped to goes out whatever the backlog: skipping it too
+                        // left the picture frozen until the next ask, a second later.
+                        let resume = waiting_for_keyframe && frame.keyframe;
                         if let Some(rate) = estimate.as_ref().and_then(|e| e.target()) {
                             let pacing = rate as f64 * congestion::PACING_FACTOR;
-                            if backlog.delay(Instant::now(), pacing) > MAX_SEND_BACKLOG {
+                            if !resume && backlog.delay(Instant::now(), pacing) > MAX_SEND_BACKLOG {
                                 counters.frames_skipped.fetch_add(1, Ordering::Relaxed);
                                 counters.frames_backlogged.fetch_add(1, Ordering::Relaxed);
                                 waiting_for_keyframe = true;
