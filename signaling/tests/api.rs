@@ -245,7 +245,7 @@ async fn every_route_needs_the_operator_key() {
 #[tokio::test]
 async fn create_list_show_delete() {
     let api = Api::new(4);
-    let (status, headers, body) = api.create(json!({"size": "1920x1080", "fps": 30, "max_viewers": 2, "clipboard": "off", "ttl_secs": 600})).await;
+    let (status, headers, body) = api.create(json!({"size": "1920x1080", "fps": 30, "max_viewers": 2, "clipboard": "off", "ttl_secs": 600, "udp": "0.0.0.0:3478"})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = body["id"].as_str().unwrap().to_owned();
     assert_eq!(id.len(), 22, "a 128-bit random id: {id}");
@@ -265,6 +265,7 @@ async fn create_list_show_delete() {
     assert_eq!(body["spec"]["fps"], 30);
     assert_eq!(body["spec"]["bitrate_bps"], 8_000_000, "defaults fill in");
     assert_eq!(body["spec"]["clipboard"], "off");
+    assert_eq!(body["spec"]["udp"], json!(["0.0.0.0:3478"]));
     assert_eq!(body["ttl_secs"], 600);
     // The launch runs in the background: running soon.
     let mut state = String::new();
@@ -362,6 +363,8 @@ async fn bad_values_are_422_naming_the_field() {
         (json!({"wm": "no-such-wm"}), "wm"),
         (json!({"max_viewers": 0}), "max_viewers"),
         (json!({"clipboard": "sideways"}), "clipboard"),
+        (json!({"udp": "nowhere"}), "udp"),
+        (json!({"udp": "127.0.0.1:99999"}), "udp"),
         (json!({"ttl_secs": 99_999_999}), "ttl_secs"),
         (json!({"colour": "blue"}), "colour"),
         (json!({"fps": "fast"}), "fps"),

@@ -178,6 +178,10 @@ pub(super) struct CreateSession {
     max_viewers: Option<usize>,
     /// `both`, `to-client`, `to-server`, `off`.
     clipboard: Option<String>,
+    /// `IP:PORT` for this session's WebRTC: a port other than 0 is one UDP port shared by
+    /// every viewer of the session; port 0 gives each viewer its own. Default: the node's.
+    #[schema(example = "0.0.0.0:3478")]
+    udp: Option<String>,
 }
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
@@ -291,6 +295,13 @@ impl CreateSession {
                 ));
             }
             spec.clipboard = c;
+        }
+        if let Some(u) = self.udp {
+            let addr: std::net::SocketAddr = u
+                .trim()
+                .parse()
+                .map_err(|_| bad("udp", format!("{u:?} is not IP:PORT")))?;
+            spec.udp = vec![addr.to_string()];
         }
         let ttl = self.ttl_secs.unwrap_or(0);
         if ttl > MAX_TTL_SECS {
