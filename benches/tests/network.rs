@@ -12,13 +12,24 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use common::netns::{self, Isolated};
 use common::{bench, browser_unavailable, display, edgedesk, json, num, printed, Guard};
 use serde_json::Value;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// This test's turn on the machine (the runs share two cores), or `None`, with the reason
+/// printed, when `why` says it cannot run here.
+fn my_turn(why: Option<String>) -> Option<MutexGuard<'static, ()>> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(why) = why {
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    Some(turn)
+}
 
 fn unavailable() -> Option<String> {
     edgedesk_bench::impair::topology::unavailable()
@@ -94,11 +105,9 @@ fn encoded_bps(raw: &Value, from: f64, to: f64) -> f64 {
 
 #[test]
 fn five_percent_loss_is_repaired_within_round_trips() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unavailable() {
-        eprintln!("skipped: {why}");
+    let Some(_turn) = my_turn(unavailable()) else {
         return;
-    }
+    };
     // 5 % of the server's packets lost at random, 20 ms round trip.
     let (r, _) = local(
         &[
@@ -137,11 +146,9 @@ fn five_percent_loss_is_repaired_within_round_trips() {
 
 #[test]
 fn chromium_shows_a_lossy_link_without_freezing() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unavailable().or_else(browser_unavailable) {
-        eprintln!("skipped: {why}");
+    let Some(_turn) = my_turn(unavailable().or_else(browser_unavailable)) else {
         return;
-    }
+    };
     let (r, _) = local(
         &[
             "--browser",
@@ -172,11 +179,9 @@ fn chromium_shows_a_lossy_link_without_freezing() {
 
 #[test]
 fn a_bottleneck_is_found_and_left_without_a_standing_queue() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unavailable() {
-        eprintln!("skipped: {why}");
+    let Some(_turn) = my_turn(unavailable()) else {
         return;
-    }
+    };
     // Content that takes any bitrate (a band of noise), 6 Mbit/s asked, a 2 Mbit/s link with
     // 50 ms of queue for 12 s, then 20 Mbit/s.
     let (r, raw) = busy_behind(
@@ -208,11 +213,9 @@ fn a_bottleneck_is_found_and_left_without_a_standing_queue() {
 
 #[test]
 fn a_link_that_narrows_and_widens_keeps_the_picture_moving() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = unavailable() {
-        eprintln!("skipped: {why}");
+    let Some(_turn) = my_turn(unavailable()) else {
         return;
-    }
+    };
     // 20 → 2 → 20 Mbit/s while the encoder runs at its 6 Mbit/s; back up within 10 s.
     let (r, raw) = busy_behind(
         "step",
@@ -239,11 +242,9 @@ fn a_link_that_narrows_and_widens_keeps_the_picture_moving() {
 
 #[test]
 fn chromium_plays_through_a_turn_relay_with_minted_credentials() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = netns::unavailable().or_else(browser_unavailable) {
-        eprintln!("skipped: {why}");
+    let Some(_turn) = my_turn(netns::unavailable().or_else(browser_unavailable)) else {
         return;
-    }
+    };
     let Ok(turnserver) = which("turnserver") else {
         eprintln!("skipped: coturn is not installed (scripts/setup.sh installs it)");
         return;

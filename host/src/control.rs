@@ -305,18 +305,15 @@ async fn reconnect(
     }
 }
 
+/// The session's shared UDP socket, if any, and the address its answers advertise.
+type UdpSettings = (
+    Option<Arc<crate::viewer::udpmux::UdpMux>>,
+    Option<std::net::IpAddr>,
+);
+
 /// One shared UDP socket when the spec's address has a port (see `viewer::udpmux`), and the
 /// advertised address.
-#[allow(clippy::type_complexity)]
-fn udp_settings(
-    spec: &SessionSpec,
-) -> Result<
-    (
-        Option<Arc<crate::viewer::udpmux::UdpMux>>,
-        Option<std::net::IpAddr>,
-    ),
-    String,
-> {
+fn udp_settings(spec: &SessionSpec) -> Result<UdpSettings, String> {
     let public_ip = match &spec.public_ip {
         Some(ip) => Some(
             ip.parse()

@@ -16,11 +16,11 @@
 //!   and a gain of 4, is the trend. Over an adaptive threshold (6–600, start 12.5) for 10 ms and
 //!   growing: overuse; under its negative: underuse.
 //! - **Rate**: overuse → 0.85 × the acknowledged rate over 500 ms of feedback (that rate is
-//!   remembered as the link's capacity), once per episode (again only after the signal was normal, or after 1 s);
-//!   underuse → hold; normal → grow, by 8 % a second up to 1.2 × the remembered capacity and
-//!   25 % a second beyond (past 1.5 × without congestion the memory goes: the link got
-//!   faster). No growth while
-//!   the sender uses less than half the target (an idle screen says nothing about the link).
+//!   remembered as the link's capacity), once per episode (again only after the signal was
+//!   normal, or after 1 s); underuse → hold; normal → grow, by 8 % a second up to 1.2 × the
+//!   remembered capacity and 25 % a second beyond (past 1.5 × without congestion the memory
+//!   goes: the link got faster). No growth while the sender uses less than half the target
+//!   (an idle screen says nothing about the link).
 //! - **Loss**, as a cap (draft-ietf-rmcat-gcc §5.5): over 10 % lost (or over 2 % while
 //!   packets wait over 25 ms more than the least of the last 10 s: a tail-drop queue standing
 //!   full, which no delay trend shows), back off by half the loss fraction but not under

@@ -10,8 +10,8 @@
 //! - a STUN request carries `USERNAME = <our ufrag>:<theirs>`; every viewer gets its own ICE
 //!   credentials (chosen here, before its connection exists), so the ufrag names the viewer,
 //!   and the sender's address is routed to it from then on;
-//! - an address a viewer sent to is routed to it too (its own checks' answers, or a STUN
-//!   server's);
+//! - an address a viewer sent STUN to is routed to it too (its own checks' answers, or a
+//!   STUN server's);
 //! - everything else (DTLS, SRTP, SCTP) goes by the sender's address; unknown senders are
 //!   dropped and counted.
 //!
@@ -190,13 +190,17 @@ fn is_transient(e: &io::Error) -> bool {
     )
 }
 
+/// Whether `packet` is a STUN message (RFC 7983: first byte 0–3, DTLS 20–63, RTP/RTCP
+/// 128–191; then the magic cookie).
+fn is_stun(packet: &[u8]) -> bool {
+    packet.len() >= 20 && packet[0] <= 3 && packet[4..8] == [0x21, 0x12, 0xa4, 0x42]
+}
+
 /// The local (first) half of a STUN request's `USERNAME` (RFC 8445 §7.2.2: `<receiver's
 /// ufrag>:<sender's ufrag>`), if `packet` is a STUN message that has one.
 fn stun_local_ufrag(packet: &[u8]) -> Option<&str> {
-    const MAGIC: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
     const USERNAME: u16 = 0x0006;
-    // RFC 7983: STUN starts with 0–3 (DTLS 20–63, RTP/RTCP 128–191).
-    if packet.len() < 20 || packet[0] > 3 || packet[4..8] != MAGIC {
+    if !is_stun(packet) {
         return None;
     }
     let len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
@@ -355,7 +359,12 @@ impl AsyncUdpSocket for MuxSocket {
 
     fn poll_send(&self, cx: &mut Context<'_>, transmit: &Transmit<'_>) -> Poll<io::Result<usize>> {
         let mux = &self.port.mux;
-        mux.learn(transmit.destination, &self.port.route);
+        // A new destination is always first reached by a STUN message (a connectivity check,
+        // or a request to a STUN server); media then goes where STUN went, so only STUN
+        // sends touch the routing table, not every media packet.
+        if is_stun(transmit.contents) {
+            mux.learn(transmit.destination, &self.port.route);
+        }
         // One datagram per send (max_gso_segments is 1).
         match mux
             .socket
