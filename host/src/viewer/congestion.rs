@@ -312,6 +312,17 @@ mod tests {
     }
 
     #[test]
+    fn the_start_is_at_most_two_and_a_half_megabits_and_doubles_while_the_link_keeps_up() {
+        let shared = Arc::new(Estimate::default());
+        let mut est = Publishing::new(limits(), shared.clone());
+        let mut path = Path::new();
+        let t = targets(&run(&mut est, &shared, &mut path, 3, 100e6, 0.0));
+        assert!(t[0] <= 2_600_000, "a start at {} ({t:?})", t[0]);
+        // Three seconds later: about 2^3 × the start (the sender follows at 85 %).
+        assert!(t[29] > 12_000_000, "{t:?}");
+    }
+
+    #[test]
     fn a_bottleneck_below_the_rate_brings_the_estimate_under_it_within_three_seconds() {
         let shared = Arc::new(Estimate::default());
         let mut est = Publishing::new(limits(), shared.clone());
