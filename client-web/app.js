@@ -30,6 +30,7 @@ import { StatsSampler, formatRows } from './stats.js';
 import { readLaunchParams } from './params.js';
 import { clientShortcut } from './shortcuts.js';
 import { InputCapture } from './input.js';
+import { Sound } from './audio.js';
 
 const HUD_REVEAL_PX = 56; // pointer this close to the top edge shows the bar while connected
 const HUD_LINGER_MS = 2500;
@@ -47,6 +48,8 @@ const ui = {
   statsRows: $('stats-rows'),
   btnStats: $('btn-stats'),
   btnSound: $('btn-sound'),
+  volume: $('volume'),
+  soundHint: $('sound-hint'),
   btnCursor: $('btn-cursor'),
   btnFullscreen: $('btn-fullscreen'),
 };
@@ -64,6 +67,7 @@ conn.addEventListener('stream', (ev) => {
   hasPicture = false;
   video.srcObject = ev.detail;
   video.play().catch(() => {}); // muted autoplay is allowed; a rejection here is harmless
+  sound.attach(ev.detail);
   render();
 });
 video.addEventListener('loadeddata', () => {
@@ -190,12 +194,23 @@ function toggleStats(force) {
 
 // ---- sound, cursor, fullscreen -------------------------------------------------------------
 
-function toggleSound() {
-  video.muted = !video.muted;
-  if (!video.muted) video.play().catch(() => {});
-  ui.btnSound.textContent = video.muted ? 'Unmute' : 'Mute';
-  ui.btnSound.setAttribute('aria-pressed', String(!video.muted));
+// The picture's <video> stays muted; sound plays from its own element (audio.js).
+const sound = new Sound($('sound'));
+function renderSound() {
+  ui.btnSound.textContent = sound.muted ? 'Unmute' : 'Mute';
+  ui.btnSound.setAttribute('aria-pressed', String(!sound.muted));
+  ui.volume.value = String(sound.muted ? 0 : sound.volume);
 }
+function toggleSound() {
+  sound.setMuted(!sound.muted);
+}
+sound.addEventListener('change', renderSound);
+// The browser wants a gesture before it plays sound: say so once; any click starts it.
+sound.addEventListener('blocked', () => { ui.soundHint.hidden = sound.muted; });
+sound.addEventListener('unblocked', () => { ui.soundHint.hidden = true; });
+ui.soundHint.addEventListener('click', () => { ui.soundHint.hidden = true; });
+ui.volume.addEventListener('input', () => sound.setVolume(Number(ui.volume.value)));
+renderSound();
 
 function toggleCursor() {
   const hidden = document.body.classList.toggle('hide-cursor');
@@ -252,6 +267,7 @@ window.edgedesk = Object.freeze({
   session,
   connection: conn,
   video,
+  sound,
   get pc() { return conn.pc; },
   get inputChannel() { return conn.inputChannel; },
   get state() { return conn.state; },

@@ -25,6 +25,8 @@
  * @property {string|null} codec    e.g. "H264 42e01f" / "VP8"
  * @property {string|null} decoder  decoderImplementation, when Chromium shows it
  * @property {string|null} path     e.g. "udp host → prflx"
+ * @property {object|null} audio    the sound's inbound stream: {levelDb, jitterMs, jitterBufferMs,
+ *                                  packetsLost, packetsReceived, concealedPct, bitrateKbps}
  * @property {object} raw           totals kept for the next delta
  */
 
@@ -40,6 +42,7 @@ export function summarize(report, prev = null) {
     .filter((s) => s.type === 'inbound-rtp' && (s.kind ?? s.mediaType) === 'video')
     .sort((a, b) => (b.bytesReceived ?? 0) - (a.bytesReceived ?? 0))[0];
   const pair = selectedPair(all, byId);
+  const audio = all.find((s) => s.type === 'inbound-rtp' && (s.kind ?? s.mediaType) === 'audio' && (s.packetsReceived ?? 0) > 0);
 
   const raw = {
     at: video?.timestamp ?? pair?.timestamp ?? Date.now(),
@@ -49,6 +52,9 @@ export function summarize(report, prev = null) {
     jbDelay: video?.jitterBufferDelay ?? 0,
     jbEmitted: video?.jitterBufferEmittedCount ?? 0,
     streamId: video?.id ?? null,
+    audioBytes: audio?.bytesReceived ?? 0,
+    audioJbDelay: audio?.jitterBufferDelay ?? 0,
+    audioJbEmitted: audio?.jitterBufferEmittedCount ?? 0,
   };
   // Deltas only make sense against the same stream; a reconnect starts a new one.
   const base = prev && prev.streamId === raw.streamId && raw.at > prev.at ? prev : null;
@@ -80,7 +86,22 @@ export function summarize(report, prev = null) {
     codec: codec ? codecLabel(codec) : null,
     decoder: video?.decoderImplementation ?? null,
     path: local && remote ? `${local.protocol ?? ''} ${local.candidateType} → ${remote.candidateType}`.trim() : null,
+    audio: audio ? audioSummary(audio, raw, base, dt) : null,
     raw,
+  };
+}
+
+function audioSummary(a, raw, base, dt) {
+  const dEmitted = base ? raw.audioJbEmitted - base.audioJbEmitted : 0;
+  const level = a.audioLevel; // 0..1, linear
+  return {
+    levelDb: level == null ? null : level > 0 ? 20 * Math.log10(level) : -Infinity,
+    jitterMs: a.jitter != null ? a.jitter * 1000 : null,
+    jitterBufferMs: dEmitted > 0 ? ((raw.audioJbDelay - base.audioJbDelay) / dEmitted) * 1000 : null,
+    packetsLost: a.packetsLost ?? 0,
+    packetsReceived: a.packetsReceived ?? 0,
+    concealedPct: a.totalSamplesReceived ? (100 * (a.concealedSamples ?? 0)) / a.totalSamplesReceived : null,
+    bitrateKbps: base && dt > 0 ? ((raw.audioBytes - base.audioBytes) * 8) / dt / 1000 : null,
   };
 }
 
@@ -119,6 +140,15 @@ function mbit(bps) {
   return bps ? `${(bps / 1e6).toFixed(2)} Mbit/s` : '–';
 }
 
+function audioRows(a, num) {
+  const level = a.levelDb == null ? '–' : a.levelDb === -Infinity ? 'silent' : `${a.levelDb.toFixed(0)} dBFS`;
+  return [
+    ['Sound', `${level}, ${num(a.bitrateKbps, 0, ' kbit/s')}`],
+    ['Sound jitter', `${num(a.jitterMs, 1, ' ms')} (buffer ${num(a.jitterBufferMs, 0, ' ms')})`],
+    ['Sound lost', `${a.packetsLost} of ${a.packetsReceived + a.packetsLost}, ${num(a.concealedPct, 1, ' % concealed')}`],
+  ];
+}
+
 /** Formats a summary as [label, value] rows for the overlay (`link`: the host's `linkStats`). */
 export function formatRows(s) {
   const num = (v, digits = 0, unit = '') => (v == null || Number.isNaN(v) ? '–' : `${v.toFixed(digits)}${unit}`);
@@ -136,6 +166,7 @@ export function formatRows(s) {
     ['NACK / PLI', `${s.nackCount} / ${s.pliCount}`],
     ['Freezes', `${s.freezeCount} (${(s.freezeSeconds ?? 0).toFixed(1)} s)`],
     ...(s.link ? [['Estimate / encoder', `${mbit(s.link.estimateBps)} / ${mbit(s.link.encoderBps)}`]] : []),
+    ...(s.audio ? audioRows(s.audio, num) : [['Sound', 'none']]),
     ['Codec', s.codec ?? '–'],
     ...(s.decoder ? [['Decoder', s.decoder]] : []),
     ['Path', s.path ?? '–'],

@@ -3,7 +3,8 @@
 # nothing is to do):
 #   - apt packages for building (FFmpeg dev libraries, clang for bindgen, nasm, cmake) and for
 #     running and testing (ffmpeg, Xvfb, Xorg dummy driver, openbox, tint2, xterm, Chromium, fonts,
-#     GStreamer's webrtcbin for the bench tool's baseline, iproute2 for network namespaces);
+#     GStreamer's webrtcbin for the bench tool's baseline, iproute2 for network namespaces,
+#     PulseAudio for each session's sound);
 #   - client-web's node packages (`npm ci`, when node_modules is missing or the lockfile changed);
 #   - checks that a Rust toolchain (cargo) new enough for the workspace is on PATH.
 # Runs as root, or as a user with sudo (apt only; npm runs as the calling user).
@@ -18,6 +19,8 @@ build_pkgs=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavut
   libavdevice-dev libavfilter-dev libswresample-dev libvpx-dev nasm cmake)
 runtime_pkgs=(jq ffmpeg xvfb xauth x11-utils x11-xserver-utils x11-xkb-utils xterm openbox tint2 chromium fonts-dejavu-core
   xserver-xorg-core xserver-xorg-video-dummy iproute2 util-linux
+  # the session's sound server and its tools (pacat/parec/pactl)
+  pulseaudio pulseaudio-utils
   # impaired-network tests: nftables (random loss), coturn (TURN relay)
   nftables coturn
   # the bench tool's baseline: GStreamer's webrtcbin as a WHEP server (benches/servers/)
@@ -51,7 +54,9 @@ missing=() # human-readable list for --check and the final report
 # ---- apt packages ------------------------------------------------------------------------------
 
 pkg_installed() {
-  dpkg -s "$1" 2>/dev/null | grep -qx 'Status: install ok installed'
+  # No pipe into `grep -q`: under pipefail, grep leaving early made dpkg die of SIGPIPE and an
+  # installed package read as missing.
+  [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == 'install ok installed' ]]
 }
 
 apt_wanted=("${build_pkgs[@]}" "${runtime_pkgs[@]}")

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { whepPost, whepOptions, parseLinkIceServers, parseRetryAfter, buildSdpFragment, kindForStatus } from '../whep.js';
 import { planRetry, backoffDelay } from '../reconnect.js';
 import { summarize, formatRows } from '../stats.js';
+import { loadSoundPrefs } from '../audio.js';
 import { readLaunchParams } from '../params.js';
 import { clientShortcut } from '../shortcuts.js';
 
@@ -123,6 +124,38 @@ test('stats summary: deltas between two reports', () => {
   s.link = { estimateBps: 2_500_000, encoderBps: 0 };
   assert.deepEqual(formatRows(s).find(([k]) => k === 'Estimate / encoder'), ['Estimate / encoder', '2.50 Mbit/s / –']);
   assert.equal(summarize(new Map()).fps, null); // before any media
+});
+
+test('stats summary: the sound stream (level, jitter, buffer, loss)', () => {
+  const report = (t, bytes, jb, emitted, level) => new Map(Object.entries({
+    V: { id: 'V', type: 'inbound-rtp', kind: 'video', timestamp: t, framesDecoded: 1, bytesReceived: 1 },
+    A: { id: 'A', type: 'inbound-rtp', kind: 'audio', timestamp: t, bytesReceived: bytes, packetsReceived: 98, packetsLost: 2,
+      jitter: 0.0035, jitterBufferDelay: jb, jitterBufferEmittedCount: emitted, audioLevel: level,
+      totalSamplesReceived: 96000, concealedSamples: 960 },
+  }));
+  const first = summarize(report(1000, 10000, 10, 480000, 0.1));
+  assert.equal(first.audio.bitrateKbps, null);
+  const s = summarize(report(2000, 14000, 4810, 528000, 0.1), first.raw);
+  assert.equal(s.audio.bitrateKbps, 32);
+  assert.ok(Math.abs(s.audio.jitterBufferMs - 100) < 1e-6);
+  assert.ok(Math.abs(s.audio.levelDb + 20) < 1e-9);
+  assert.equal(s.audio.jitterMs, 3.5);
+  const rows = formatRows(s);
+  assert.deepEqual(rows.find(([k]) => k === 'Sound'), ['Sound', '-20 dBFS, 32 kbit/s']);
+  assert.deepEqual(rows.find(([k]) => k === 'Sound jitter'), ['Sound jitter', '3.5 ms (buffer 100 ms)']);
+  assert.deepEqual(rows.find(([k]) => k === 'Sound lost'), ['Sound lost', '2 of 100, 1.0 % concealed']);
+  assert.equal(formatRows(summarize(report(3000, 1, 1, 1, 0))).find(([k]) => k === 'Sound')[1], 'silent, –');
+  // No audio stream (the host sends none): one row says so.
+  assert.deepEqual(formatRows(summarize(new Map())).find(([k]) => k === 'Sound'), ['Sound', 'none']);
+});
+
+test('sound preferences: saved values, clamped, defaults for junk', () => {
+  const store = (v) => ({ getItem: () => v });
+  assert.deepEqual(loadSoundPrefs(null), { muted: false, volume: 1 });
+  assert.deepEqual(loadSoundPrefs(store('{"muted":true,"volume":0.25}')), { muted: true, volume: 0.25 });
+  assert.deepEqual(loadSoundPrefs(store('{"volume":7}')), { muted: false, volume: 1 });
+  assert.deepEqual(loadSoundPrefs(store('not json')), { muted: false, volume: 1 });
+  assert.deepEqual(loadSoundPrefs(store('null')), { muted: false, volume: 1 });
 });
 
 test('launch parameters: session, token from fragment or query, endpoint', () => {

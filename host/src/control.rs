@@ -21,6 +21,7 @@ use tokio::io::BufReader;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+use crate::audio::{AudioMode, AudioSettings, AudioSource, SoundServer};
 use crate::clipboard::{ClipboardConfig, ClipboardPolicy};
 use crate::display::{DisplayKind, VirtualDisplay};
 use crate::pipeline::PipelineConfig;
@@ -88,7 +89,7 @@ pub async fn serve(socket: &Path, session: &str, grace: Duration) -> Result<(), 
     write_message(&mut write, &hello(session, None)).await?;
     let spec = loop {
         match read_message::<ControlMessage, _>(&mut read).await? {
-            Some(ControlMessage::Start { spec }) => break spec,
+            Some(ControlMessage::Start { spec }) => break *spec,
             Some(ControlMessage::Refused { reason }) => {
                 return Err(HostProcessError::Refused(reason))
             }
@@ -355,12 +356,28 @@ fn start_session(
         .map(|c| c.parse::<codec::Codec>())
         .collect::<Result<Vec<_>, _>>()?;
     let (mux, public_ip) = udp_settings(spec)?;
+    let audio_mode: AudioMode = spec.audio.parse()?;
     let registry = Arc::new(EncoderRegistry::probe());
+    // The sound server first: the desktop's apps are told where it is. A session whose
+    // sound server cannot start runs without sound.
+    let sound = match audio_mode {
+        AudioMode::Off => None,
+        _ => match SoundServer::start() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "no sound in this session");
+                None
+            }
+        },
+    };
     let (display_name, display, resizable) = match &spec.display {
         Some(d) => (d.clone(), None, false),
         None => {
             let d = VirtualDisplay::start_kind(kind, spec.width, spec.height, true)
                 .map_err(|e| format!("starting the virtual display: {e}"))?;
+            for (k, v) in sound.iter().flat_map(SoundServer::env) {
+                d.set_app_env(&k, &v);
+            }
             crate::desktop::start(&d, &spec.wm, &spec.app)
                 .map_err(|e| format!("starting the desktop: {e}"))?;
             let resizable = d.kind() == DisplayKind::XorgDummy;
@@ -418,8 +435,17 @@ fn start_session(
         },
         codecs,
     };
-    let session = Session::start(config, registry)
+    let mut session = Session::start(config, registry)
         .map_err(|e| format!("starting session on display {display_name}: {e}"))?;
+    if let Some(server) = sound {
+        match AudioSource::start(server, AudioSettings::default()) {
+            Ok(a) => {
+                tracing::info!(mode = %audio_mode, "session sound on");
+                session.attach_audio(a);
+            }
+            Err(e) => tracing::warn!(error = %e, "no sound in this session"),
+        }
+    }
     let host = Arc::new(Host::new());
     host.insert(session).map_err(|e| e.to_string())?;
     Ok((host, display, display_name))

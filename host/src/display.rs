@@ -243,6 +243,8 @@ pub struct VirtualDisplay {
     server: Child,
     /// Pids (= process group ids) of the apps started with [`VirtualDisplay::spawn_app`].
     apps: Mutex<Vec<u32>>,
+    /// Environment every app started from now on gets (the session's sound server).
+    app_env: Mutex<Vec<(String, String)>>,
     /// Private temporary directory (server output, Xorg config and log).
     dir: PathBuf,
 }
@@ -560,6 +562,7 @@ impl VirtualDisplay {
             height: opts.height,
             server,
             apps: Mutex::new(Vec::new()),
+            app_env: Mutex::new(Vec::new()),
             dir: dir.to_owned(),
         };
         // From here on, dropping `vd` stops the server (but would also remove `dir`,
@@ -702,7 +705,15 @@ impl VirtualDisplay {
         self.spawn_command(&mut cmd)
     }
 
-    /// Starts `cmd` on this display: sets `DISPLAY`, puts it in its own process group, keeps
+    /// Adds `key=value` to the environment of every app started from now on (e.g.
+    /// `PULSE_SERVER`, so the session's apps play into the session's sound server).
+    pub fn set_app_env(&self, key: &str, value: &str) {
+        let mut env = self.app_env.lock().unwrap_or_else(|p| p.into_inner());
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Starts `cmd` on this display: sets `DISPLAY` (and what [`Self::set_app_env`] added), puts it in its own process group, keeps
     /// the caller's stdio settings. The caller may wait on the returned [`Child`]; when the
     /// display is dropped, the app's whole process group is stopped and the app is reaped if
     /// the caller has not done so (a later `Child::wait` then reports `ECHILD`).
@@ -710,6 +721,14 @@ impl VirtualDisplay {
         cmd.env("DISPLAY", self.name())
             .env_remove("WAYLAND_DISPLAY")
             .process_group(0);
+        for (k, v) in self
+            .app_env
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            cmd.env(k, v);
+        }
         let child = spawn_tied(cmd).map_err(|source| DisplayError::App {
             program: cmd.get_program().to_string_lossy().into_owned(),
             display: self.number,

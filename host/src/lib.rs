@@ -5,6 +5,7 @@
 //! slot → encode thread → broadcast → one tokio task per viewer (RTP packetizing, PLI → keyframe).
 //! See `../shared/ARCHITECTURE.md`.
 
+pub mod audio;
 pub mod capture;
 pub mod client;
 pub mod clipboard;

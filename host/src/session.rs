@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use codec::registry::EncoderRegistry;
 use codec::Codec;
 
+use crate::audio::AudioSource;
 use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
 use crate::metrics::Metrics;
@@ -87,6 +88,8 @@ pub struct Session {
     started: std::time::Instant,
     /// The encoder's bitrate from the viewers' estimates (congestion control on).
     rate: Option<Arc<Mutex<RateController>>>,
+    /// The session's sound (its server and encoder), when it has any.
+    audio: Option<Arc<AudioSource>>,
 }
 
 /// `wanted` (or every codec, in the default order, when empty) limited to the codecs an
@@ -203,7 +206,18 @@ impl Session {
             departed: Arc::default(),
             started: std::time::Instant::now(),
             rate,
+            audio: None,
         })
+    }
+
+    /// Gives the session its sound: viewers that join from now on hear it.
+    pub fn attach_audio(&mut self, audio: AudioSource) {
+        self.audio = Some(Arc::new(audio));
+    }
+
+    /// The session's sound, when it has any.
+    pub fn audio(&self) -> Option<&Arc<AudioSource>> {
+        self.audio.as_ref()
     }
 
     /// How many viewers the session has (connecting ones included).
@@ -312,6 +326,7 @@ impl Session {
             clipboard_config: self.config.clipboard,
             codecs: codecs_for_size(&self.codecs, self.pipeline.screen_size()),
             rate: self.rate.clone(),
+            audio: self.audio.as_ref().map(Arc::downgrade),
         };
         let task_id = id.clone();
         let created = tokio::spawn(async move {

@@ -62,6 +62,10 @@ pub enum SessionCommand {
         /// both, to-client, to-server or off.
         #[arg(long)]
         clipboard: Option<String>,
+        /// Sound: out (the desktop's, to viewers), both (and controlling viewers'
+        /// microphones in) or off.
+        #[arg(long)]
+        audio: Option<String>,
         /// Also wait until it runs (or fails).
         #[arg(long)]
         wait: bool,
@@ -241,6 +245,7 @@ pub fn run(args: &ServerArgs, cmd: SessionCommand) -> Result<String, CliError> {
             idle_timeout,
             max_viewers,
             clipboard,
+            audio,
             wait,
         } => {
             let mut body = json!({});
@@ -258,6 +263,7 @@ pub fn run(args: &ServerArgs, cmd: SessionCommand) -> Result<String, CliError> {
             put("idle_timeout_secs", json!(idle_timeout));
             put("max_viewers", json!(max_viewers));
             put("clipboard", json!(clipboard));
+            put("audio", json!(audio));
             let mut s = call(args, "POST", "/api/v1/sessions", Some(body))?;
             if wait {
                 let id = s["id"].as_str().unwrap_or_default().to_owned();

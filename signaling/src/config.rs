@@ -147,6 +147,11 @@ pub struct ServeArgs {
     /// to-server or off.
     #[arg(long, env = "EDGEDESK_CLIPBOARD", default_value = "both", value_parser = parse_clipboard)]
     pub clipboard: String,
+    /// Sound: out (the desktop's sound to viewers), both (and controlling viewers'
+    /// microphones into the session's default source) or off. Each session runs its own
+    /// PulseAudio.
+    #[arg(long, env = "EDGEDESK_AUDIO", default_value = "out", value_parser = parse_audio)]
+    pub audio: String,
     /// Largest clipboard text either way, in bytes (longer texts are dropped whole).
     #[arg(long, env = "EDGEDESK_CLIPBOARD_MAX_BYTES", default_value_t = DEFAULT_MAX_CLIPBOARD_BYTES, value_parser = parse_clipboard_max)]
     pub clipboard_max_bytes: usize,
@@ -393,6 +398,18 @@ fn parse_clipboard(s: &str) -> Result<String, String> {
         Err(format!(
             "clipboard policy must be one of {}, got {s:?}",
             control::CLIPBOARD_POLICIES.join(", ")
+        ))
+    }
+}
+
+/// `--audio`: one of [`control::AUDIO_MODES`].
+fn parse_audio(s: &str) -> Result<String, String> {
+    if control::AUDIO_MODES.contains(&s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "audio must be one of {}, got {s:?}",
+            control::AUDIO_MODES.join(", ")
         ))
     }
 }

@@ -150,6 +150,7 @@ fn session_defaults(args: &ServeArgs) -> Result<SessionSpec> {
         min_bitrate_bps: args.min_bitrate.min(args.bitrate),
         max_bitrate_bps: args.max_bitrate.unwrap_or(args.bitrate).max(args.bitrate),
         public_ip: args.public_ip.map(|ip| ip.to_string()),
+        audio: args.audio.clone(),
     })
 }
 

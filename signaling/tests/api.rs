@@ -43,6 +43,7 @@ fn defaults() -> SessionSpec {
         min_bitrate_bps: 300_000,
         max_bitrate_bps: 8_000_000,
         public_ip: None,
+        audio: "out".into(),
     }
 }
 

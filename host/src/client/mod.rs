@@ -48,6 +48,16 @@ pub struct ReceivedFrame {
     pub bytes: usize,
 }
 
+/// One audio RTP packet as it arrived (Opus, one frame per packet).
+#[derive(Debug, Clone)]
+pub struct ReceivedAudio {
+    pub payload: Bytes,
+    pub rtp_timestamp: u32,
+    pub sequence: u16,
+    pub marker: bool,
+    pub received_at: Instant,
+}
+
 /// Errors of the headless client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -62,7 +72,7 @@ enum Event {
     State(RTCPeerConnectionState),
     Ice(RTCIceConnectionState),
     Gathered,
-    Track(Arc<dyn TrackRemote>),
+    Track(Arc<dyn TrackRemote>, RtpCodecKind),
 }
 
 struct Handler(mpsc::UnboundedSender<Event>);
@@ -81,7 +91,8 @@ impl PeerConnectionEventHandler for Handler {
         let _ = self.0.send(Event::Ice(s));
     }
     async fn on_track(&self, t: Arc<dyn TrackRemote>) {
-        let _ = self.0.send(Event::Track(t));
+        let kind = t.kind().await;
+        let _ = self.0.send(Event::Track(t, kind));
     }
 }
 
@@ -119,6 +130,8 @@ pub struct ClientOptions {
     pub codecs: Vec<Codec>,
     /// STUN/TURN servers to gather server-reflexive and relay candidates from.
     pub ice_servers: Vec<RTCIceServer>,
+    /// Offer to receive sound (Opus), as the browser does.
+    pub audio: bool,
 }
 
 impl Default for ClientOptions {
@@ -127,6 +140,7 @@ impl Default for ClientOptions {
             playout_delay: true,
             codecs: vec![Codec::H264],
             ice_servers: Vec::new(),
+            audio: false,
         }
     }
 }
@@ -136,6 +150,7 @@ pub struct ViewerClient {
     pc: Arc<dyn PeerConnection>,
     events: mpsc::UnboundedReceiver<Event>,
     frames: Option<mpsc::Receiver<ReceivedFrame>>,
+    audio: Option<mpsc::Receiver<ReceivedAudio>>,
     counters: Arc<std::sync::Mutex<ClientCounters>>,
     pub input: Arc<dyn DataChannel>,
     state: RTCPeerConnectionState,
@@ -189,6 +204,15 @@ impl ViewerClient {
                 RtpCodecKind::Video,
             )?;
         }
+        if options.audio {
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: crate::viewer::codecs::opus_codec(),
+                    payload_type: crate::viewer::codecs::OPUS_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Audio,
+            )?;
+        }
         if options.playout_delay {
             media.register_header_extension(
                 RTCRtpHeaderExtensionCapability {
@@ -228,6 +252,17 @@ impl ViewerClient {
             }),
         )
         .await?;
+        if options.audio {
+            pc.add_transceiver_from_kind(
+                RtpCodecKind::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    streams: vec![],
+                    send_encodings: vec![],
+                }),
+            )
+            .await?;
+        }
         let input = pc.create_data_channel("input", None).await?;
         let offer = pc.create_offer(None).await?;
         pc.set_local_description(offer).await?;
@@ -247,6 +282,7 @@ impl ViewerClient {
                 pc,
                 events,
                 frames: None,
+                audio: None,
                 counters: Arc::default(),
                 input,
                 state: RTCPeerConnectionState::New,
@@ -297,7 +333,12 @@ impl ViewerClient {
             }
             Event::Ice(s) => self.progress.ice_state(s),
             Event::Gathered => {}
-            Event::Track(track) => {
+            Event::Track(track, RtpCodecKind::Audio) => {
+                let (tx, rx) = mpsc::channel(256);
+                self.audio = Some(rx);
+                tokio::spawn(receive_audio(track, tx));
+            }
+            Event::Track(track, _) => {
                 self.progress.track();
                 let (tx, rx) = mpsc::channel(64);
                 self.frames = Some(rx);
@@ -334,8 +375,52 @@ impl ViewerClient {
         }
     }
 
+    /// The next audio packet, or `None` after `timeout` or when the connection ends. Video
+    /// frames that arrive meanwhile are dropped (a caller reads one or the other).
+    pub async fn next_audio(&mut self, timeout: Duration) -> Option<ReceivedAudio> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(rx) = self.audio.as_mut() {
+                tokio::select! {
+                    a = rx.recv() => return a,
+                    ev = self.events.recv() => match ev { Some(ev) => self.handle(ev), None => return None },
+                    _ = tokio::time::sleep_until(deadline) => return None,
+                }
+            } else {
+                match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                    Ok(Some(ev)) => self.handle(ev),
+                    _ => return None,
+                }
+            }
+            // Keep the video queue from filling while only audio is read.
+            if let Some(f) = self.frames.as_mut() {
+                while f.try_recv().is_ok() {}
+            }
+        }
+    }
+
     pub async fn close(&self) {
         let _ = self.pc.close().await;
+    }
+}
+
+async fn receive_audio(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<ReceivedAudio>) {
+    loop {
+        match track.poll().await {
+            None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => break,
+            Some(TrackRemoteEvent::OnRtpPacket(pkt)) => {
+                let a = ReceivedAudio {
+                    payload: pkt.payload,
+                    rtp_timestamp: pkt.header.timestamp,
+                    sequence: pkt.header.sequence_number,
+                    marker: pkt.header.marker,
+                    received_at: Instant::now(),
+                };
+                // A reader that is not reading audio: drop, never block the track.
+                let _ = tx.try_send(a);
+            }
+            Some(_) => {}
+        }
     }
 }
 

@@ -25,6 +25,7 @@ use rtc::shared::marshal::Marshal;
 
 pub mod av1;
 pub mod h26x;
+pub mod opus;
 pub mod payload;
 pub mod vp8;
 pub mod vp9;

@@ -221,6 +221,43 @@ pub fn choose(sdp: &str, preference: &[Codec]) -> Result<Choice, NoCommonCodec> 
     })
 }
 
+/// The payload type offered for Opus when the host registers it (an offer's own is used).
+pub const OPUS_PAYLOAD_TYPE: u8 = 111;
+
+/// Opus as the host sends it: 48 kHz stereo, in-band FEC, 10 ms frames allowed (RFC 7587).
+pub fn opus_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: "audio/opus".to_owned(),
+        clock_rate: 48_000,
+        channels: 2,
+        sdp_fmtp_line: "minptime=10;useinbandfec=1;stereo=1;sprop-stereo=1".to_owned(),
+        rtcp_feedback: vec![],
+    }
+}
+
+/// Whether the offer has an audio section (not rejected) that takes Opus at 48 kHz.
+pub fn offers_opus(sdp: &str) -> bool {
+    let mut in_audio = false;
+    for line in sdp.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut words = m.split_whitespace();
+            in_audio = words.next() == Some("audio") && words.next() != Some("0");
+            continue;
+        }
+        if in_audio {
+            if let Some((_, enc)) = line
+                .strip_prefix("a=rtpmap:")
+                .and_then(|r| r.split_once(' '))
+            {
+                if enc.to_ascii_lowercase().starts_with("opus/48000") {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +323,17 @@ mod tests {
             .unwrap_err()
             .offered
             .is_empty());
+    }
+
+    #[test]
+    fn opus_is_found_only_in_a_live_audio_section() {
+        let with = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert!(offers_opus(with));
+        assert!(!offers_opus(&with.replace("m=audio 9", "m=audio 0")));
+        assert!(!offers_opus(&with.replace("opus/48000/2", "PCMU/8000")));
+        // Opus named under video does not count.
+        assert!(!offers_opus(
+            "m=video 9 RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"
+        ));
     }
 }

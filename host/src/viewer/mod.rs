@@ -41,6 +41,7 @@ pub mod udpmux;
 use input_channel::{input_channel, InputContext};
 use quality::LinkQuality;
 
+use crate::audio::AudioSource;
 use crate::clipboard::{Clipboard, ClipboardConfig};
 use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::Pipeline;
@@ -220,6 +221,8 @@ pub struct SessionLinks {
     pub codecs: Vec<Codec>,
     /// The session's rate controller, when congestion control is on.
     pub rate: Option<Arc<std::sync::Mutex<crate::ratecontrol::RateController>>>,
+    /// The session's sound, when it has any (`--audio out|both`).
+    pub audio: Option<Weak<AudioSource>>,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
@@ -254,6 +257,15 @@ struct TaskParts {
     early: Vec<PeerEvent>,
     links: SessionLinks,
     estimate: Option<Arc<congestion::Estimate>>,
+    audio: Option<AudioParts>,
+}
+
+/// The viewer's audio track, when the offer takes Opus and the session has sound.
+struct AudioParts {
+    track: Arc<TrackLocalStaticRTP>,
+    ssrc: u32,
+    payload_type: u8,
+    source: Weak<AudioSource>,
 }
 
 /// How long a new viewer may take to connect before it is dropped (an abandoned offer).
@@ -433,6 +445,7 @@ impl Viewer {
             links.codecs.clone()
         };
         let choice = codecs::choose(&offer_sdp, &preference).map_err(ViewerError::NoCommonCodec)?;
+        let takes_opus = codecs::offers_opus(&offer_sdp);
         let offer = RTCSessionDescription::offer(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
 
@@ -478,6 +491,22 @@ impl Viewer {
             RtpCodecKind::Video,
             None,
         )?;
+        // Sound: only when the session has it and the offer takes Opus (otherwise the answer
+        // rejects the audio section).
+        let audio_source = links
+            .audio
+            .as_ref()
+            .filter(|w| w.strong_count() > 0 && takes_opus)
+            .cloned();
+        if audio_source.is_some() {
+            media.register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: codecs::opus_codec(),
+                    payload_type: codecs::OPUS_PAYLOAD_TYPE,
+                },
+                RtpCodecKind::Audio,
+            )?;
+        }
         let quality = Arc::new(LinkQuality::default());
         // NACK (answered from a short history, see NACK_HISTORY) and PLI offered for video.
         for parameter in ["", "pli"] {
@@ -589,8 +618,30 @@ impl Viewer {
                 ..Default::default()
             }],
         )));
+        let audio_track = audio_source.as_ref().map(|_| {
+            let ssrc: u32 = rand::random();
+            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+                "edgedesk".to_owned(),
+                "sound".to_owned(),
+                "sound".to_owned(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: codecs::opus_codec(),
+                    ..Default::default()
+                }],
+            )));
+            (track, ssrc)
+        });
         let result = async {
             let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
+            let audio_sender = match &audio_track {
+                Some((t, _)) => Some(pc.add_track(t.clone() as Arc<dyn TrackLocal>).await?),
+                None => None,
+            };
             pc.set_remote_description(offer)
                 .await
                 .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
@@ -621,10 +672,26 @@ impl Viewer {
                 .playout_delay
                 .and_then(|delay| negotiated(PLAYOUT_DELAY_URI).map(|id| (id, delay)));
             let abs_capture_time = negotiated(ABS_CAPTURE_TIME_URI);
-            Ok::<_, ViewerError>((payload_type, playout_delay, abs_capture_time))
+            // The audio payload type; none: the offer's Opus could not be matched, no sound.
+            let audio_payload_type = match audio_sender {
+                Some(s) => s
+                    .get_parameters()
+                    .await?
+                    .rtp_parameters
+                    .codecs
+                    .first()
+                    .map(|c| c.payload_type),
+                None => None,
+            };
+            Ok::<_, ViewerError>((
+                payload_type,
+                playout_delay,
+                abs_capture_time,
+                audio_payload_type,
+            ))
         }
         .await;
-        let (payload_type, playout_delay, abs_capture_time) = match result {
+        let (payload_type, playout_delay, abs_capture_time, audio_payload_type) = match result {
             Ok(s) => s,
             Err(e) => {
                 let _ = pc.close().await;
@@ -673,6 +740,15 @@ impl Viewer {
                 early,
                 links,
                 estimate,
+                audio: match (audio_track, audio_payload_type, audio_source) {
+                    (Some((track, ssrc)), Some(payload_type), Some(source)) => Some(AudioParts {
+                        track,
+                        ssrc,
+                        payload_type,
+                        source,
+                    }),
+                    _ => None,
+                },
             })),
         };
         Ok((viewer, answer))
@@ -742,6 +818,7 @@ async fn run_viewer(
         early,
         links,
         estimate,
+        audio,
     } = parts;
     let pipeline = links.pipeline.clone();
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
@@ -754,8 +831,9 @@ async fn run_viewer(
         RtpPacketizer::new(codec, ssrc, payload_type, rand::random(), rand::random());
     // RTP timestamps count from now; the input channel tells the client what that is in Unix
     // time, so the page can show glass-to-glass (`clock`).
+    let epoch = Instant::now();
     let rtp_clock = {
-        let now = Instant::now();
+        let now = epoch;
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3);
@@ -789,6 +867,9 @@ async fn run_viewer(
     let mut backlog = SendBacklog::default();
     let mut backlog_keyframe_asked: Option<Instant> = None;
     let mut joined = false;
+    let mut audio = audio;
+    // Dropped when this task ends: the audio task sees it and ends too.
+    let (audio_alive, audio_stop) = tokio::sync::watch::channel(());
     let mut input_started = false;
     let started = Instant::now();
     let connect_deadline = tokio::time::Instant::now() + CONNECT_DEADLINE;
@@ -814,6 +895,9 @@ async fn run_viewer(
                                 frames = Some(p.subscribe());
                                 p.viewer_joined(codec);
                                 joined = true;
+                                if let Some(a) = audio.take() {
+                                    tokio::spawn(send_audio(Arc::from(id), a, epoch, audio_stop.clone()));
+                                }
                                 tracing::info!(viewer = control::log_tag(id), after_ms = started.elapsed().as_millis() as u64, "viewer connected");
                             }
                             RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => break,
@@ -957,6 +1041,59 @@ async fn run_viewer(
     if let Some(rc) = &links.rate {
         rc.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
     }
+    drop(audio_alive);
     let _ = pc.close().await;
     tracing::info!(viewer = control::log_tag(id), "viewer gone");
+}
+
+/// Sends the session's sound to one viewer until the viewer's task ends: on its own task,
+/// so audio never waits behind a video frame.
+async fn send_audio(
+    id: Arc<str>,
+    parts: AudioParts,
+    epoch: Instant,
+    mut alive: tokio::sync::watch::Receiver<()>,
+) {
+    let AudioParts {
+        track,
+        ssrc,
+        payload_type,
+        source,
+    } = parts;
+    let Some((mut packets, start)) = source.upgrade().map(|s| (s.subscribe(), s.start_instant()))
+    else {
+        return;
+    };
+    drop(source);
+    let mut rtp = crate::rtp::opus::OpusPacketizer::new(
+        ssrc,
+        payload_type,
+        rand::random(),
+        rand::random(),
+        epoch,
+        start,
+    );
+    tracing::debug!(
+        viewer = control::log_tag(&id),
+        payload_type,
+        "sending audio"
+    );
+    loop {
+        tokio::select! {
+            _ = alive.changed() => break,
+            p = packets.recv() => match p {
+                Ok(p) => {
+                    if let Some(packet) = rtp.packetize(&p.data, p.sample) {
+                        if let Err(e) = track.write_rtp(packet).await {
+                            tracing::debug!(viewer = control::log_tag(&id), error = %e, "audio write failed");
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(viewer = control::log_tag(&id), n, "audio packets dropped (viewer lagging)");
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
 }

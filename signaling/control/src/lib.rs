@@ -102,7 +102,7 @@ pub enum HostMessage {
 pub enum ControlMessage {
     /// Start the session (the answer to `Hello`).
     Start {
-        spec: SessionSpec,
+        spec: Box<SessionSpec>,
     },
     Request {
         id: u64,
@@ -223,6 +223,10 @@ pub fn parse_codecs(text: &str) -> Result<Vec<String>, String> {
 /// The `clipboard` policies a [`SessionSpec`] may carry.
 pub const CLIPBOARD_POLICIES: [&str; 4] = ["both", "to-client", "to-server", "off"];
 
+/// The `audio` policies a [`SessionSpec`] may carry: the desktop's sound to viewers (`out`),
+/// and controlling viewers' microphones into the session (`both`), or no sound (`off`).
+pub const AUDIO_MODES: [&str; 3] = ["out", "both", "off"];
+
 /// Everything a host needs to run one session (validated by the control plane; the host
 /// refuses what it cannot do with [`HostMessage::Failed`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -265,6 +269,9 @@ pub struct SessionSpec {
     /// `None`: the local addresses.
     #[serde(default)]
     pub public_ip: Option<String>,
+    /// One of [`AUDIO_MODES`]; empty: `out`.
+    #[serde(default)]
+    pub audio: String,
 }
 
 /// What the control plane asks of a host.

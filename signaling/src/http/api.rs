@@ -178,6 +178,9 @@ pub(super) struct CreateSession {
     max_viewers: Option<usize>,
     /// `both`, `to-client`, `to-server`, `off`.
     clipboard: Option<String>,
+    /// Sound: `out` (the desktop's, to viewers), `both` (and controlling viewers'
+    /// microphones in) or `off`.
+    audio: Option<String>,
     /// `IP:PORT` for this session's WebRTC: a port other than 0 is one UDP port shared by
     /// every viewer of the session; port 0 gives each viewer its own. Default: the node's.
     #[schema(example = "0.0.0.0:3478")]
@@ -295,6 +298,12 @@ impl CreateSession {
                 ));
             }
             spec.clipboard = c;
+        }
+        if let Some(a) = self.audio {
+            if !control::AUDIO_MODES.contains(&a.as_str()) {
+                return Err(bad("audio", format!("{a:?} is not out, both or off")));
+            }
+            spec.audio = a;
         }
         if let Some(u) = self.udp {
             let addr: std::net::SocketAddr = u

@@ -222,6 +222,8 @@ pub struct SessionSpecSchema {
     pub max_bitrate_bps: u64,
     /// The address viewers are told to reach the host at (null: the local addresses).
     pub public_ip: Option<String>,
+    /// Sound: `out`, `both` (microphones in too) or `off`.
+    pub audio: String,
 }
 
 /// `control::IceServer`: a STUN/TURN server for the viewers' ICE.
@@ -312,6 +314,7 @@ mod tests {
             min_bitrate_bps: 300_000,
             max_bitrate_bps: 8_000_000,
             public_ip: Some("203.0.113.9".into()),
+            audio: "both".into(),
         };
         assert_eq!(
             properties(&doc, "SessionSpec"),

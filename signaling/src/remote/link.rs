@@ -92,9 +92,11 @@ pub(super) async fn exited(mut w: tokio::sync::watch::Receiver<Option<String>>) 
 }
 
 /// Removes the private directories a host process left (it removes them itself unless it was
-/// killed): `edgedesk-host-PID-*` in the temporary directory.
+/// killed): `edgedesk-host-PID-*` and its sound server's `edgedesk-audio-PID-*` in the
+/// temporary directory.
 pub(super) fn remove_host_dirs(pid: u32) {
     let prefix = format!("edgedesk-host-{pid}-");
+    let audio = format!("edgedesk-audio-{pid}-");
     // Its display's: edgedesk-display-NUMBER-PID-RANDOM.
     let display_part = format!("-{pid}-");
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
@@ -106,7 +108,7 @@ pub(super) fn remove_host_dirs(pid: u32) {
             rest.split_once('-')
                 .is_some_and(|(_, after)| format!("-{after}").starts_with(&display_part))
         });
-        if name.starts_with(&prefix) || display {
+        if name.starts_with(&prefix) || name.starts_with(&audio) || display {
             if let Err(err) = std::fs::remove_dir_all(e.path()) {
                 tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a host's directory");
             }
@@ -139,7 +141,13 @@ pub(super) async fn handshake(
             "a new host for {name:?} claims to resume it"
         )));
     }
-    write_message(&mut write, &ControlMessage::Start { spec }).await?;
+    write_message(
+        &mut write,
+        &ControlMessage::Start {
+            spec: Box::new(spec),
+        },
+    )
+    .await?;
     let (display, xauthority) = match read_message::<HostMessage, _>(&mut read).await? {
         Some(HostMessage::Ready {
             display,
