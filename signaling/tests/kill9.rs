@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{host_child, on_display, Killed};
+use common::{audio_dirs, children_named, host_child, on_display, running, Killed};
 
 /// Starts `edgedesk up` with a `kind` desktop; returns it, its display and its HTTP base URL.
 fn up(kind: &str) -> (Killed, String, String) {
@@ -79,12 +79,18 @@ fn kill9_leaves_nothing(kind: &str) {
         before.len() >= 3,
         "the desktop did not come up: {before:#?}"
     );
+    // The session's sound server.
+    let host = host_child(child.0.id()).expect("the session's host process");
+    let sound = children_named(host, "pulseaudio");
+    assert_eq!(sound.len(), 1, "one sound server per session");
+    assert_eq!(audio_dirs(host).len(), 1);
 
     child.0.kill().unwrap(); // SIGKILL: no cleanup code of edgedesk runs
     child.0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut left = on_display(&display);
-    while !left.is_empty() && Instant::now() < deadline {
+    let sound_left = || sound.iter().any(|&p| running(p)) || !audio_dirs(host).is_empty();
+    while (!left.is_empty() || sound_left()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
         left = on_display(&display);
     }
@@ -92,6 +98,11 @@ fn kill9_leaves_nothing(kind: &str) {
         left.is_empty(),
         "left behind after kill -9: {left:#?} (was {before:#?})"
     );
+    assert!(
+        !sound.iter().any(|&p| running(p)),
+        "the session's pulseaudio survived kill -9"
+    );
+    assert_eq!(audio_dirs(host), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -110,6 +121,8 @@ fn kill_9_of_the_host_ends_only_its_session() {
     }
     let host =
         host_child(child.0.id()).expect("edgedesk up runs its session in an edgedesk-host child");
+    let sound = children_named(host, "pulseaudio");
+    assert_eq!(sound.len(), 1, "the session has its sound server");
     // SAFETY: kill(2) has no memory-safety preconditions.
     assert_eq!(unsafe { libc_kill(host as i32, 9) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -122,6 +135,17 @@ fn kill_9_of_the_host_ends_only_its_session() {
         left.is_empty(),
         "the killed host's desktop is left: {left:#?}"
     );
+    // Its sound server dies with it; the control plane sweeps the directory it left.
+    while (sound.iter().any(|&p| running(p)) || !audio_dirs(host).is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !sound.iter().any(|&p| running(p)),
+        "pulseaudio outlived its host"
+    );
+    assert_eq!(audio_dirs(host), Vec::<std::path::PathBuf>::new());
     // The control plane keeps serving; the session is gone (no session in /stats, not a hang).
     assert!(
         child.0.try_wait().unwrap().is_none(),

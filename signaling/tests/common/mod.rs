@@ -43,14 +43,45 @@ impl Drop for Killed {
 
 /// The pid of the `edgedesk-host` child of `parent`.
 pub fn host_child(parent: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        // pid (comm) state ppid …
-        let after = stat.rsplit_once(')')?.1;
-        let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
-        (ppid == parent && stat.contains("(edgedesk-host)")).then_some(pid)
+    children_named(parent, "edgedesk-host").first().copied()
+}
+
+/// The children of `parent` whose command name is `comm`.
+pub fn children_named(parent: u32, comm: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // pid (comm) state ppid …
+            let after = stat.rsplit_once(')')?.1;
+            let ppid: u32 = after.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && stat.contains(&format!("({comm})"))).then_some(pid)
+        })
+        .collect()
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, a)| !a.trim_start().starts_with('Z'))
     })
+}
+
+/// The session sound server directories of host `pid` (`edgedesk-audio-PID-*`).
+pub fn audio_dirs(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("edgedesk-audio-{pid}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// One HTTP/1.0 request; (status, body).
