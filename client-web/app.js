@@ -50,6 +50,7 @@ const ui = {
   btnSound: $('btn-sound'),
   volume: $('volume'),
   soundHint: $('sound-hint'),
+  btnMic: $('btn-mic'),
   btnCursor: $('btn-cursor'),
   btnFullscreen: $('btn-fullscreen'),
 };
@@ -68,13 +69,14 @@ conn.addEventListener('stream', (ev) => {
   video.srcObject = ev.detail;
   video.play().catch(() => {}); // muted autoplay is allowed; a rejection here is harmless
   sound.attach(ev.detail);
+  renderMic();
   render();
 });
 video.addEventListener('loadeddata', () => {
   hasPicture = true;
   render();
 });
-conn.addEventListener('state', render);
+conn.addEventListener('state', () => { render(); renderMic(); });
 
 // ---- input: keyboard, mouse, wheel, touch → the "input" channel (input.js) ------------------
 
@@ -211,6 +213,33 @@ sound.addEventListener('unblocked', () => { ui.soundHint.hidden = true; });
 ui.soundHint.addEventListener('click', () => { ui.soundHint.hidden = true; });
 ui.volume.addEventListener('input', () => sound.setVolume(Number(ui.volume.value)));
 renderSound();
+
+// The microphone: asked for (getUserMedia) only when the button is pressed, and offered only
+// where the host takes it (a controlling viewer of a session with --audio both).
+function renderMic() {
+  ui.btnMic.hidden = !conn.microphoneAccepted;
+  const on = !!conn.microphone;
+  ui.btnMic.setAttribute('aria-pressed', String(on));
+  ui.btnMic.textContent = on ? 'Mic on' : 'Mic';
+}
+async function toggleMic() {
+  if (conn.microphone) {
+    const track = conn.microphone;
+    await conn.setMicrophone(null);
+    track.stop();
+  } else {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+      });
+      await conn.setMicrophone(stream.getAudioTracks()[0]);
+    } catch (err) {
+      ui.btnMic.title = `Microphone unavailable: ${err.message}`;
+    }
+  }
+  renderMic();
+}
+ui.btnMic.addEventListener('click', () => toggleMic());
 
 function toggleCursor() {
   const hidden = document.body.classList.toggle('hide-cursor');

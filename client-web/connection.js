@@ -1,6 +1,8 @@
 // connection.js — one viewer connection to an edgedesk session, kept alive across failures.
 //
-// Each attempt builds a fresh RTCPeerConnection (video + audio recvonly, data channel "input" in
+// Each attempt builds a fresh RTCPeerConnection (video recvonly; audio sendrecv, so that the
+// microphone can be added later with replaceTrack and no renegotiation — the host answers
+// sendonly where it takes no microphone; data channel "input" in
 // the first offer, H.264 preferred, zero jitter-buffer target), POSTs the offer over WHEP and
 // applies the answer. When the connection fails, stays "disconnected" for more than 2 s, never
 // comes up, or the input channel closes after having opened, the attempt is torn down (DELETE of
@@ -40,6 +42,8 @@ export class Connection extends EventTarget {
   /** @type {RTCPeerConnection|null} */ pc = null;
   /** @type {RTCDataChannel|null} */ inputChannel = null;
   /** @type {MediaStream|null} */ stream = null;
+  /** @type {RTCRtpTransceiver|null} the audio transceiver (the microphone goes on its sender) */ audio = null;
+  /** @type {MediaStreamTrack|null} the microphone, put on every new connection's audio sender */ microphone = null;
   state = 'idle';
   reason = '';
   detail = '';
@@ -124,7 +128,8 @@ export class Connection extends EventTarget {
     this.stream = new MediaStream();
 
     const video = pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
+    this.audio = pc.addTransceiver('audio', { direction: 'sendrecv' });
+    if (this.microphone) this.audio.sender.replaceTrack(this.microphone).catch(() => {});
     if (this.#codec) offerOnly(video, this.#codec);
     negotiateCaptureTime(video);
     tuneForLowLatency(video.receiver);
@@ -196,6 +201,17 @@ export class Connection extends EventTarget {
     };
     if (pc.iceGatheringState === 'complete') send();
     else pc.addEventListener('icegatheringstatechange', () => pc.iceGatheringState === 'complete' && send());
+  }
+
+  /** Whether the host takes this viewer's microphone (its answer made audio sendrecv). */
+  get microphoneAccepted() {
+    return this.audio?.currentDirection === 'sendrecv';
+  }
+
+  /** Sends `track` (or nothing, for null) as the microphone, now and on every reconnect. */
+  async setMicrophone(track) {
+    this.microphone = track;
+    await this.audio?.sender.replaceTrack(track);
   }
 
   #onConnectionState(gen, pc) {

@@ -7,7 +7,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync, rmSync, chmodSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, readFileSync, rmSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launchChromium, waitForState, startProcess, EDGEDESK_BIN } from './lib.mjs';
@@ -152,4 +152,71 @@ test('--audio off: no sound track, the overlay says so', async (t) => {
   const s = await audioStats(page);
   assert.ok(!s || !s.packetsReceived, `no audio packets (${s?.packetsReceived})`);
   await page.close();
+});
+
+/** The loudest sample (0..32767) of the last `secs` of a mono s16le recording. */
+function peakOfTail(file, secs) {
+  const data = readFileSync(file);
+  const from = Math.max(0, data.length - Math.round(secs * 48000) * 2) & ~1;
+  let peak = 0;
+  for (let i = from; i + 1 < data.length; i += 2) peak = Math.max(peak, Math.abs(data.readInt16LE(i)));
+  return peak;
+}
+
+test('a controlling viewer\'s microphone reaches an app recording in the session; a view-only viewer\'s does not', async (t) => {
+  const rec = path.join(dir, 'rec.raw');
+  const recorder = path.join(dir, 'record.sh');
+  // The app records from the session's default source, as a call or a recorder would.
+  writeFileSync(recorder, `#!/bin/sh\nexec parec --raw --format=s16le --rate=48000 --channels=1 --latency-msec=20 > '${rec}'\n`);
+  chmodSync(recorder, 0o755);
+  const s = startProcess(EDGEDESK_BIN, ['up', '--listen', '127.0.0.1:0', '--display-kind', 'xvfb', '--size', '320x240',
+    '--fps', '15', '--bitrate', '500k', '--wm', '', '--app', recorder, '--audio', 'both']);
+  t.after(s.kill);
+  const url = (await s.waitLine((l) => l.startsWith('Open: '), 30000)).slice(6);
+  const key = (await s.waitLine((l) => l.startsWith('Operator key: '), 30000)).slice('Operator key: '.length).trim();
+  const base = new URL(url).origin;
+  const minted = await fetch(`${base}/api/v1/sessions/default/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ role: 'view', ttl_secs: 600 }),
+  }).then((r) => r.json());
+  // Chromium's fake microphone: a beep, every second or so.
+  const browser = await launchChromium({ args: ['--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required'] });
+  t.after(() => browser.close());
+  const context = await browser.newContext({ permissions: ['microphone'] });
+
+  // View-only: the answer takes no microphone (no Mic button); one forced on anyway is not heard.
+  const viewer = await context.newPage();
+  await viewer.goto(minted.join_url);
+  await waitForState(viewer, 'connected', 15000);
+  assert.equal(await viewer.evaluate(() => window.edgedesk.connection.microphoneAccepted), false);
+  assert.equal(await viewer.evaluate(() => document.getElementById('btn-mic').hidden), true);
+  assert.match(await viewer.evaluate(() => window.edgedesk.pc.remoteDescription.sdp), /m=audio [^\r\n]*\r?\n(?:[^m][^\r\n]*\r?\n)*a=sendonly/);
+  await viewer.evaluate(async () => {
+    const m = await navigator.mediaDevices.getUserMedia({ audio: true });
+    await window.edgedesk.connection.setMicrophone(m.getAudioTracks()[0]);
+  });
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.ok(existsSync(rec), 'the recording app runs');
+  const quiet = peakOfTail(rec, 2);
+  assert.ok(quiet < 300, `the view-only viewer's microphone was heard (peak ${quiet})`);
+
+  // Controlling: Mic asks for the microphone; the app hears the beeps.
+  const page = await context.newPage();
+  await page.goto(url);
+  await waitForState(page, 'connected', 15000);
+  await page.waitForFunction(() => !document.getElementById('btn-mic').hidden, null, { timeout: 5000 });
+  await page.click('#btn-mic', { force: true });
+  await page.waitForFunction(() => document.getElementById('btn-mic').getAttribute('aria-pressed') === 'true', null, { timeout: 5000 });
+  let peak = 0;
+  const end = Date.now() + 10000;
+  while (Date.now() < end && peak < 2000) {
+    await new Promise((r) => setTimeout(r, 500));
+    peak = peakOfTail(rec, 1.5);
+  }
+  assert.ok(peak >= 2000, `the app did not hear the controlling viewer's microphone (peak ${peak})`);
+  // Mic off: silence again.
+  await page.click('#btn-mic', { force: true });
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.ok(peakOfTail(rec, 1.5) < 300, 'the microphone stopped');
 });

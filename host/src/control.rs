@@ -441,7 +441,7 @@ fn start_session(
         match AudioSource::start(server, AudioSettings::default()) {
             Ok(a) => {
                 tracing::info!(mode = %audio_mode, "session sound on");
-                session.attach_audio(a);
+                session.attach_audio(a, audio_mode);
             }
             Err(e) => tracing::warn!(error = %e, "no sound in this session"),
         }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use codec::registry::EncoderRegistry;
 use codec::Codec;
 
-use crate::audio::AudioSource;
+use crate::audio::{AudioMode, AudioSource};
 use crate::clipboard::{Clipboard, ClipboardConfig, ClipboardPolicy};
 use crate::input::dispatch::InputDispatcher;
 use crate::metrics::Metrics;
@@ -90,6 +90,8 @@ pub struct Session {
     rate: Option<Arc<Mutex<RateController>>>,
     /// The session's sound (its server and encoder), when it has any.
     audio: Option<Arc<AudioSource>>,
+    /// Controlling viewers' microphones are played into the session.
+    microphone: bool,
 }
 
 /// `wanted` (or every codec, in the default order, when empty) limited to the codecs an
@@ -207,12 +209,15 @@ impl Session {
             started: std::time::Instant::now(),
             rate,
             audio: None,
+            microphone: false,
         })
     }
 
-    /// Gives the session its sound: viewers that join from now on hear it.
-    pub fn attach_audio(&mut self, audio: AudioSource) {
+    /// Gives the session its sound: viewers that join from now on hear it, and with
+    /// [`AudioMode::Both`] controlling viewers' microphones are played into it.
+    pub fn attach_audio(&mut self, audio: AudioSource, mode: AudioMode) {
         self.audio = Some(Arc::new(audio));
+        self.microphone = mode == AudioMode::Both;
     }
 
     /// The session's sound, when it has any.
@@ -327,6 +332,7 @@ impl Session {
             codecs: codecs_for_size(&self.codecs, self.pipeline.screen_size()),
             rate: self.rate.clone(),
             audio: self.audio.as_ref().map(Arc::downgrade),
+            microphone: self.microphone,
         };
         let task_id = id.clone();
         let created = tokio::spawn(async move {

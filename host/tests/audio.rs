@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgedesk_host as host;
-use host::audio::{AudioSettings, AudioSource, SoundServer};
+use host::audio::{AudioMode, AudioSettings, AudioSource, SoundServer};
 use host::client::{ClientOptions, ViewerClient};
 
 fn pactl(server: &SoundServer, args: &[&str]) -> String {
@@ -89,7 +89,10 @@ async fn a_tone_played_in_the_session_is_heard_by_the_viewer_and_silence_costs_a
     let server = SoundServer::start().expect("pulseaudio");
     let (server_pid, server_dir, pulse) =
         (server.pid(), server.dir().to_owned(), server.pulse_server());
-    session.attach_audio(AudioSource::start(server, AudioSettings::default()).unwrap());
+    session.attach_audio(
+        AudioSource::start(server, AudioSettings::default()).unwrap(),
+        AudioMode::Out,
+    );
     let counters = session.audio().unwrap().counters.clone();
 
     let (mut client, offer) = ViewerClient::with_options(

@@ -14,6 +14,7 @@
 //! It runs only while someone listens: `parec` starts with the first subscriber and stops
 //! with the last (checked every [`IDLE_POLL`]).
 
+pub mod mic;
 pub mod server;
 
 use std::io::Read as _;
@@ -141,6 +142,8 @@ pub struct AudioSource {
     recorder: Arc<Mutex<Option<Child>>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub counters: Arc<AudioCounters>,
+    /// Viewers' microphones played into the session (`--audio both`).
+    pub mic: Arc<mic::MicCounters>,
     pub settings: AudioSettings,
     /// Dropped last: the thread and recorder stop first.
     server: SoundServer,
@@ -179,6 +182,7 @@ impl AudioSource {
             recorder,
             thread: Some(thread),
             counters,
+            mic: Arc::default(),
             settings,
             server,
         })

@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState,
@@ -223,6 +224,8 @@ pub struct SessionLinks {
     pub rate: Option<Arc<std::sync::Mutex<crate::ratecontrol::RateController>>>,
     /// The session's sound, when it has any (`--audio out|both`).
     pub audio: Option<Weak<AudioSource>>,
+    /// Controlling viewers' microphones are played into the session (`--audio both`).
+    pub microphone: bool,
 }
 
 /// A live viewer. Closing it (or the remote going away) ends its task.
@@ -326,6 +329,7 @@ enum PeerEvent {
     State(RTCPeerConnectionState),
     Gathered,
     DataChannel(Arc<dyn DataChannel>),
+    Track(Arc<dyn TrackRemote>, RtpCodecKind),
 }
 
 struct Handler {
@@ -344,6 +348,10 @@ impl PeerConnectionEventHandler for Handler {
     }
     async fn on_data_channel(&self, dc: Arc<dyn DataChannel>) {
         let _ = self.tx.send(PeerEvent::DataChannel(dc));
+    }
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let kind = track.kind().await;
+        let _ = self.tx.send(PeerEvent::Track(track, kind));
     }
 }
 
@@ -645,6 +653,25 @@ impl Viewer {
             pc.set_remote_description(offer)
                 .await
                 .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+            // The viewer's microphone is taken (a=sendrecv) only from a controlling viewer of
+            // a session that wants it; everyone else is answered a=sendonly and sends none.
+            if let Some(s) = &audio_sender {
+                if !(control && links.microphone) {
+                    for t in pc.get_transceivers().await {
+                        if t.sender()
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|x| x.id() == s.id())
+                        {
+                            t.set_direction(
+                                rtc::rtp_transceiver::RTCRtpTransceiverDirection::Sendonly,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+            }
             let answer = pc.create_answer(None).await?;
             pc.set_local_description(answer).await?;
             let params = sender.get_parameters().await?.rtp_parameters;
@@ -922,6 +949,21 @@ async fn run_viewer(
                         tokio::spawn(async move { input_channel(dc, ctx, counters, stop).await });
                     }
                     Some(PeerEvent::Gathered) => {}
+                    Some(PeerEvent::Track(track, kind)) => {
+                        let source = links.audio.as_ref().and_then(Weak::upgrade);
+                        match source {
+                            Some(source) if kind == RtpCodecKind::Audio && control && links.microphone => {
+                                match crate::audio::mic::Microphone::start(&source.server().pulse_server(), source.mic.clone()) {
+                                    Ok(mic) => {
+                                        tracing::info!(viewer = control::log_tag(id), "microphone plays into the session");
+                                        tokio::spawn(receive_microphone(Arc::from(id), track, mic, audio_stop.clone()));
+                                    }
+                                    Err(e) => tracing::warn!(viewer = control::log_tag(id), error = %e, "cannot play the viewer's microphone"),
+                                }
+                            }
+                            _ => tracing::debug!(viewer = control::log_tag(id), ?kind, "ignoring a track from the viewer"),
+                        }
+                    }
                     None => break,
                 }
             }
@@ -1044,6 +1086,28 @@ async fn run_viewer(
     drop(audio_alive);
     let _ = pc.close().await;
     tracing::info!(viewer = control::log_tag(id), "viewer gone");
+}
+
+/// Forwards a viewer's microphone into the session until the track or the viewer ends.
+async fn receive_microphone(
+    id: Arc<str>,
+    track: Arc<dyn TrackRemote>,
+    mic: crate::audio::mic::Microphone,
+    mut alive: tokio::sync::watch::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = alive.changed() => break,
+            ev = track.poll() => match ev {
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => mic.push(p.header.sequence_number, p.payload),
+                None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => break,
+                Some(_) => {}
+            }
+        }
+    }
+    tracing::debug!(viewer = control::log_tag(&id), "microphone ended");
+    // Stopping the player joins its thread.
+    let _ = tokio::task::spawn_blocking(move || drop(mic)).await;
 }
 
 /// Sends the session's sound to one viewer until the viewer's task ends: on its own task,
