@@ -455,6 +455,9 @@ impl Session {
                 rate.lock().unwrap_or_else(|e| e.into_inner()).current() as f64,
             );
         }
+        if let Some(a) = &self.audio {
+            a.metrics(m, &l);
+        }
         for (i, (metric, help, departed)) in self.departed.fields().into_iter().enumerate() {
             let total = departed.load(Ordering::Relaxed)
                 + live

@@ -149,6 +149,15 @@ async fn a_tone_played_in_the_session_is_heard_by_the_viewer_and_silence_costs_a
         "DTX: {packets} packets in 2 s of silence (200 without)"
     );
     assert!(dtx > frames / 2, "{dtx} of {frames} frames DTX");
+    let mut metrics = host::metrics::Metrics::new();
+    session.metrics(&mut metrics);
+    let text = metrics.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("edgedesk_audio_frames_dtx_total{"))
+        .expect("the DTX counter is exported");
+    let exported: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(exported >= dtx, "{line} (counted {dtx})");
 
     // A 1 kHz tone, played by an app into the session's default sink.
     let mut player = Command::new("pacat")

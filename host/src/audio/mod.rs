@@ -202,6 +202,61 @@ impl AudioSource {
     pub fn server(&self) -> &SoundServer {
         &self.server
     }
+
+    /// Adds the session's audio counters to `m` (labelled with `labels`).
+    pub fn metrics(&self, m: &mut crate::metrics::Metrics, labels: &[(&'static str, &str)]) {
+        let c = &self.counters;
+        let mic = &self.mic;
+        for (name, help, v) in [
+            (
+                "edgedesk_audio_frames_encoded_total",
+                "Opus frames encoded from the session's sound.",
+                &c.frames_encoded,
+            ),
+            (
+                "edgedesk_audio_frames_dtx_total",
+                "Opus frames of silence left out (DTX).",
+                &c.frames_dtx,
+            ),
+            (
+                "edgedesk_audio_bytes_encoded_total",
+                "Opus bytes encoded.",
+                &c.bytes_encoded,
+            ),
+            (
+                "edgedesk_audio_recorder_restarts_total",
+                "Restarts of the sound recorder after a failure.",
+                &c.recorder_restarts,
+            ),
+            (
+                "edgedesk_audio_reanchors_total",
+                "Times the audio timeline was re-anchored to the capture clock.",
+                &c.reanchors,
+            ),
+            (
+                "edgedesk_mic_packets_total",
+                "Microphone packets received from controlling viewers.",
+                &mic.packets,
+            ),
+            (
+                "edgedesk_mic_concealed_frames_total",
+                "Lost microphone frames concealed.",
+                &mic.concealed_frames,
+            ),
+            (
+                "edgedesk_mic_dropped_packets_total",
+                "Microphone packets dropped (the player was behind).",
+                &mic.dropped_packets,
+            ),
+            (
+                "edgedesk_mic_undecodable_packets_total",
+                "Microphone packets that were not valid Opus.",
+                &mic.undecodable_packets,
+            ),
+        ] {
+            m.counter(name, help, labels, v.load(Ordering::Relaxed));
+        }
+    }
 }
 
 impl Drop for AudioSource {
