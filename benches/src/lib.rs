@@ -2,6 +2,7 @@
 //! draws frame codes, the frame code itself, the measuring WebRTC client, statistics, and the
 //! report (table, JSON, HTML). The binary (`src/main.rs`) puts them together.
 
+pub mod audio;
 pub mod browser;
 pub mod compare;
 pub mod connect;

@@ -53,6 +53,9 @@ enum Cmd {
     /// What sessions cost a node: start time (POST → first decoded picture), memory and CPU
     /// of an idle session, and how many idle sessions keep click-to-photon under a limit.
     Sessions(SessionsArgs),
+    /// The session's sound: latency from an app playing to the viewer decoding it, bitrate of
+    /// silence and of speech-like sound, and its CPU (all in this process, over loopback).
+    Audio(AudioArgs),
     /// Show the stimulus on a display until interrupted.
     Stimulus {
         /// The X display, e.g. :0.
@@ -238,6 +241,25 @@ struct CompareArgs {
 }
 
 #[derive(Args)]
+struct AudioArgs {
+    /// Tone bursts played for the latency.
+    #[arg(long, default_value_t = 20)]
+    bursts: usize,
+    /// Seconds of silence, and of speech-like sound, for bitrate and CPU.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Opus frame length, ms (10 or 20).
+    #[arg(long, default_value_t = 10)]
+    frame_ms: u32,
+    /// Opus target bitrate, bit/s.
+    #[arg(long, default_value_t = 96_000)]
+    bitrate: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct SessionsArgs {
     /// Session size, WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
@@ -335,6 +357,7 @@ fn run_command(cli: Cli) -> Result<()> {
         Cmd::Browser(args) => rt.block_on(browser(args)),
         Cmd::Compare(args) => rt.block_on(compare(args)),
         Cmd::Sessions(args) => rt.block_on(sessions(args)),
+        Cmd::Audio(args) => rt.block_on(audio(args)),
         Cmd::Stimulus {
             display,
             fps,
@@ -588,6 +611,42 @@ async fn sessions(args: SessionsArgs) -> Result<()> {
     println!(
         "  holds {} idle sessions with click-to-photon p50 under {} ms",
         r.sessions_under_limit, r.limit_ms
+    );
+    Ok(())
+}
+
+async fn audio(args: AudioArgs) -> Result<()> {
+    let settings = host::audio::AudioSettings {
+        frame_ms: args.frame_ms,
+        bitrate_bps: args.bitrate,
+    };
+    let r = edgedesk_bench::audio::measure(args.bursts, args.seconds, settings).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "audio: Opus {} ms frames, {} kbit/s target",
+        r.frame_ms,
+        r.bitrate_bps / 1000
+    );
+    println!(
+        "  latency app → decoded   p50 {:.1} ms   p99 {:.1} ms   ({} bursts)",
+        r.latency_p50_ms,
+        r.latency_p99_ms,
+        r.latencies_ms.len()
+    );
+    println!(
+        "  silence                 {:.2} kbit/s, {:.1} packets/s",
+        r.silence_kbps, r.silence_packets_per_s
+    );
+    println!(
+        "  speech-like             {:.1} kbit/s, {:.1} packets/s",
+        r.speech_kbps, r.speech_packets_per_s
+    );
+    println!(
+        "  CPU (encoder thread + parec + pulseaudio)  {:.1} % of a core",
+        r.cpu_percent
     );
     Ok(())
 }
