@@ -12,6 +12,10 @@
 //!   half of the time silent), Opus payload only.
 //! * **CPU** of the session's sound while speech-like sound plays: the encoding thread, the
 //!   recorder (`parec`) and the session's PulseAudio, in percent of one core.
+//! * **A/V offset**: the screen flashes white (drawn by this program) as a beep is played;
+//!   the client finds the first white frame and the first loud audio frame and places both on
+//!   the sender's wall clock with the streams' RTCP sender reports, as a browser does to
+//!   lip-sync. Positive: the sound is stamped later than the picture.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -42,10 +46,18 @@ pub struct AudioReport {
     pub speech_packets_per_s: f64,
     /// Encoding thread + recorder + sound server, % of one core, while speech plays.
     pub cpu_percent: f64,
+    /// Sound minus picture of each flash-and-beep, on the sender's clock, ms.
+    pub av_offsets_ms: Vec<f64>,
+    pub av_offset_p50_ms: Option<f64>,
 }
 
 /// Runs the measurement: `bursts` latency probes, and `seconds` each of silence and speech.
-pub async fn measure(bursts: usize, seconds: f64, settings: AudioSettings) -> Result<AudioReport> {
+pub async fn measure(
+    bursts: usize,
+    flashes: usize,
+    seconds: f64,
+    settings: AudioSettings,
+) -> Result<AudioReport> {
     let display = VirtualDisplay::start(DisplayOptions {
         width: 320,
         height: 240,
@@ -59,8 +71,8 @@ pub async fn measure(bursts: usize, seconds: f64, settings: AudioSettings) -> Re
             pipeline: PipelineConfig {
                 display: display.name(),
                 encoder: EncoderSettings {
-                    fps: 15,
-                    bitrate_bps: 500_000,
+                    fps: 60,
+                    bitrate_bps: 1_000_000,
                     ..EncoderSettings::default()
                 },
                 preference: EncoderPreference::Software,
@@ -86,12 +98,29 @@ pub async fn measure(bursts: usize, seconds: f64, settings: AudioSettings) -> Re
     .await?;
     let (_id, answer) = session.add_viewer(offer, false).await?;
     client.accept_answer(answer).await?;
-    if client.next_audio(Duration::from_secs(10)).await.is_none() {
-        bail!("no audio arrived: {}", client.why_no_video());
+    // The first picture (a keyframe: the video decoder starts there) and sound.
+    let mut video = codec::decoder::Decoder::new(codec::Codec::H264)?;
+    let (mut pictures, mut sounds) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (pictures == 0 || sounds == 0) && Instant::now() < deadline {
+        match client.next_media(Duration::from_secs(1)).await {
+            Some(host::client::Media::Frame(f)) => {
+                pictures += video.decode(&f.data).map_or(0, |p| p.len())
+            }
+            Some(host::client::Media::Audio(_)) => sounds += 1,
+            None => {}
+        }
+    }
+    if pictures == 0 || sounds == 0 {
+        bail!("no picture or no sound arrived: {}", client.why_no_video());
     }
     let mut player = Player::start(&pulse)?;
     let mut decoder = opus::Decoder::new(48_000, opus::Channels::Stereo)?;
     let mut pcm = vec![0i16; 5760 * 2];
+
+    // A/V first, while the video decoder follows the stream: a flash and a beep together.
+    let flasher = Flasher::new(&display.name())?;
+    let av_offsets = av_offsets(&mut client, &mut video, &flasher, &mut player, flashes).await?;
 
     // Silence: DTX.
     drain(&mut client, Duration::from_millis(800)).await;
@@ -149,6 +178,8 @@ pub async fn measure(bursts: usize, seconds: f64, settings: AudioSettings) -> Re
     drop(display);
     let mut sorted = latencies.clone();
     sorted.sort_by(f64::total_cmp);
+    let mut av_sorted = av_offsets.clone();
+    av_sorted.sort_by(f64::total_cmp);
     Ok(AudioReport {
         frame_ms: settings.frame_ms,
         bitrate_bps: settings.bitrate_bps,
@@ -160,7 +191,155 @@ pub async fn measure(bursts: usize, seconds: f64, settings: AudioSettings) -> Re
         speech_kbps: speech_bytes as f64 * 8.0 / seconds / 1000.0,
         speech_packets_per_s: speech_packets as f64 / seconds,
         cpu_percent: cpu,
+        av_offset_p50_ms: (!av_sorted.is_empty()).then(|| percentile(&av_sorted, 0.5)),
+        av_offsets_ms: av_offsets,
     })
+}
+
+/// Fills the screen white or black: a window over all of it, as an app would draw.
+struct Flasher {
+    conn: x11rb::rust_connection::RustConnection,
+    window: u32,
+    gc: u32,
+    size: (u16, u16),
+    colours: (u32, u32),
+}
+
+impl Flasher {
+    fn new(display: &str) -> Result<Flasher> {
+        use x11rb::connection::Connection as _;
+        use x11rb::protocol::xproto::{
+            ConnectionExt as _, CreateGCAux, CreateWindowAux, WindowClass,
+        };
+        let (conn, screen) = x11rb::rust_connection::RustConnection::connect(Some(display))
+            .with_context(|| format!("cannot open X display {display}"))?;
+        let s = &conn.setup().roots[screen];
+        let (root, size, colours) = (
+            s.root,
+            (s.width_in_pixels, s.height_in_pixels),
+            (s.white_pixel, s.black_pixel),
+        );
+        let window = conn.generate_id()?;
+        conn.create_window(
+            x11rb::COPY_DEPTH_FROM_PARENT,
+            window,
+            root,
+            0,
+            0,
+            size.0,
+            size.1,
+            0,
+            WindowClass::INPUT_OUTPUT,
+            x11rb::COPY_FROM_PARENT,
+            &CreateWindowAux::new()
+                .override_redirect(1)
+                .background_pixel(colours.1),
+        )?
+        .check()?;
+        conn.map_window(window)?.check()?;
+        let gc = conn.generate_id()?;
+        conn.create_gc(gc, window, &CreateGCAux::new())?.check()?;
+        let f = Flasher {
+            conn,
+            window,
+            gc,
+            size,
+            colours,
+        };
+        f.fill(false)?;
+        Ok(f)
+    }
+
+    /// Fills the screen and waits until the X server has done it.
+    fn fill(&self, white: bool) -> Result<()> {
+        use x11rb::protocol::xproto::{ChangeGCAux, ConnectionExt as _, Rectangle};
+        let colour = if white {
+            self.colours.0
+        } else {
+            self.colours.1
+        };
+        self.conn
+            .change_gc(self.gc, &ChangeGCAux::new().foreground(colour))?;
+        self.conn.poly_fill_rectangle(
+            self.window,
+            self.gc,
+            &[Rectangle {
+                x: 0,
+                y: 0,
+                width: self.size.0,
+                height: self.size.1,
+            }],
+        )?;
+        self.conn.get_input_focus()?.reply()?;
+        Ok(())
+    }
+}
+
+/// Flashes the screen white while a beep plays, `n` times; the sound-minus-picture offsets on
+/// the sender's clock (ms).
+async fn av_offsets(
+    client: &mut ViewerClient,
+    decoder: &mut codec::decoder::Decoder,
+    flasher: &Flasher,
+    player: &mut Player,
+    n: usize,
+) -> Result<Vec<f64>> {
+    use host::client::Media;
+    let mut opus = opus::Decoder::new(48_000, opus::Channels::Stereo)?;
+    let mut pcm = vec![0i16; 5760 * 2];
+    let beep = tone(1000.0, 0.1);
+    let mut out = Vec::new();
+    for _ in 0..n {
+        // Black and quiet for a while, everything of it read.
+        flasher.fill(false)?;
+        let end = Instant::now() + Duration::from_millis(500);
+        while let Some(m) = client
+            .next_media(end.saturating_duration_since(Instant::now()))
+            .await
+        {
+            if let Media::Frame(f) = m {
+                let _ = decoder.decode(&f.data);
+            }
+        }
+        flasher.fill(true)?;
+        player.write(&beep)?;
+        let (mut picture, mut sound) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while (picture.is_none() || sound.is_none()) && Instant::now() < deadline {
+            let Some(m) = client.next_media(Duration::from_millis(500)).await else {
+                continue;
+            };
+            match m {
+                Media::Frame(f) => {
+                    let white = decoder.decode(&f.data).unwrap_or_default().iter().any(|p| {
+                        // A quarter in from the corner: the pointer sits at the centre.
+                        let (x, y) = (p.width as usize / 4, p.height as usize / 4);
+                        p.planes
+                            .first()
+                            .and_then(|l| l.get(y * p.strides[0] + x))
+                            .is_some_and(|&luma| luma > 128)
+                    });
+                    if white && picture.is_none() {
+                        picture = Some((f.ssrc, f.rtp_timestamp));
+                    }
+                }
+                Media::Audio(a) => {
+                    let n = opus.decode(&a.payload, &mut pcm, false).unwrap_or(0);
+                    if sound.is_none() && level_db(&pcm[..n * 2]) > -30.0 {
+                        sound = Some((a.ssrc, a.rtp_timestamp));
+                    }
+                }
+            }
+        }
+        let (Some((vs, vts)), Some((aus, ats))) = (picture, sound) else {
+            continue;
+        };
+        let (Some(v), Some(a)) = (client.sender_report(vs), client.sender_report(aus)) else {
+            continue;
+        };
+        out.push((a.wall_seconds(ats, 48_000) - v.wall_seconds(vts, 90_000)) * 1e3);
+    }
+    Ok(out)
 }
 
 /// The value below which a fraction `q` of `sorted` lies (nearest rank).

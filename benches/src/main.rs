@@ -245,6 +245,9 @@ struct AudioArgs {
     /// Tone bursts played for the latency.
     #[arg(long, default_value_t = 20)]
     bursts: usize,
+    /// Flashes with a beep, for the A/V offset.
+    #[arg(long, default_value_t = 10)]
+    flashes: usize,
     /// Seconds of silence, and of speech-like sound, for bitrate and CPU.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -620,7 +623,8 @@ async fn audio(args: AudioArgs) -> Result<()> {
         frame_ms: args.frame_ms,
         bitrate_bps: args.bitrate,
     };
-    let r = edgedesk_bench::audio::measure(args.bursts, args.seconds, settings).await?;
+    let r =
+        edgedesk_bench::audio::measure(args.bursts, args.flashes, args.seconds, settings).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -648,6 +652,16 @@ async fn audio(args: AudioArgs) -> Result<()> {
         "  CPU (encoder thread + parec + pulseaudio)  {:.1} % of a core",
         r.cpu_percent
     );
+    match r.av_offset_p50_ms {
+        Some(p50) => {
+            println!(
+            "  A/V offset (sound − picture, sender clock)  p50 {p50:+.1} ms over {} flashes: {:?}",
+            r.av_offsets_ms.len(),
+            r.av_offsets_ms.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()
+        )
+        }
+        None => println!("  A/V offset: no flash and beep were both seen"),
+    }
     Ok(())
 }
 

@@ -193,3 +193,35 @@ fn errors_say_what_is_wrong() {
     ]);
     assert_fails_in_one_line(&out, "no frame code could be read");
 }
+
+#[test]
+fn the_audio_run_measures_latency_bitrate_and_the_av_offset() {
+    let out = bench(&[
+        "audio",
+        "--bursts",
+        "5",
+        "--flashes",
+        "3",
+        "--seconds",
+        "1.5",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "edgedesk-bench audio failed: {stderr}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let num = |k: &str| {
+        r[k].as_f64()
+            .unwrap_or_else(|| panic!("{k} is not a number: {r}"))
+    };
+    assert_eq!(r["latencies_ms"].as_array().map(Vec::len), Some(5), "{r}");
+    // Plausible, not targets: heard within a quarter second, silence nearly free, speech
+    // costs tens of kbit/s, the flash and the beep stamped within lip-sync tolerance.
+    assert!((0.0..250.0).contains(&num("latency_p50_ms")), "{r}");
+    assert!(num("silence_kbps") < 2.0, "{r}");
+    assert!(num("speech_kbps") > 10.0, "{r}");
+    let av = num("av_offset_p50_ms");
+    assert!((-100.0..100.0).contains(&av), "{r}");
+}

@@ -42,6 +42,8 @@ pub struct ReceivedFrame {
     /// AV1).
     pub data: Bytes,
     pub rtp_timestamp: u32,
+    /// The RTP stream it came on (for [`ViewerClient::sender_report`]).
+    pub ssrc: u32,
     /// When the marker packet arrived.
     pub received_at: Instant,
     pub packets: usize,
@@ -53,9 +55,91 @@ pub struct ReceivedFrame {
 pub struct ReceivedAudio {
     pub payload: Bytes,
     pub rtp_timestamp: u32,
+    pub ssrc: u32,
     pub sequence: u16,
     pub marker: bool,
     pub received_at: Instant,
+}
+
+/// A video frame or an audio packet, in arrival order ([`ViewerClient::next_media`]).
+#[derive(Debug, Clone)]
+pub enum Media {
+    Frame(ReceivedFrame),
+    Audio(ReceivedAudio),
+}
+
+/// The last RTCP sender report of an RTP stream: its wall clock (NTP, UQ32.32) and the RTP
+/// timestamp of the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClock {
+    pub ntp: u64,
+    pub rtp: u32,
+}
+
+impl SenderClock {
+    /// The sender's wall-clock time of RTP timestamp `ts` at `clock_hz`, in seconds since
+    /// 1900 (what a receiver synchronising streams computes).
+    pub fn wall_seconds(&self, ts: u32, clock_hz: u32) -> f64 {
+        let ntp = (self.ntp >> 32) as f64 + (self.ntp & 0xffff_ffff) as f64 / 4_294_967_296.0;
+        ntp + f64::from(ts.wrapping_sub(self.rtp) as i32) / f64::from(clock_hz)
+    }
+}
+
+type SenderClocks = Arc<std::sync::Mutex<std::collections::HashMap<u32, SenderClock>>>;
+
+/// Interceptor that keeps the last sender report of every stream; passes everything through.
+#[derive(Default)]
+struct SenderReports {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    clocks: SenderClocks,
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for SenderReports
+{
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+    fn handle_read(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if let rtc::interceptor::Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(sr) = p
+                    .as_any()
+                    .downcast_ref::<rtc::rtcp::sender_report::SenderReport>()
+                {
+                    self.clocks.lock().unwrap().insert(
+                        sr.ssrc,
+                        SenderClock {
+                            ntp: sr.ntp_time,
+                            rtp: sr.rtp_time,
+                        },
+                    );
+                }
+            }
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<rtc::interceptor::TaggedPacket> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<rtc::interceptor::TaggedPacket> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for SenderReports {
+    fn bind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _: &rtc::interceptor::StreamInfo) {}
 }
 
 /// Errors of the headless client.
@@ -151,6 +235,7 @@ pub struct ViewerClient {
     events: mpsc::UnboundedReceiver<Event>,
     frames: Option<mpsc::Receiver<ReceivedFrame>>,
     audio: Option<mpsc::Receiver<ReceivedAudio>>,
+    clocks: SenderClocks,
     counters: Arc<std::sync::Mutex<ClientCounters>>,
     pub input: Arc<dyn DataChannel>,
     state: RTCPeerConnectionState,
@@ -222,7 +307,14 @@ impl ViewerClient {
                 None,
             )?;
         }
-        let registry = client_interceptors(&mut media)?;
+        let clocks = SenderClocks::default();
+        let registry = client_interceptors(&mut media)?.with(
+            rtc::interceptor::Slot::from(14_500),
+            SenderReports {
+                clocks: clocks.clone(),
+                ..SenderReports::default()
+            },
+        );
         let config = RTCConfigurationBuilder::new()
             .with_ice_servers(options.ice_servers.clone())
             .build();
@@ -283,6 +375,7 @@ impl ViewerClient {
                 events,
                 frames: None,
                 audio: None,
+                clocks,
                 counters: Arc::default(),
                 input,
                 state: RTCPeerConnectionState::New,
@@ -375,6 +468,33 @@ impl ViewerClient {
         }
     }
 
+    /// The last sender report of RTP stream `ssrc`, once one has arrived.
+    pub fn sender_report(&self, ssrc: u32) -> Option<SenderClock> {
+        self.clocks.lock().unwrap().get(&ssrc).copied()
+    }
+
+    /// The next video frame or audio packet, whichever comes first; `None` after `timeout`
+    /// or when the connection ends.
+    pub async fn next_media(&mut self, timeout: Duration) -> Option<Media> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::select! {
+                f = async { self.frames.as_mut().expect("guarded").recv().await }, if self.frames.is_some() => {
+                    return f.map(Media::Frame);
+                }
+                a = async { self.audio.as_mut().expect("guarded").recv().await }, if self.audio.is_some() => {
+                    return a.map(Media::Audio);
+                }
+                ev = self.events.recv() => ev,
+                _ = tokio::time::sleep_until(deadline) => return None,
+            };
+            match ev {
+                Some(ev) => self.handle(ev),
+                None => return None,
+            }
+        }
+    }
+
     /// The next audio packet, or `None` after `timeout` or when the connection ends. Video
     /// frames that arrive meanwhile are dropped (a caller reads one or the other).
     pub async fn next_audio(&mut self, timeout: Duration) -> Option<ReceivedAudio> {
@@ -412,6 +532,7 @@ async fn receive_audio(track: Arc<dyn TrackRemote>, tx: mpsc::Sender<ReceivedAud
                 let a = ReceivedAudio {
                     payload: pkt.payload,
                     rtp_timestamp: pkt.header.timestamp,
+                    ssrc: pkt.header.ssrc,
                     sequence: pkt.header.sequence_number,
                     marker: pkt.header.marker,
                     received_at: Instant::now(),
@@ -508,6 +629,7 @@ impl Assembler {
             codec: self.codec,
             data: std::mem::take(&mut self.au),
             rtp_timestamp: pkt.header.timestamp,
+            ssrc: pkt.header.ssrc,
             received_at: Instant::now(),
             packets: self.au_packets,
             bytes: self.au_bytes,
@@ -648,6 +770,24 @@ pub fn extmap_id(sdp: &str, uri: &str) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::SenderClock;
+
+    #[test]
+    fn sender_clocks_place_timestamps_on_the_wall_clock() {
+        // 100 s + 0.5 s since 1900 at RTP 1000.
+        let c = SenderClock {
+            ntp: (100u64 << 32) | (1u64 << 31),
+            rtp: 1000,
+        };
+        assert!((c.wall_seconds(1000 + 48_000, 48_000) - 101.5).abs() < 1e-9);
+        assert!((c.wall_seconds(1000u32.wrapping_sub(9_000), 90_000) - 100.4).abs() < 1e-9);
+        // Across the 32-bit wrap.
+        let w = SenderClock {
+            ntp: 100u64 << 32,
+            rtp: u32::MAX - 99,
+        };
+        assert!((w.wall_seconds(380, 48_000) - 100.01).abs() < 1e-9);
+    }
     use super::extmap_id;
 
     #[test]
