@@ -46,6 +46,10 @@ pub struct AudioReport {
     pub speech_packets_per_s: f64,
     /// Encoding thread + recorder + sound server, % of one core, while speech plays.
     pub cpu_percent: f64,
+    /// The same, by part: encoding thread, recorder (`parec`), sound server.
+    pub cpu_encoder_percent: f64,
+    pub cpu_recorder_percent: f64,
+    pub cpu_server_percent: f64,
     /// Sound minus picture of each flash-and-beep, on the sender's clock, ms.
     pub av_offsets_ms: Vec<f64>,
     pub av_offset_p50_ms: Option<f64>,
@@ -168,8 +172,9 @@ pub async fn measure(
     let cpu_before = audio_cpu_seconds(server_pid);
     let started = Instant::now();
     let (speech_bytes, speech_packets) = count(&mut client, seconds).await;
-    let cpu =
-        (audio_cpu_seconds(server_pid) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+    let wall = started.elapsed().as_secs_f64();
+    let after = audio_cpu_seconds(server_pid);
+    let cpu: [f64; 3] = std::array::from_fn(|i| (after[i] - cpu_before[i]) / wall * 100.0);
     drop(feeder.join());
 
     client.close().await;
@@ -190,7 +195,10 @@ pub async fn measure(
         silence_packets_per_s: silence_packets as f64 / seconds,
         speech_kbps: speech_bytes as f64 * 8.0 / seconds / 1000.0,
         speech_packets_per_s: speech_packets as f64 / seconds,
-        cpu_percent: cpu,
+        cpu_percent: cpu.iter().sum(),
+        cpu_encoder_percent: cpu[0],
+        cpu_recorder_percent: cpu[1],
+        cpu_server_percent: cpu[2],
         av_offset_p50_ms: (!av_sorted.is_empty()).then(|| percentile(&av_sorted, 0.5)),
         av_offsets_ms: av_offsets,
     })
@@ -459,7 +467,8 @@ pub fn speech_like(secs: f64) -> Vec<u8> {
 
 /// CPU seconds of the session's sound: this process's `edgedesk-audio` thread, the recorder
 /// and the sound server.
-fn audio_cpu_seconds(server_pid: u32) -> f64 {
+/// CPU seconds of the encoding thread, the recorder and the sound server.
+fn audio_cpu_seconds(server_pid: u32) -> [f64; 3] {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let stat_ticks = |path: String| -> Option<(String, f64)> {
         let stat = std::fs::read_to_string(path).ok()?;
@@ -468,22 +477,24 @@ fn audio_cpu_seconds(server_pid: u32) -> f64 {
         let t = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
         Some((stat[open + 1..close].to_owned(), t))
     };
-    let mut total = 0.0;
+    let mut parts = [0.0; 3];
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
             if let Some((name, v)) = stat_ticks(format!("{}/stat", t.path().display())) {
                 if name == "edgedesk-audio" {
-                    total += v;
+                    parts[0] += v;
                 }
             }
         }
     }
     for p in crate::proc::tree(std::process::id()) {
-        if p.name == "parec" || p.pid == server_pid {
-            total += p.own_ticks;
+        if p.name == "parec" {
+            parts[1] += p.own_ticks;
+        } else if p.pid == server_pid {
+            parts[2] += p.own_ticks;
         }
     }
-    total / ticks
+    parts.map(|t| t / ticks)
 }
 
 #[cfg(test)]

@@ -257,6 +257,9 @@ struct AudioArgs {
     /// Opus target bitrate, bit/s.
     #[arg(long, default_value_t = 96_000)]
     bitrate: u32,
+    /// Opus application: audio, voip or lowdelay.
+    #[arg(long, default_value = "audio")]
+    application: String,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -622,6 +625,10 @@ async fn audio(args: AudioArgs) -> Result<()> {
     let settings = host::audio::AudioSettings {
         frame_ms: args.frame_ms,
         bitrate_bps: args.bitrate,
+        mode: args
+            .application
+            .parse()
+            .map_err(|e: String| anyhow!("--application: {e}"))?,
     };
     let r =
         edgedesk_bench::audio::measure(args.bursts, args.flashes, args.seconds, settings).await?;
@@ -649,8 +656,8 @@ async fn audio(args: AudioArgs) -> Result<()> {
         r.speech_kbps, r.speech_packets_per_s
     );
     println!(
-        "  CPU (encoder thread + parec + pulseaudio)  {:.1} % of a core",
-        r.cpu_percent
+        "  CPU                     {:.1} % of a core (encoder thread {:.1}, parec {:.1}, pulseaudio {:.1})",
+        r.cpu_percent, r.cpu_encoder_percent, r.cpu_recorder_percent, r.cpu_server_percent
     );
     match r.av_offset_p50_ms {
         Some(p50) => {

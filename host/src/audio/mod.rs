@@ -64,6 +64,32 @@ impl std::fmt::Display for AudioMode {
     }
 }
 
+/// The Opus encoder's application mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpusMode {
+    /// General audio (default): music and speech; in-band FEC and DTX work (its SILK layer).
+    #[default]
+    Audio,
+    /// Tuned for speech.
+    Voip,
+    /// Restricted low delay: CELT only, less look-ahead, but no SILK, so no in-band FEC.
+    LowDelay,
+}
+
+impl std::str::FromStr for OpusMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "audio" => Ok(OpusMode::Audio),
+            "voip" => Ok(OpusMode::Voip),
+            "lowdelay" => Ok(OpusMode::LowDelay),
+            other => Err(format!(
+                "unknown Opus application {other:?} (audio, voip, lowdelay)"
+            )),
+        }
+    }
+}
+
 /// How the desktop's sound is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AudioSettings {
@@ -71,6 +97,7 @@ pub struct AudioSettings {
     pub frame_ms: u32,
     /// Opus target bitrate (VBR), bit/s.
     pub bitrate_bps: u32,
+    pub mode: OpusMode,
 }
 
 impl Default for AudioSettings {
@@ -78,6 +105,7 @@ impl Default for AudioSettings {
         AudioSettings {
             frame_ms: 10,
             bitrate_bps: 96_000,
+            mode: OpusMode::Audio,
         }
     }
 }
@@ -279,10 +307,13 @@ impl Drop for AudioSource {
 
 fn new_encoder(settings: AudioSettings) -> Result<opus::Encoder, AudioError> {
     let e = |e: opus::Error| AudioError::Opus(e.to_string());
-    // The general-audio application (not restricted-low-delay): in-band FEC and DTX need its
-    // SILK layer, and its extra look-ahead is 4 ms.
-    let mut enc =
-        opus::Encoder::new(RATE, opus::Channels::Stereo, opus::Application::Audio).map_err(e)?;
+    // The general-audio application by default (see OpusMode and the bench's figures).
+    let application = match settings.mode {
+        OpusMode::Audio => opus::Application::Audio,
+        OpusMode::Voip => opus::Application::Voip,
+        OpusMode::LowDelay => opus::Application::LowDelay,
+    };
+    let mut enc = opus::Encoder::new(RATE, opus::Channels::Stereo, application).map_err(e)?;
     enc.set_bitrate(opus::Bitrate::Bits(settings.bitrate_bps as i32))
         .map_err(e)?;
     enc.set_inband_fec(true).map_err(e)?;
