@@ -438,7 +438,14 @@ fn start_session(
     let mut session = Session::start(config, registry)
         .map_err(|e| format!("starting session on display {display_name}: {e}"))?;
     if let Some(server) = sound {
-        match AudioSource::start(server, AudioSettings::default()) {
+        let settings = AudioSettings {
+            frame_ms: match spec.audio_frame_ms {
+                0 => 10,
+                ms => ms,
+            },
+            ..AudioSettings::default()
+        };
+        match AudioSource::start(server, settings) {
             Ok(a) => {
                 tracing::info!(mode = %audio_mode, "session sound on");
                 session.attach_audio(a, audio_mode);

@@ -152,6 +152,9 @@ pub struct ServeArgs {
     /// PulseAudio.
     #[arg(long, env = "EDGEDESK_AUDIO", default_value = "out", value_parser = parse_audio)]
     pub audio: String,
+    /// Opus frame length of the sound, ms: 10 (lowest delay) or 20 (fewer packets).
+    #[arg(long, env = "EDGEDESK_AUDIO_FRAME_MS", default_value_t = 10, value_parser = parse_audio_frame_ms)]
+    pub audio_frame_ms: u32,
     /// Largest clipboard text either way, in bytes (longer texts are dropped whole).
     #[arg(long, env = "EDGEDESK_CLIPBOARD_MAX_BYTES", default_value_t = DEFAULT_MAX_CLIPBOARD_BYTES, value_parser = parse_clipboard_max)]
     pub clipboard_max_bytes: usize,
@@ -411,6 +414,15 @@ fn parse_audio(s: &str) -> Result<String, String> {
             "audio must be one of {}, got {s:?}",
             control::AUDIO_MODES.join(", ")
         ))
+    }
+}
+
+/// `--audio-frame-ms`: 10 or 20.
+fn parse_audio_frame_ms(s: &str) -> Result<u32, String> {
+    match s {
+        "10" => Ok(10),
+        "20" => Ok(20),
+        _ => Err(format!("the Opus frame length is 10 or 20 ms, got {s:?}")),
     }
 }
 

@@ -151,6 +151,7 @@ fn session_defaults(args: &ServeArgs) -> Result<SessionSpec> {
         max_bitrate_bps: args.max_bitrate.unwrap_or(args.bitrate).max(args.bitrate),
         public_ip: args.public_ip.map(|ip| ip.to_string()),
         audio: args.audio.clone(),
+        audio_frame_ms: args.audio_frame_ms,
     })
 }
 

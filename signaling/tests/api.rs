@@ -44,6 +44,7 @@ fn defaults() -> SessionSpec {
         max_bitrate_bps: 8_000_000,
         public_ip: None,
         audio: "out".into(),
+        audio_frame_ms: 10,
     }
 }
 

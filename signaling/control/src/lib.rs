@@ -272,6 +272,9 @@ pub struct SessionSpec {
     /// One of [`AUDIO_MODES`]; empty: `out`.
     #[serde(default)]
     pub audio: String,
+    /// Opus frame length of the session's sound, 10 or 20 ms; 0: 10.
+    #[serde(default)]
+    pub audio_frame_ms: u32,
 }
 
 /// What the control plane asks of a host.

@@ -181,6 +181,8 @@ pub(super) struct CreateSession {
     /// Sound: `out` (the desktop's, to viewers), `both` (and controlling viewers'
     /// microphones in) or `off`.
     audio: Option<String>,
+    /// Opus frame length of the sound, 10 or 20 ms.
+    audio_frame_ms: Option<u32>,
     /// `IP:PORT` for this session's WebRTC: a port other than 0 is one UDP port shared by
     /// every viewer of the session; port 0 gives each viewer its own. Default: the node's.
     #[schema(example = "0.0.0.0:3478")]
@@ -304,6 +306,12 @@ impl CreateSession {
                 return Err(bad("audio", format!("{a:?} is not out, both or off")));
             }
             spec.audio = a;
+        }
+        if let Some(ms) = self.audio_frame_ms {
+            if !matches!(ms, 10 | 20) {
+                return Err(bad("audio_frame_ms", format!("{ms} is not 10 or 20")));
+            }
+            spec.audio_frame_ms = ms;
         }
         if let Some(u) = self.udp {
             let addr: std::net::SocketAddr = u

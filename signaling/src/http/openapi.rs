@@ -224,6 +224,8 @@ pub struct SessionSpecSchema {
     pub public_ip: Option<String>,
     /// Sound: `out`, `both` (microphones in too) or `off`.
     pub audio: String,
+    /// Opus frame length of the sound, 10 or 20 ms.
+    pub audio_frame_ms: u32,
 }
 
 /// `control::IceServer`: a STUN/TURN server for the viewers' ICE.
@@ -315,6 +317,7 @@ mod tests {
             max_bitrate_bps: 8_000_000,
             public_ip: Some("203.0.113.9".into()),
             audio: "both".into(),
+            audio_frame_ms: 20,
         };
         assert_eq!(
             properties(&doc, "SessionSpec"),
