@@ -66,7 +66,9 @@ ui.sessionName.textContent = session;
 
 conn.addEventListener('stream', (ev) => {
   hasPicture = false;
-  video.srcObject = ev.detail;
+  // The picture's element gets the video track only: a sound track in it would make the first
+  // picture wait for the audio output to start (≈ 200 ms in Chromium).
+  video.srcObject = new MediaStream(ev.detail.getVideoTracks());
   video.play().catch(() => {}); // muted autoplay is allowed; a rejection here is harmless
   sound.attach(ev.detail);
   renderMic();
@@ -216,28 +218,52 @@ renderSound();
 
 // The microphone: asked for (getUserMedia) only when the button is pressed, and offered only
 // where the host takes it (a controlling viewer of a session with --audio both).
+let micPending = false; // a toggle (and its permission prompt) is under way
 function renderMic() {
-  ui.btnMic.hidden = !conn.microphoneAccepted;
+  // A microphone that this connection no longer takes (reconnected as view-only, or the
+  // session's policy changed) is switched off, not left open and invisible.
+  if (conn.microphone && conn.state === 'connected' && !conn.microphoneAccepted) stopMic();
+  ui.btnMic.hidden = !conn.microphoneAccepted && !conn.microphone;
+  ui.btnMic.disabled = micPending;
   const on = !!conn.microphone;
   ui.btnMic.setAttribute('aria-pressed', String(on));
   ui.btnMic.textContent = on ? 'Mic on' : 'Mic';
 }
+function stopMic() {
+  const track = conn.microphone;
+  if (!track) return;
+  track.stop(); // the device is released at once, whatever the connection does
+  conn.setMicrophone(null);
+}
 async function toggleMic() {
+  if (micPending) return;
   if (conn.microphone) {
-    const track = conn.microphone;
-    await conn.setMicrophone(null);
-    track.stop();
-  } else {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      });
-      await conn.setMicrophone(stream.getAudioTracks()[0]);
-    } catch (err) {
-      ui.btnMic.title = `Microphone unavailable: ${err.message}`;
-    }
+    stopMic();
+    renderMic();
+    return;
   }
+  micPending = true;
   renderMic();
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    const track = stream.getAudioTracks()[0];
+    // The device went away or the user revoked it: the button says so.
+    track.addEventListener('ended', () => {
+      if (conn.microphone === track) {
+        conn.setMicrophone(null);
+        renderMic();
+      }
+    });
+    await conn.setMicrophone(track);
+    ui.btnMic.title = 'Send your microphone to the desktop';
+  } catch (err) {
+    ui.btnMic.title = `Microphone unavailable: ${err.message}`;
+  } finally {
+    micPending = false;
+    renderMic();
+  }
 }
 ui.btnMic.addEventListener('click', () => toggleMic());
 

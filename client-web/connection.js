@@ -208,10 +208,17 @@ export class Connection extends EventTarget {
     return this.audio?.currentDirection === 'sendrecv';
   }
 
-  /** Sends `track` (or nothing, for null) as the microphone, now and on every reconnect. */
+  /**
+   * Sends `track` (or nothing, for null) as the microphone, now and on every reconnect. A
+   * connection that is going away cannot take it now; the next one will.
+   */
   async setMicrophone(track) {
     this.microphone = track;
-    await this.audio?.sender.replaceTrack(track);
+    try {
+      await this.audio?.sender.replaceTrack(track);
+    } catch {
+      // closed meanwhile: the next attempt puts this.microphone on its sender
+    }
   }
 
   #onConnectionState(gen, pc) {
@@ -278,6 +285,7 @@ export class Connection extends EventTarget {
     this.#resource = null;
     if (this.pc) this.pc.close();
     this.pc = null;
+    this.audio = null;
     this.inputChannel = null;
   }
 

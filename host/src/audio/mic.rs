@@ -4,12 +4,14 @@
 //!
 //! One `pacat` per microphone (several viewers' microphones are mixed by the server). The
 //! network task only forwards packets into a bounded queue; decoding and the (blocking) pipe
-//! writes run on their own thread. A lost packet is concealed (Opus PLC, up to
-//! [`MAX_CONCEALED`] frames); a full queue drops packets and counts them.
+//! writes run on their own thread. A lost packet is rebuilt from the next one's in-band FEC
+//! (longer gaps: Opus PLC, up to [`MAX_CONCEALED`] frames). The delay stays bounded: packets
+//! are dropped (and counted) while more than [`MAX_QUEUED`] wait, and a stream whose sequence
+//! numbers jumped back is followed after [`RESYNC_AFTER`] such packets.
 
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -19,8 +21,13 @@ use super::{server, RATE};
 
 /// At most this many lost frames are concealed in a row (longer gaps are skipped).
 pub const MAX_CONCEALED: u16 = 5;
-/// Packets waiting for the decoder (≈ 0.6 s of 10 ms frames).
+/// Packets the queue holds.
 const QUEUE: usize = 64;
+/// More waiting than this (≈ 80 ms of 10 ms frames): the player is behind; drop to catch up.
+pub const MAX_QUEUED: usize = 8;
+/// Packets older than the last one, in a row, after which the stream is taken to have
+/// restarted its sequence numbers.
+pub const RESYNC_AFTER: u32 = 3;
 
 /// Counters of one session's microphones.
 #[derive(Debug, Default)]
@@ -34,7 +41,9 @@ pub struct MicCounters {
 /// One viewer's microphone, playing into the session. Dropping it stops the player.
 pub struct Microphone {
     tx: Option<SyncSender<(u16, Bytes)>>,
+    queued: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
+    player: Child,
     counters: Arc<MicCounters>,
 }
 
@@ -57,33 +66,51 @@ impl Microphone {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = control::process::spawn_tied(&mut cmd)?;
         let decoder = opus::Decoder::new(RATE, opus::Channels::Stereo)
             .map_err(|e| std::io::Error::other(format!("opus decoder: {e}")))?;
+        let mut player = control::process::spawn_tied(&mut cmd)?;
+        let Some(pipe) = player.stdin.take() else {
+            let _ = player.kill();
+            let _ = player.wait();
+            return Err(std::io::Error::other("pacat has no stdin"));
+        };
         let (tx, rx) = sync_channel::<(u16, Bytes)>(QUEUE);
-        let c = counters.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (c, q) = (counters.clone(), queued.clone());
         let thread = std::thread::Builder::new()
             .name("edgedesk-mic".into())
-            .spawn(move || {
-                play(&mut child, decoder, rx, &c);
-                let _ = child.kill();
-                let _ = child.wait();
-            })?;
+            .spawn(move || play(pipe, decoder, rx, &q, &c));
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = player.kill();
+                let _ = player.wait();
+                return Err(e);
+            }
+        };
         Ok(Microphone {
             tx: Some(tx),
+            queued,
             thread: Some(thread),
+            player,
             counters,
         })
     }
 
-    /// Queues one RTP packet's Opus payload (never blocks; a full queue drops it).
-    pub fn push(&self, sequence: u16, payload: Bytes) {
+    /// Queues one RTP packet's Opus payload (never blocks; a full queue drops it). `false`
+    /// when the player has ended (the sound server went away): the caller may stop.
+    pub fn push(&self, sequence: u16, payload: Bytes) -> bool {
         self.counters.packets.fetch_add(1, Ordering::Relaxed);
-        if let Some(tx) = &self.tx {
-            if let Err(TrySendError::Full(_)) = tx.try_send((sequence, payload)) {
+        let Some(tx) = &self.tx else { return false };
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send((sequence, payload)) {
+            Ok(()) => true,
+            Err(e) => {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
                 self.counters
                     .dropped_packets
                     .fetch_add(1, Ordering::Relaxed);
+                matches!(e, TrySendError::Full(_))
             }
         }
     }
@@ -92,42 +119,49 @@ impl Microphone {
 impl Drop for Microphone {
     fn drop(&mut self) {
         self.tx.take();
+        // Killed first: a thread blocked writing to a player that stopped reading wakes up.
+        let _ = self.player.kill();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        let _ = self.player.wait();
     }
 }
 
 fn play(
-    child: &mut Child,
+    mut pipe: std::process::ChildStdin,
     mut decoder: opus::Decoder,
     rx: std::sync::mpsc::Receiver<(u16, Bytes)>,
+    queued: &AtomicUsize,
     counters: &MicCounters,
 ) {
-    let Some(mut pipe) = child.stdin.take() else {
-        return;
-    };
     let mut pcm = vec![0i16; 5760 * 2];
     let mut bytes = Vec::with_capacity(pcm.len() * 2);
-    let mut next: Option<u16> = None;
     let mut frame = 480usize;
+    let mut order = Sequencer::default();
     for (sequence, payload) in rx {
-        let missing = next.map_or(0, |n| sequence.wrapping_sub(n));
-        if missing >= 0x8000 {
-            continue; // late or repeated
-        }
-        if (1..=MAX_CONCEALED).contains(&missing) {
-            for _ in 0..missing {
-                // Packet loss concealment: an empty packet asks the decoder to fill in.
-                if let Ok(n) = decoder.decode(&[], &mut pcm[..frame * 2], false) {
-                    counters.concealed_frames.fetch_add(1, Ordering::Relaxed);
-                    if write_pcm(&mut pipe, &pcm[..n * 2], &mut bytes).is_err() {
-                        return;
-                    }
+        let behind = queued.fetch_sub(1, Ordering::Relaxed) > MAX_QUEUED;
+        let Step::Play { conceal } = order.step(sequence, behind) else {
+            if behind {
+                counters.dropped_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        };
+        for i in 0..conceal {
+            // The frame right before this packet comes from its in-band FEC; earlier ones
+            // from loss concealment (an empty packet).
+            let decoded = if i + 1 == conceal {
+                decoder.decode(&payload, &mut pcm[..frame * 2], true)
+            } else {
+                decoder.decode(&[], &mut pcm[..frame * 2], false)
+            };
+            if let Ok(n) = decoded {
+                counters.concealed_frames.fetch_add(1, Ordering::Relaxed);
+                if write_pcm(&mut pipe, &pcm[..n * 2], &mut bytes).is_err() {
+                    return;
                 }
             }
         }
-        next = Some(sequence.wrapping_add(1));
         match decoder.decode(&payload, &mut pcm, false) {
             Ok(n) => {
                 frame = n.max(1);
@@ -142,6 +176,50 @@ fn play(
     }
 }
 
+/// What to do with the next packet of a microphone stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Drop it (late, repeated, or the player is behind).
+    Skip,
+    /// Play it, after filling in `conceal` lost frames.
+    Play { conceal: u16 },
+}
+
+/// Follows a stream's sequence numbers (pure; see the module docs for the rules).
+#[derive(Debug, Default)]
+struct Sequencer {
+    next: Option<u16>,
+    late: u32,
+}
+
+impl Sequencer {
+    /// `behind`: more than [`MAX_QUEUED`] packets wait for the player.
+    fn step(&mut self, sequence: u16, behind: bool) -> Step {
+        if behind {
+            // Nothing is concealed in place of what is dropped: the delay shrinks.
+            self.next = None;
+            return Step::Skip;
+        }
+        let missing = self.next.map_or(0, |n| sequence.wrapping_sub(n));
+        if missing >= 0x8000 {
+            // Late or repeated; several in a row: the sender restarted its numbering.
+            self.late += 1;
+            if self.late < RESYNC_AFTER {
+                return Step::Skip;
+            }
+        }
+        self.late = 0;
+        self.next = Some(sequence.wrapping_add(1));
+        Step::Play {
+            conceal: if (1..=MAX_CONCEALED).contains(&missing) {
+                missing
+            } else {
+                0
+            },
+        }
+    }
+}
+
 fn write_pcm(
     pipe: &mut std::process::ChildStdin,
     pcm: &[i16],
@@ -152,4 +230,36 @@ fn write_pcm(
         bytes.extend_from_slice(&s.to_le_bytes());
     }
     pipe.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_filled_in_up_to_a_bound_and_late_packets_dropped() {
+        let mut s = Sequencer::default();
+        assert_eq!(s.step(65534, false), Step::Play { conceal: 0 });
+        assert_eq!(s.step(65535, false), Step::Play { conceal: 0 });
+        // Two lost across the wrap: filled in (the last from the next packet's FEC).
+        assert_eq!(s.step(2, false), Step::Play { conceal: 2 });
+        // A late one and a repeat: dropped.
+        assert_eq!(s.step(1, false), Step::Skip);
+        assert_eq!(s.step(2, false), Step::Skip);
+        // A long gap is not filled in (it would only add delay).
+        assert_eq!(s.step(50, false), Step::Play { conceal: 0 });
+    }
+
+    #[test]
+    fn a_restarted_stream_is_followed_and_a_backlog_drained() {
+        let mut s = Sequencer::default();
+        s.step(1000, false);
+        assert_eq!(s.step(10, false), Step::Skip);
+        assert_eq!(s.step(11, false), Step::Skip);
+        assert_eq!(s.step(12, false), Step::Play { conceal: 0 });
+        assert_eq!(s.step(13, false), Step::Play { conceal: 0 });
+        // Behind: dropped, and what follows the drop is not concealed.
+        assert_eq!(s.step(14, true), Step::Skip);
+        assert_eq!(s.step(15, false), Step::Play { conceal: 0 });
+    }
 }

@@ -8,8 +8,8 @@
 //! it waits on video. Each packet carries its first sample's index on the session's audio
 //! timeline and the instant it was captured; the timeline follows the capture clock
 //! ([`Instant`], the clock video frames are stamped with): it advances one frame per frame
-//! and is re-anchored to the clock when the two drift apart by more than [`MAX_DRIFT`] (a
-//! stall, or a restarted recorder).
+//! and is re-anchored to the clock when it runs ahead of it ([`MAX_DRIFT`]) or lags so far
+//! that samples must have been lost ([`MAX_LAG`]), and when the recorder restarts.
 //!
 //! It runs only while someone listens: `parec` starts with the first subscriber and stops
 //! with the last (checked every [`IDLE_POLL`]).
@@ -114,8 +114,12 @@ impl Default for AudioSettings {
 pub const RATE: u32 = server::RATE;
 /// Channels captured and encoded.
 pub const CHANNELS: usize = 2;
-/// The timeline is re-anchored to the clock when it drifts this far from it.
+/// The timeline is re-anchored to the clock when it runs this far ahead of it (sound cannot
+/// arrive before it is captured: the anchor was wrong)…
 pub const MAX_DRIFT: Duration = Duration::from_millis(60);
+/// …or lags it by this much: more than the recorder buffers, so samples were lost. A smaller
+/// lag is sound that waited in the recorder's buffer: its timestamps stay continuous.
+pub const MAX_LAG: Duration = Duration::from_millis(500);
 /// How often an idle source checks for listeners.
 pub const IDLE_POLL: Duration = Duration::from_millis(50);
 /// Expected loss the encoder plans in-band FEC for (percent).
@@ -360,15 +364,20 @@ impl Timeline {
         let duration = Duration::from_nanos(u64::from(samples) * 1_000_000_000 / u64::from(RATE));
         let by_clock = now.checked_sub(duration).unwrap_or(now).max(self.start);
         let (sample, at, anchored) = match self.next {
-            Some((sample, at)) if at.max(by_clock) - at.min(by_clock) <= MAX_DRIFT => {
+            Some((sample, at))
+                if at <= by_clock + MAX_DRIFT
+                    && by_clock.saturating_duration_since(at) <= MAX_LAG =>
+            {
                 (sample, at, false)
             }
             _ => {
                 let s =
                     ((by_clock - self.start).as_nanos() * u128::from(RATE) / 1_000_000_000) as u64;
-                // Never backwards: a timestamp already used stays used.
+                // Never backwards: a timestamp already used stays used. The instant follows
+                // the sample index, so the two never part.
                 let s = self.next.map_or(s, |(n, _)| s.max(n));
-                (s, by_clock, true)
+                let at = self.start + Duration::from_nanos(s * 1_000_000_000 / u64::from(RATE));
+                (s, at, true)
             }
         };
         self.next = Some((sample + u64::from(samples), at + duration));
@@ -395,6 +404,9 @@ impl Worker {
         let mut out = vec![0u8; 4000];
         let mut timeline = Timeline::new(self.start);
         let mut pipe: Option<std::process::ChildStdout> = None;
+        // Recorder failures in a row: each waits twice as long as the one before (the sound
+        // server may be gone for good), and only the first of a run is a warning.
+        let mut failures: u32 = 0;
         while !self.stop.load(Ordering::Relaxed) {
             if self.tx.receiver_count() == 0 {
                 if pipe.take().is_some() {
@@ -413,24 +425,33 @@ impl Worker {
                         pipe.insert(p)
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot start the audio recorder (parec); retrying");
-                        std::thread::sleep(Duration::from_secs(1));
+                        failures += 1;
+                        if failures == 1 {
+                            tracing::warn!(error = %e, "cannot start the audio recorder (parec); retrying");
+                        }
+                        self.backoff(failures);
                         continue;
                     }
                 },
             };
             if let Err(e) = reader.read_exact(&mut raw) {
+                pipe = None;
+                self.stop_recorder();
                 if !self.stop.load(Ordering::Relaxed) {
-                    tracing::warn!(error = %e, "the audio recorder stopped; restarting it");
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "the audio recorder stopped; restarting it");
+                    } else {
+                        tracing::debug!(error = %e, failures, "the audio recorder stopped again");
+                    }
                     self.counters
                         .recorder_restarts
                         .fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(Duration::from_millis(200));
+                    self.backoff(failures);
                 }
-                pipe = None;
-                self.stop_recorder();
                 continue;
             }
+            failures = 0;
             let now = Instant::now();
             for (s, b) in pcm.iter_mut().zip(raw.chunks_exact(2)) {
                 *s = i16::from_le_bytes([b[0], b[1]]);
@@ -486,8 +507,24 @@ impl Worker {
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("parec has no stdout"))?;
-        *self.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        let mut slot = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stop.load(Ordering::Relaxed) {
+            // The source is being dropped and found no recorder to kill: do it here.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other("stopping"));
+        }
+        *slot = Some(child);
         Ok(out)
+    }
+
+    /// Waits 200 ms after the first failure, doubling up to 6.4 s; returns early on stop.
+    fn backoff(&self, failures: u32) {
+        let wait = Duration::from_millis(200) * (1 << failures.clamp(1, 6).saturating_sub(1));
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(IDLE_POLL);
+        }
     }
 
     fn stop_recorder(&self) {
@@ -535,22 +572,29 @@ mod tests {
     }
 
     #[test]
-    fn the_timeline_reanchors_after_a_stall_and_never_goes_back() {
+    fn buffered_sound_keeps_its_timestamps_and_lost_sound_reanchors() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut t = Timeline::new(t0);
-        t.place(t0 + Duration::from_millis(10), 480);
-        // A 500 ms stall: the next frame is placed by the clock.
-        let (s, _, anchored) = t.place(t0 + Duration::from_millis(520), 480);
-        assert!(anchored);
-        assert_eq!(s, 510 * 48);
-        // A burst of frames read at once after a stall cannot move the timeline backwards.
-        let mut t = Timeline::new(t0);
-        t.place(t0 + Duration::from_millis(200), 480);
-        for _ in 0..20 {
-            t.place(t0 + Duration::from_millis(200), 480);
+        t.place(t0 + ms(10), 480);
+        // A 300 ms stall, then the buffered frames at once: continuous, not re-anchored.
+        for i in 1..=30u64 {
+            let (s, at, anchored) = t.place(t0 + ms(310), 480);
+            assert!(!anchored);
+            assert_eq!(s, i * 480);
+            assert_eq!(at, t0 + ms(10 * i));
         }
-        let (s, _, _) = t.place(t0 + Duration::from_millis(201), 480);
-        assert!(s >= 190 * 48 + 21 * 480, "{s}");
+        // A 700 ms gap: more than the recorder buffers, so the frame is placed by the clock,
+        // its instant matching its sample index.
+        let (s, at, anchored) = t.place(t0 + ms(1020), 480);
+        assert!(anchored);
+        assert_eq!(s, 1010 * 48);
+        assert_eq!(at, t0 + ms(1010));
+        // A timeline ahead of the clock (impossible for captured sound) re-anchors too, but
+        // never backwards: a timestamp already used stays used.
+        let (s, _, anchored) = t.place(t0 + ms(900), 480);
+        assert!(anchored);
+        assert_eq!(s, 1020 * 48);
     }
 
     #[test]

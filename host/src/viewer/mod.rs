@@ -628,8 +628,13 @@ impl Viewer {
         )));
         let audio_track = audio_source.as_ref().map(|_| {
             let ssrc: u32 = rand::random();
+            // A media stream of its own (msid), not the picture's: Chromium lip-syncs the tracks
+            // of one stream by holding the picture back to the sound's jitter buffer and
+            // output (and its first picture waited for the audio output to start: ≈ 200 ms).
+            // A desktop's picture must not wait; the timestamps and sender reports still put
+            // both on one clock for a client that wants to sync.
             let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                "edgedesk".to_owned(),
+                "edgedesk-sound".to_owned(),
                 "sound".to_owned(),
                 "sound".to_owned(),
                 RtpCodecKind::Audio,
@@ -898,6 +903,8 @@ async fn run_viewer(
     // Dropped when this task ends: the audio task sees it and ends too.
     let (audio_alive, audio_stop) = tokio::sync::watch::channel(());
     let mut input_started = false;
+    // One microphone per viewer: a second audio section gets no second player.
+    let mut mic_started = false;
     let started = Instant::now();
     let connect_deadline = tokio::time::Instant::now() + CONNECT_DEADLINE;
     loop {
@@ -952,8 +959,11 @@ async fn run_viewer(
                     Some(PeerEvent::Track(track, kind)) => {
                         let source = links.audio.as_ref().and_then(Weak::upgrade);
                         match source {
-                            Some(source) if kind == RtpCodecKind::Audio && control && links.microphone => {
-                                match crate::audio::mic::Microphone::start(&source.server().pulse_server(), source.mic.clone()) {
+                            Some(source) if kind == RtpCodecKind::Audio && control && links.microphone && !mic_started => {
+                                mic_started = true;
+                                let (server, counters) = (source.server().pulse_server(), source.mic.clone());
+                                let started = tokio::task::spawn_blocking(move || crate::audio::mic::Microphone::start(&server, counters)).await;
+                                match started.map_err(std::io::Error::other).and_then(|r| r) {
                                     Ok(mic) => {
                                         tracing::info!(viewer = control::log_tag(id), "microphone plays into the session");
                                         tokio::spawn(receive_microphone(Arc::from(id), track, mic, audio_stop.clone()));
@@ -1099,7 +1109,12 @@ async fn receive_microphone(
         tokio::select! {
             _ = alive.changed() => break,
             ev = track.poll() => match ev {
-                Some(TrackRemoteEvent::OnRtpPacket(p)) => mic.push(p.header.sequence_number, p.payload),
+                Some(TrackRemoteEvent::OnRtpPacket(p)) => {
+                    if !mic.push(p.header.sequence_number, p.payload) {
+                        tracing::warn!(viewer = control::log_tag(&id), "the session's sound server no longer plays the microphone");
+                        break;
+                    }
+                }
                 None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => break,
                 Some(_) => {}
             }
