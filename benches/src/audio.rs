@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use codec::registry::{EncoderPreference, EncoderRegistry};
 use codec::EncoderSettings;
-use host::audio::{level_db, AudioMode, AudioSettings, AudioSource, SoundServer};
+use host::audio::{level_db, sine_s16le, AudioMode, AudioSettings, AudioSource, SoundServer};
 use host::client::{ClientOptions, ViewerClient};
 use host::display::{DisplayKind, DisplayOptions, VirtualDisplay};
 use host::pipeline::PipelineConfig;
@@ -132,7 +132,7 @@ pub async fn measure(
 
     // Latency: bursts after silence.
     let mut latencies = Vec::with_capacity(bursts);
-    let burst = tone(1000.0, 0.1);
+    let burst = sine_s16le(1000.0, 0.1);
     for _ in 0..bursts {
         drain(&mut client, Duration::from_millis(400)).await;
         let played = Instant::now();
@@ -295,7 +295,7 @@ async fn av_offsets(
     use host::client::Media;
     let mut opus = opus::Decoder::new(48_000, opus::Channels::Stereo)?;
     let mut pcm = vec![0i16; 5760 * 2];
-    let beep = tone(1000.0, 0.1);
+    let beep = sine_s16le(1000.0, 0.1);
     let mut out = Vec::new();
     for _ in 0..n {
         // Black and quiet for a while, everything of it read.
@@ -417,19 +417,6 @@ impl Drop for Player {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `secs` of a stereo sine at `hz`, half scale, s16le 48 kHz.
-pub fn tone(hz: f64, secs: f64) -> Vec<u8> {
-    let n = (48_000.0 * secs) as usize;
-    let mut out = Vec::with_capacity(n * 4);
-    for i in 0..n {
-        let v =
-            (0.5 * 32767.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 48_000.0).sin()) as i16;
-        out.extend_from_slice(&v.to_le_bytes());
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
 }
 
 /// Speech-like sound: noise band-limited to roughly 300–3400 Hz, in syllables of about

@@ -39,6 +39,17 @@ async function server(t, extra = []) {
   return (await s.waitLine((l) => l.startsWith('Open: '), 30000)).slice(6);
 }
 
+/** A page of a browser that lets sound autoplay, connected to `url`, and the host's answer. */
+async function playing(t, url) {
+  const browser = await launchChromium({ args: ['--autoplay-policy=no-user-gesture-required'] });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(url);
+  await waitForState(page, 'connected', 15000);
+  const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
+  return { page, answer };
+}
+
 /** The audio inbound-rtp stats of the page's connection. */
 const audioStats = (page) => page.evaluate(async () => {
   const r = await window.edgedesk.pc.getStats();
@@ -70,12 +81,7 @@ const peakHz = (page) => page.evaluate(async () => {
 
 test('a tone played on the desktop is heard in the browser', async (t) => {
   const url = await server(t);
-  const browser = await launchChromium({ args: ['--autoplay-policy=no-user-gesture-required'] });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  await page.goto(url);
-  await waitForState(page, 'connected', 15000);
-  const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
+  const { page, answer } = await playing(t, url);
   assert.match(answer, /m=audio [1-9]\d* [^\r\n]*\r?\n(?:[^m][^\r\n]*\r?\n)*a=rtpmap:\d+ opus\/48000\/2/i);
 
   // The level of what arrives rises to the tone's (0.5 of full scale ≈ -6 dBFS).
@@ -141,12 +147,7 @@ test('a browser that blocks autoplay asks once for a click, and the click starts
 
 test('--audio off: no sound track, the overlay says so', async (t) => {
   const url = await server(t, ['--audio', 'off']);
-  const browser = await launchChromium({ args: ['--autoplay-policy=no-user-gesture-required'] });
-  t.after(() => browser.close());
-  const page = await browser.newPage();
-  await page.goto(url);
-  await waitForState(page, 'connected', 15000);
-  const answer = await page.evaluate(() => window.edgedesk.pc.remoteDescription.sdp);
+  const { page, answer } = await playing(t, url);
   assert.match(answer, /m=audio 0 /);
   await new Promise((r) => setTimeout(r, 1000));
   const s = await audioStats(page);

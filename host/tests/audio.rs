@@ -56,17 +56,17 @@ fn the_sound_server_is_the_sessions_own_and_leaves_nothing_behind() {
     assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
-/// `secs` of a stereo sine at `hz`, amplitude 0.5, s16le at 48 kHz.
-fn sine(hz: f64, secs: f64) -> Vec<u8> {
-    let n = (48_000.0 * secs) as usize;
-    let mut out = Vec::with_capacity(n * 4);
-    for i in 0..n {
-        let v =
-            (0.5 * 32767.0 * (2.0 * std::f64::consts::PI * hz * i as f64 / 48_000.0).sin()) as i16;
-        out.extend_from_slice(&v.to_le_bytes());
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
+/// A headless viewer that offers to receive sound, and its offer.
+async fn audio_client() -> (ViewerClient, String) {
+    ViewerClient::with_options(
+        vec!["127.0.0.1:0".into()],
+        ClientOptions {
+            audio: true,
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 /// Power of the left channel of interleaved stereo `pcm` at `hz` (Goertzel).
@@ -95,15 +95,7 @@ async fn a_tone_played_in_the_session_is_heard_by_the_viewer_and_silence_costs_a
     );
     let counters = session.audio().unwrap().counters.clone();
 
-    let (mut client, offer) = ViewerClient::with_options(
-        vec!["127.0.0.1:0".into()],
-        ClientOptions {
-            audio: true,
-            ..ClientOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (mut client, offer) = audio_client().await;
     assert!(offer.contains("m=audio"));
     let (_id, answer) = session.add_viewer(offer, true).await.expect("answer");
     let audio_section = answer.split("m=audio").nth(1).expect("an audio section");
@@ -177,7 +169,7 @@ async fn a_tone_played_in_the_session_is_heard_by_the_viewer_and_silence_costs_a
         .stdin
         .take()
         .unwrap()
-        .write_all(&sine(1000.0, 2.0))
+        .write_all(&host::audio::sine_s16le(1000.0, 2.0))
         .unwrap();
     let mut decoder = opus::Decoder::new(48_000, opus::Channels::Stereo).unwrap();
     let mut pcm = vec![0i16; 5760 * 2];
@@ -240,15 +232,7 @@ async fn a_tone_played_in_the_session_is_heard_by_the_viewer_and_silence_costs_a
 async fn a_session_without_sound_rejects_the_audio_section() {
     let display = common::xvfb();
     let session = common::session(&display, "mute", 2);
-    let (mut client, offer) = ViewerClient::with_options(
-        vec!["127.0.0.1:0".into()],
-        ClientOptions {
-            audio: true,
-            ..ClientOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (mut client, offer) = audio_client().await;
     let (_id, answer) = session.add_viewer(offer, true).await.expect("answer");
     assert!(answer.contains("m=audio 0 "), "{answer}");
     client.accept_answer(answer).await.unwrap();

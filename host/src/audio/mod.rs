@@ -326,6 +326,19 @@ fn new_encoder(settings: AudioSettings) -> Result<opus::Encoder, AudioError> {
     Ok(enc)
 }
 
+/// `secs` of a stereo sine at `hz` and half of full scale, s16le at 48 kHz: a test tone.
+pub fn sine_s16le(hz: f64, secs: f64) -> Vec<u8> {
+    let n = (f64::from(RATE) * secs) as usize;
+    let mut out = Vec::with_capacity(n * 4);
+    for i in 0..n {
+        let phase = 2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(RATE);
+        let v = (0.5 * 32767.0 * phase.sin()) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 /// RMS level of interleaved s16 samples, dBFS.
 pub fn level_db(pcm: &[i16]) -> f32 {
     if pcm.is_empty() {

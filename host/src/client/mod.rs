@@ -500,21 +500,10 @@ impl ViewerClient {
     pub async fn next_audio(&mut self, timeout: Duration) -> Option<ReceivedAudio> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(rx) = self.audio.as_mut() {
-                tokio::select! {
-                    a = rx.recv() => return a,
-                    ev = self.events.recv() => match ev { Some(ev) => self.handle(ev), None => return None },
-                    _ = tokio::time::sleep_until(deadline) => return None,
-                }
-            } else {
-                match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                    Ok(Some(ev)) => self.handle(ev),
-                    _ => return None,
-                }
-            }
-            // Keep the video queue from filling while only audio is read.
-            if let Some(f) = self.frames.as_mut() {
-                while f.try_recv().is_ok() {}
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_media(left).await? {
+                Media::Audio(a) => return Some(a),
+                Media::Frame(_) => {}
             }
         }
     }
