@@ -74,10 +74,6 @@ impl DisplayKind {
 
     /// Whether this machine can start this kind: `Err` says what is missing.
     pub fn available(self) -> Result<(), String> {
-        let on_path = |p: &str| {
-            std::env::var_os("PATH")
-                .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(p).is_file()))
-        };
         match self {
             DisplayKind::Xvfb if on_path("Xvfb") => Ok(()),
             DisplayKind::Xvfb => Err(format!("Xvfb is not installed ({})", self.install_hint())),
@@ -280,8 +276,14 @@ fn pick_free_number() -> Option<u32> {
     None
 }
 
+/// Whether `program` is a file in one of `PATH`'s directories.
+pub(crate) fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
 /// The last `max` bytes of a file, as text (for error messages).
-fn tail(path: &Path, max: u64) -> String {
+pub(crate) fn tail(path: &Path, max: u64) -> String {
     let Ok(mut f) = fs::File::open(path) else {
         return String::from("(no output)");
     };

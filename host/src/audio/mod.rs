@@ -129,14 +129,9 @@ const FEC_LOSS_PERCENT: i32 = 5;
 #[derive(Debug, Clone)]
 pub struct AudioPacket {
     pub data: Bytes,
-    /// Its first sample's index on the session's audio timeline.
+    /// Its first sample's index on the session's audio timeline (the timeline follows the
+    /// capture clock; see the module docs).
     pub sample: u64,
-    /// Samples per channel it holds.
-    pub samples: u32,
-    /// When its first sample was captured (estimated: read time minus its duration).
-    pub captured_at: Instant,
-    /// RMS level of the frame, dBFS (-100 for digital silence).
-    pub level_db: f32,
 }
 
 /// Counters of a session's audio.
@@ -469,7 +464,7 @@ impl Worker {
             for (s, b) in pcm.iter_mut().zip(raw.chunks_exact(2)) {
                 *s = i16::from_le_bytes([b[0], b[1]]);
             }
-            let (sample, captured_at, anchored) = timeline.place(now, samples);
+            let (sample, _, anchored) = timeline.place(now, samples);
             if anchored {
                 self.counters.reanchors.fetch_add(1, Ordering::Relaxed);
             }
@@ -490,9 +485,6 @@ impl Worker {
             let _ = self.tx.send(Arc::new(AudioPacket {
                 data: Bytes::copy_from_slice(&out[..n]),
                 sample,
-                samples,
-                captured_at,
-                level_db: level_db(&pcm),
             }));
         }
         self.stop_recorder();

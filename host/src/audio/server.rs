@@ -13,11 +13,13 @@
 //! own `HOME`, `XDG_RUNTIME_DIR` and `XDG_CONFIG_HOME`, loads no default script, and apps are
 //! pointed at it with `PULSE_SERVER` ([`SoundServer::env`]).
 
-use std::io::{self, Read as _, Seek as _, SeekFrom};
+use std::io;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::display::{on_path, tail};
 
 /// The sink the session's apps play into; viewers hear its monitor.
 pub const SINK: &str = "desktop";
@@ -59,18 +61,6 @@ pub enum AudioServerError {
 pub struct SoundServer {
     child: Child,
     dir: PathBuf,
-}
-
-/// Whether `program` is an executable on `PATH`.
-pub fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| {
-            std::fs::metadata(d.join(program)).is_ok_and(|m| {
-                m.is_file()
-                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
-            })
-        })
-    })
 }
 
 /// The server's start-up script: the devices of the module docs, and nothing else.
@@ -149,7 +139,7 @@ impl SoundServer {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(AudioServerError::Exited {
                     status: status.to_string(),
-                    log: tail(&dir.join("server.log")),
+                    log: tail(&dir.join("server.log"), 600),
                 });
             }
             if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
@@ -160,7 +150,7 @@ impl SoundServer {
                 let _ = child.wait();
                 return Err(AudioServerError::Timeout(
                     START_TIMEOUT,
-                    tail(&dir.join("server.log")),
+                    tail(&dir.join("server.log"), 600),
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -239,22 +229,6 @@ impl Drop for DirGuard {
         if let Some(d) = self.0.take() {
             let _ = std::fs::remove_dir_all(d);
         }
-    }
-}
-
-/// The last lines of a log, for an error message.
-fn tail(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        let _ = f.seek(SeekFrom::Start(len.saturating_sub(600)));
-        let _ = f.read_to_string(&mut text);
-    }
-    let text = text.trim();
-    if text.is_empty() {
-        "(no output)".to_owned()
-    } else {
-        text.lines().collect::<Vec<_>>().join(" | ")
     }
 }
 

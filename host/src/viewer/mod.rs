@@ -24,7 +24,7 @@ use tokio::sync::{broadcast, mpsc, Notify};
 use webrtc::data_channel::DataChannel;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
-use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
     MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
     RTCConfigurationBuilder, RTCIceCandidateInit, RTCIceGatheringState, RTCPeerConnectionState,
@@ -33,6 +33,7 @@ use webrtc::peer_connection::{
 
 pub use webrtc::peer_connection::RTCIceServer;
 
+mod audio;
 pub mod codecs;
 pub mod congestion;
 pub mod gcc;
@@ -47,6 +48,7 @@ use crate::clipboard::{Clipboard, ClipboardConfig};
 use crate::input::dispatch::InputDispatcher;
 use crate::pipeline::Pipeline;
 use crate::rtp::{FrameInfo, PlayoutDelay, RtpPacketizer, ABS_CAPTURE_TIME_URI, PLAYOUT_DELAY_URI};
+use audio::AudioParts;
 use codec::Codec;
 
 /// Environment variable that sets [`PeerSettings::playout_delay`]'s default: `off`, `MS` or
@@ -261,14 +263,6 @@ struct TaskParts {
     links: SessionLinks,
     estimate: Option<Arc<congestion::Estimate>>,
     audio: Option<AudioParts>,
-}
-
-/// The viewer's audio track, when the offer takes Opus and the session has sound.
-struct AudioParts {
-    track: Arc<TrackLocalStaticRTP>,
-    ssrc: u32,
-    payload_type: u8,
-    source: Weak<AudioSource>,
 }
 
 /// How long a new viewer may take to connect before it is dropped (an abandoned offer).
@@ -626,29 +620,7 @@ impl Viewer {
                 ..Default::default()
             }],
         )));
-        let audio_track = audio_source.as_ref().map(|_| {
-            let ssrc: u32 = rand::random();
-            // A media stream of its own (msid), not the picture's: Chromium lip-syncs the tracks
-            // of one stream by holding the picture back to the sound's jitter buffer and
-            // output (and its first picture waited for the audio output to start: ≈ 200 ms).
-            // A desktop's picture must not wait; the timestamps and sender reports still put
-            // both on one clock for a client that wants to sync.
-            let track = Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
-                "edgedesk-sound".to_owned(),
-                "sound".to_owned(),
-                "sound".to_owned(),
-                RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: codecs::opus_codec(),
-                    ..Default::default()
-                }],
-            )));
-            (track, ssrc)
-        });
+        let audio_track = audio_source.as_ref().map(|_| audio::track());
         let result = async {
             let sender = pc.add_track(track.clone() as Arc<dyn TrackLocal>).await?;
             let audio_sender = match &audio_track {
@@ -850,7 +822,7 @@ async fn run_viewer(
         early,
         links,
         estimate,
-        audio,
+        mut audio,
     } = parts;
     let pipeline = links.pipeline.clone();
     let (early_tx, mut early_rx) = mpsc::unbounded_channel();
@@ -865,11 +837,10 @@ async fn run_viewer(
     // time, so the page can show glass-to-glass (`clock`).
     let epoch = Instant::now();
     let rtp_clock = {
-        let now = epoch;
         let unix_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3);
-        (packetizer.set_epoch(now), unix_ms)
+        (packetizer.set_epoch(epoch), unix_ms)
     };
     if let Some((ext_id, delay)) = playout_delay {
         tracing::debug!(
@@ -899,7 +870,6 @@ async fn run_viewer(
     let mut backlog = SendBacklog::default();
     let mut backlog_keyframe_asked: Option<Instant> = None;
     let mut joined = false;
-    let mut audio = audio;
     // Dropped when this task ends: the audio task sees it and ends too.
     let (audio_alive, audio_stop) = tokio::sync::watch::channel(());
     let mut input_started = false;
@@ -930,7 +900,7 @@ async fn run_viewer(
                                 p.viewer_joined(codec);
                                 joined = true;
                                 if let Some(a) = audio.take() {
-                                    tokio::spawn(send_audio(Arc::from(id), a, epoch, audio_stop.clone()));
+                                    tokio::spawn(audio::send(Arc::from(id), a, epoch, audio_stop.clone()));
                                 }
                                 tracing::info!(viewer = control::log_tag(id), after_ms = started.elapsed().as_millis() as u64, "viewer connected");
                             }
@@ -961,15 +931,7 @@ async fn run_viewer(
                         match source {
                             Some(source) if kind == RtpCodecKind::Audio && control && links.microphone && !mic_started => {
                                 mic_started = true;
-                                let (server, counters) = (source.server().pulse_server(), source.mic.clone());
-                                let started = tokio::task::spawn_blocking(move || crate::audio::mic::Microphone::start(&server, counters)).await;
-                                match started.map_err(std::io::Error::other).and_then(|r| r) {
-                                    Ok(mic) => {
-                                        tracing::info!(viewer = control::log_tag(id), "microphone plays into the session");
-                                        tokio::spawn(receive_microphone(Arc::from(id), track, mic, audio_stop.clone()));
-                                    }
-                                    Err(e) => tracing::warn!(viewer = control::log_tag(id), error = %e, "cannot play the viewer's microphone"),
-                                }
+                                audio::start_microphone(Arc::from(id), track, &source, audio_stop.clone()).await;
                             }
                             _ => tracing::debug!(viewer = control::log_tag(id), ?kind, "ignoring a track from the viewer"),
                         }
@@ -1096,83 +1058,4 @@ async fn run_viewer(
     drop(audio_alive);
     let _ = pc.close().await;
     tracing::info!(viewer = control::log_tag(id), "viewer gone");
-}
-
-/// Forwards a viewer's microphone into the session until the track or the viewer ends.
-async fn receive_microphone(
-    id: Arc<str>,
-    track: Arc<dyn TrackRemote>,
-    mic: crate::audio::mic::Microphone,
-    mut alive: tokio::sync::watch::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            _ = alive.changed() => break,
-            ev = track.poll() => match ev {
-                Some(TrackRemoteEvent::OnRtpPacket(p)) => {
-                    if !mic.push(p.header.sequence_number, p.payload) {
-                        tracing::warn!(viewer = control::log_tag(&id), "the session's sound server no longer plays the microphone");
-                        break;
-                    }
-                }
-                None | Some(TrackRemoteEvent::OnEnded | TrackRemoteEvent::OnError) => break,
-                Some(_) => {}
-            }
-        }
-    }
-    tracing::debug!(viewer = control::log_tag(&id), "microphone ended");
-    // Stopping the player joins its thread.
-    let _ = tokio::task::spawn_blocking(move || drop(mic)).await;
-}
-
-/// Sends the session's sound to one viewer until the viewer's task ends: on its own task,
-/// so audio never waits behind a video frame.
-async fn send_audio(
-    id: Arc<str>,
-    parts: AudioParts,
-    epoch: Instant,
-    mut alive: tokio::sync::watch::Receiver<()>,
-) {
-    let AudioParts {
-        track,
-        ssrc,
-        payload_type,
-        source,
-    } = parts;
-    let Some((mut packets, start)) = source.upgrade().map(|s| (s.subscribe(), s.start_instant()))
-    else {
-        return;
-    };
-    drop(source);
-    let mut rtp = crate::rtp::opus::OpusPacketizer::new(
-        ssrc,
-        payload_type,
-        rand::random(),
-        rand::random(),
-        epoch,
-        start,
-    );
-    tracing::debug!(
-        viewer = control::log_tag(&id),
-        payload_type,
-        "sending audio"
-    );
-    loop {
-        tokio::select! {
-            _ = alive.changed() => break,
-            p = packets.recv() => match p {
-                Ok(p) => {
-                    if let Some(packet) = rtp.packetize(&p.data, p.sample) {
-                        if let Err(e) = track.write_rtp(packet).await {
-                            tracing::debug!(viewer = control::log_tag(&id), error = %e, "audio write failed");
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(viewer = control::log_tag(&id), n, "audio packets dropped (viewer lagging)");
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    }
 }
